@@ -1,0 +1,250 @@
+//! DCGAN (Radford, Metz & Chintala, 2016) sized for 28x28 images.
+//!
+//! The generator maps a latent vector `z ~ N(0, I)` to an image in `[-1, 1]` with a projection
+//! and two fractionally-strided (transposed) convolutions; the discriminator mirrors it with two
+//! strided convolutions and returns a logit `l(x)`, so that `D(x) = sigmoid(l(x))` is the
+//! probability that `x` came from the data rather than from the generator.
+//! Both use BatchNorm, ReLU in the generator and LeakyReLU(0.2) in the discriminator, no
+//! pooling, and the paper's N(0, 0.02) initialisation.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::activation::{leaky_relu, relu, tanh};
+
+use crate::layers::{dcgan_batch_norm, dcgan_weight_init};
+
+/// Side of the generator's first feature map; two 2x upsamplings give 28.
+const BASE_SIDE: usize = 7;
+/// LeakyReLU slope of the discriminator, as in the paper.
+const LEAKY_SLOPE: f64 = 0.2;
+
+/// Builds a [`Generator`].
+#[derive(Config, Debug)]
+pub struct GeneratorConfig {
+    /// Size of the latent vector z.
+    #[config(default = 100)]
+    pub latent_dim: usize,
+    /// Channels of the 7x7 feature map; the 14x14 map has half as many.
+    #[config(default = 256)]
+    pub base_channels: usize,
+    /// Channels of the generated image.
+    #[config(default = 1)]
+    pub image_channels: usize,
+}
+
+/// G(z): latent vector -> image in `[-1, 1]`.
+#[derive(Module, Debug)]
+pub struct Generator {
+    project: Linear,
+    project_norm: BatchNorm,
+    upsample: ConvTranspose2d,
+    upsample_norm: BatchNorm,
+    to_image: ConvTranspose2d,
+    latent_dim: usize,
+    base_channels: usize,
+}
+
+impl GeneratorConfig {
+    /// Initialises the generator with the DCGAN weight initialisation.
+    pub fn init(&self, device: &Device) -> Generator {
+        let projected = self.base_channels * BASE_SIDE * BASE_SIDE;
+        let half = self.base_channels / 2;
+        let up = |channels: [usize; 2], bias: bool| {
+            ConvTranspose2dConfig::new(channels, [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .with_bias(bias)
+                .with_initializer(dcgan_weight_init())
+                .init(device)
+        };
+        Generator {
+            project: LinearConfig::new(self.latent_dim, projected)
+                .with_bias(false)
+                .with_initializer(dcgan_weight_init())
+                .init(device),
+            project_norm: dcgan_batch_norm(projected, device),
+            upsample: up([self.base_channels, half], false),
+            upsample_norm: dcgan_batch_norm(half, device),
+            to_image: up([half, self.image_channels], true),
+            latent_dim: self.latent_dim,
+            base_channels: self.base_channels,
+        }
+    }
+}
+
+impl Generator {
+    /// Maps latent vectors `[B, latent_dim]` to images `[B, C, 28, 28]` in `[-1, 1]`.
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
+        let [batch, _] = z.dims();
+        let x = self.project.forward(z); // [B, 256*7*7]
+        let x = relu(self.project_norm.forward(x)); // [B, 256*7*7]
+        let x = x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]); // [B, 256, 7, 7]
+        let x = relu(self.upsample_norm.forward(self.upsample.forward(x))); // [B, 128, 14, 14]
+        tanh(self.to_image.forward(x)) // [B, 1, 28, 28]
+    }
+
+    /// Draws `count` latent vectors from the prior N(0, I): `[count, latent_dim]`.
+    pub fn sample_latent(&self, count: usize, device: &Device) -> Tensor<2> {
+        Tensor::random([count, self.latent_dim], Distribution::Normal(0.0, 1.0), device)
+    }
+
+    /// Size of the latent vector this generator takes.
+    pub fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+}
+
+/// Builds a [`Discriminator`].
+#[derive(Config, Debug)]
+pub struct DiscriminatorConfig {
+    /// Channels of the input image.
+    #[config(default = 1)]
+    pub image_channels: usize,
+    /// Channels after the first convolution (14x14); the second has twice as many (7x7).
+    #[config(default = 64)]
+    pub base_channels: usize,
+}
+
+/// D(x) as a logit: image -> `l(x)`, with `D(x) = sigmoid(l(x))`.
+#[derive(Module, Debug)]
+pub struct Discriminator {
+    downsample1: Conv2d,
+    downsample2: Conv2d,
+    downsample2_norm: BatchNorm,
+    classify: Linear,
+}
+
+impl DiscriminatorConfig {
+    /// Initialises the discriminator with the DCGAN weight initialisation.
+    pub fn init(&self, device: &Device) -> Discriminator {
+        let double = self.base_channels * 2;
+        let down = |channels: [usize; 2], bias: bool| {
+            Conv2dConfig::new(channels, [4, 4])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(bias)
+                .with_initializer(dcgan_weight_init())
+                .init(device)
+        };
+        Discriminator {
+            downsample1: down([self.image_channels, self.base_channels], true),
+            downsample2: down([self.base_channels, double], false),
+            downsample2_norm: dcgan_batch_norm(double, device),
+            classify: LinearConfig::new(double * BASE_SIDE * BASE_SIDE, 1)
+                .with_initializer(dcgan_weight_init())
+                .init(device),
+        }
+    }
+}
+
+impl Discriminator {
+    /// Maps images `[B, C, 28, 28]` to logits `[B, 1]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = leaky_relu(self.downsample1.forward(images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = self.downsample2_norm.forward(self.downsample2.forward(x)); // [B, 128, 7, 7]
+        let x = leaky_relu(x, LEAKY_SLOPE); // [B, 128, 7, 7]
+        self.classify.forward(x.flatten(1, 3)) // [B, 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gan_loss::discriminator_loss;
+    use burn::module::Module;
+
+    #[test]
+    fn generator_and_discriminator_shapes() {
+        let device = Device::flex();
+        let generator = GeneratorConfig::new().init(&device);
+        let discriminator = DiscriminatorConfig::new().init(&device);
+        let z = generator.sample_latent(3, &device);
+        assert_eq!(z.dims(), [3, 100]);
+
+        // Every intermediate shape of the generator, layer by layer.
+        let x = generator.project.forward(z.clone());
+        assert_eq!(x.dims(), [3, 256 * 7 * 7]);
+        let x = x.reshape([3, 256, 7, 7]);
+        let x = generator.upsample.forward(x);
+        assert_eq!(x.dims(), [3, 128, 14, 14]);
+        let x = generator.to_image.forward(x);
+        assert_eq!(x.dims(), [3, 1, 28, 28]);
+
+        let images = generator.forward(z);
+        assert_eq!(images.dims(), [3, 1, 28, 28]);
+        let values = images.clone().into_data().to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)), "tanh output out of range");
+
+        let x = discriminator.downsample1.forward(images.clone());
+        assert_eq!(x.dims(), [3, 64, 14, 14]);
+        let x = discriminator.downsample2.forward(x);
+        assert_eq!(x.dims(), [3, 128, 7, 7]);
+        assert_eq!(discriminator.forward(images).dims(), [3, 1]);
+    }
+
+    #[test]
+    fn parameter_counts_match_the_architecture() {
+        let device = Device::flex();
+        let generator = GeneratorConfig::new().init(&device);
+        let discriminator = DiscriminatorConfig::new().init(&device);
+        let g_expected = 100 * 12544 // projection, no bias
+            + 2 * 12544 // its BatchNorm
+            + 256 * 128 * 16 // transposed conv 256 -> 128, no bias
+            + 2 * 128 // its BatchNorm
+            + 128 * 16 + 1; // transposed conv 128 -> 1 with bias
+        let d_expected = 64 * 16 + 64 // conv 1 -> 64
+            + 64 * 128 * 16 // conv 64 -> 128, no bias
+            + 2 * 128 // its BatchNorm
+            + 6272 + 1; // linear 6272 -> 1
+        assert_eq!(generator.num_params(), g_expected);
+        assert_eq!(discriminator.num_params(), d_expected);
+    }
+
+    #[test]
+    fn initialisation_follows_dcgan() {
+        let device = Device::flex();
+        let generator = GeneratorConfig::new().init(&device);
+        let weights = generator.project.weight.val().into_data().to_vec::<f32>().unwrap();
+        let n = weights.len() as f64;
+        let mean = weights.iter().map(|&w| w as f64).sum::<f64>() / n;
+        let std = (weights.iter().map(|&w| (w as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        // 1.25M draws: the sample std of N(0, 0.02) is within 1% of 0.02.
+        assert!(mean.abs() < 1e-3, "mean {mean}");
+        assert!((std - 0.02).abs() < 2e-4, "std {std}");
+        let gamma = generator.project_norm.gamma.val().into_data().to_vec::<f32>().unwrap();
+        let gamma_mean = gamma.iter().map(|&g| g as f64).sum::<f64>() / gamma.len() as f64;
+        assert!((gamma_mean - 1.0).abs() < 2e-3, "gamma mean {gamma_mean}");
+        let beta = generator.project_norm.beta.val().into_data().to_vec::<f32>().unwrap();
+        assert!(beta.iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn a_few_adam_steps_lower_the_discriminator_loss_on_a_fixed_batch() {
+        use burn::optim::{AdamConfig, GradientsParams};
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let generator = GeneratorConfig::new().init(&device);
+        let mut discriminator = DiscriminatorConfig::new().init(&device);
+        let mut optimizer = AdamConfig::new()
+            .with_beta_1(0.5)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .init();
+        // "Real" images: a fixed smooth pattern; fake images: a fixed generator batch.
+        let real = Tensor::<4>::random([16, 1, 28, 28], Distribution::Uniform(0.5, 1.0), &device);
+        let fake = generator.forward(generator.sample_latent(16, &device)).detach();
+        let loss_of = |d: &Discriminator| {
+            discriminator_loss(d.forward(real.clone()), d.forward(fake.clone()))
+        };
+        let initial = loss_of(&discriminator).into_scalar::<f32>();
+        for _ in 0..5 {
+            let loss = loss_of(&discriminator);
+            let grads = GradientsParams::from_grads(loss.backward(), &discriminator);
+            discriminator = optimizer.step(2e-4, discriminator, grads);
+        }
+        let after = loss_of(&discriminator).into_scalar::<f32>();
+        assert!(after < initial * 0.9, "loss {initial} -> {after}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Generative models for 28x28 images, written against the equations of their papers.
+//!
+//! Every network is one struct built from a `Config`; the maths that is not a network
+//! (losses, output-size formulas, initialisation) lives beside it as plain functions so it can
+//! be read and tested on its own.
+//!
+//! - [`dcgan`]: the DCGAN generator and discriminator (Radford et al., 2016).
+//! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
+//! - [`layers`]: small shared pieces: layer output sizes and the DCGAN initialisation.
+
+pub mod dcgan;
+pub mod gan_loss;
+pub mod layers;
+
+pub use dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
+pub use gan_loss::GeneratorLoss;
+
+/// Re-exported so that users of this crate name the exact burn the models were built with.
+pub use burn;

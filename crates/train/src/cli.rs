@@ -1,0 +1,104 @@
+//! Flags every training example shares, so they read and behave alike.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendChoice;
+
+/// The common flags: what to train on, where, for how long and where to write.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct CommonArgs {
+    /// Passes over the training split (the model's default when omitted).
+    #[arg(long, value_parser = parse_positive_usize)]
+    pub epochs: Option<usize>,
+    /// Images per optimisation step.
+    #[arg(long, default_value_t = 128, value_parser = parse_positive_usize)]
+    pub batch_size: usize,
+    /// Learning rate (the model's default when omitted).
+    #[arg(long, value_parser = parse_positive_f64)]
+    pub lr: Option<f64>,
+    /// Seed for initialisation, noise and data order.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop after this many optimisation steps (for smoke runs).
+    #[arg(long, value_parser = parse_positive_u64)]
+    pub max_steps: Option<u64>,
+    /// Folder with the Fashion-MNIST IDX files [default: $GENMODELS_DATA_DIR or
+    /// datasets/fashion-mnist]; fetched there when absent.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Run folder for grids, metrics and checkpoints [default: runs/<model>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Continue from the latest checkpoint in the run folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// Steps between rows of metrics.csv.
+    #[arg(long, default_value_t = 50, value_parser = parse_positive_u64)]
+    pub log_every: u64,
+}
+
+fn parse_positive_usize(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+fn parse_positive_u64(text: &str) -> Result<u64, String> {
+    parse_positive_usize(text).map(|v| v as u64)
+}
+
+/// Parses a strictly positive, finite real number.
+pub fn parse_positive_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        Ok(_) => Err(format!("must be a positive number, got {text}")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn error_of(args: &[&str]) -> String {
+        let mut argv = vec!["prog"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).err().expect("should be refused").to_string()
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        let zero = error_of(&["--batch-size", "0"]);
+        assert!(zero.contains("--batch-size") && zero.contains("at least 1"), "{zero}");
+        let negative = error_of(&["--lr", "-0.1"]);
+        assert!(negative.contains("--lr") && negative.contains("positive"), "{negative}");
+        let nan = error_of(&["--lr", "NaN"]);
+        assert!(nan.contains("--lr"), "{nan}");
+        let backend = error_of(&["--backend", "tpu"]);
+        assert!(backend.contains("tpu") && backend.contains("flex"), "{backend}");
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = Cli::try_parse_from(["prog"]).unwrap();
+        assert_eq!(cli.common.batch_size, 128);
+        assert_eq!(cli.common.backend, BackendChoice::Auto);
+        assert_eq!(cli.common.epochs, None);
+        assert!(!cli.common.resume);
+    }
+}

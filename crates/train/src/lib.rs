@@ -1,0 +1,28 @@
+//! The training kit shared by every genmodels example: backend choice, run folders,
+//! checkpoints, image grids, progress bars and metric logs, and the training loops themselves.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod cli;
+pub mod dcgan;
+pub mod fsutil;
+pub mod grid;
+pub mod metrics;
+pub mod run;
+pub mod summary;
+
+pub use backend::{BackendChoice, SelectedDevice, select_device};
+pub use cli::CommonArgs;
+pub use summary::TrainSummary;
+
+/// Runs an example's `main` body: prints an error chain as `error: ...` and exits with
+/// status 1, without a panic backtrace.
+pub fn exit_on_error(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
