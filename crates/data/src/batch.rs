@@ -86,7 +86,10 @@ impl HostBatch {
     pub fn to_device(self, device: &Device) -> Batch {
         let len = self.labels.len();
         Batch {
-            images: Tensor::from_data(TensorData::new(self.pixels, [len, 1, IMAGE_SIDE, IMAGE_SIDE]), device),
+            images: Tensor::from_data(
+                TensorData::new(self.pixels, [len, 1, IMAGE_SIDE, IMAGE_SIDE]),
+                device,
+            ),
             labels: Tensor::from_data(TensorData::new(self.labels, [len]), device),
         }
     }
@@ -104,7 +107,10 @@ impl Split {
         for &index in indices {
             pixels.extend(self.image(index).iter().map(|&p| table[p as usize]));
         }
-        let labels = indices.iter().map(|&index| self.labels[index] as i64).collect();
+        let labels = indices
+            .iter()
+            .map(|&index| self.labels[index] as i64)
+            .collect();
         HostBatch { pixels, labels }
     }
 
@@ -112,7 +118,12 @@ impl Split {
     ///
     /// # Panics
     /// If an index is not below `self.len()`.
-    pub fn images_tensor(&self, indices: &[usize], range: PixelRange, device: &Device) -> Tensor<4> {
+    pub fn images_tensor(
+        &self,
+        indices: &[usize],
+        range: PixelRange,
+        device: &Device,
+    ) -> Tensor<4> {
         self.batch(indices, range, device).images
     }
 
@@ -121,7 +132,10 @@ impl Split {
     /// # Panics
     /// If an index is not below `self.len()`.
     pub fn labels_tensor(&self, indices: &[usize], device: &Device) -> Tensor<1, Int> {
-        let labels: Vec<i64> = indices.iter().map(|&index| self.labels[index] as i64).collect();
+        let labels: Vec<i64> = indices
+            .iter()
+            .map(|&index| self.labels[index] as i64)
+            .collect();
         Tensor::from_data(TensorData::new(labels, [indices.len()]), device)
     }
 
@@ -166,7 +180,13 @@ impl BatchLoader {
     /// If `batch_size` is 0.
     pub fn new(split: Arc<Split>, batch_size: usize, range: PixelRange) -> Self {
         assert!(batch_size > 0, "batch size must be at least 1");
-        BatchLoader { split, batch_size, range, seed: 0, drop_last: false }
+        BatchLoader {
+            split,
+            batch_size,
+            range,
+            seed: 0,
+            drop_last: false,
+        }
     }
 
     /// Sets the seed the per-epoch orders are drawn from.
@@ -200,19 +220,30 @@ impl BatchLoader {
     /// Number of batches in each epoch.
     pub fn num_batches(&self) -> usize {
         let len = self.split.len();
-        if self.drop_last { len / self.batch_size } else { len.div_ceil(self.batch_size) }
+        if self.drop_last {
+            len / self.batch_size
+        } else {
+            len.div_ceil(self.batch_size)
+        }
     }
 
     /// The order in which epoch `epoch` visits the split: a permutation of `0..split.len()`
     /// that depends only on the seed and `epoch`.
     pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        permutation(self.split.len(), &mut SplitMix64::for_stream(self.seed, epoch))
+        permutation(
+            self.split.len(),
+            &mut SplitMix64::for_stream(self.seed, epoch),
+        )
     }
 
     /// The indices of each batch of epoch `epoch`, in order.
     pub fn epoch_batch_indices(&self, epoch: u64) -> Vec<Vec<usize>> {
         let order = self.epoch_order(epoch);
-        order.chunks(self.batch_size).take(self.num_batches()).map(<[usize]>::to_vec).collect()
+        order
+            .chunks(self.batch_size)
+            .take(self.num_batches())
+            .map(<[usize]>::to_vec)
+            .collect()
     }
 
     /// The batches of epoch `epoch`, uploaded to `device` one at a time as the iterator is
@@ -237,7 +268,12 @@ impl BatchLoader {
             })
             // Only fails when the OS is out of threads, which no training run would survive.
             .expect("cannot start the batch-preparation thread");
-        EpochBatches { receiver: Some(receiver), worker: Some(worker), device: device.clone(), remaining }
+        EpochBatches {
+            receiver: Some(receiver),
+            worker: Some(worker),
+            device: device.clone(),
+            remaining,
+        }
     }
 }
 

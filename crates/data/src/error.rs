@@ -199,12 +199,23 @@ pub enum DataError {
 
 impl DataError {
     /// Shorthand for [`DataError::Io`].
-    pub(crate) fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), action, source }
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: &'static str,
+        source: std::io::Error,
+    ) -> Self {
+        DataError::Io {
+            path: path.into(),
+            action,
+            source,
+        }
     }
 
     /// Shorthand for [`DataError::BadPackage`].
     pub(crate) fn bad_package(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        DataError::BadPackage { path: path.into(), detail: detail.into() }
+        DataError::BadPackage {
+            path: path.into(),
+            detail: detail.into(),
+        }
     }
 }

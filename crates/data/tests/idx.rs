@@ -74,9 +74,17 @@ fn gzip_is_detected_by_content_not_name() {
     let labels = vec![1, 2, 3];
     // Compressed content under a plain name, and plain content under a .gz name.
     let compressed_plain_name = dir.path().join("labels-idx1-ubyte");
-    fs::write(&compressed_plain_name, gzip(&[header(0x0801, &[3]), labels.clone()].concat())).unwrap();
+    fs::write(
+        &compressed_plain_name,
+        gzip(&[header(0x0801, &[3]), labels.clone()].concat()),
+    )
+    .unwrap();
     let plain_gz_name = dir.path().join("labels-idx1-ubyte.gz");
-    fs::write(&plain_gz_name, [header(0x0801, &[3]), labels.clone()].concat()).unwrap();
+    fs::write(
+        &plain_gz_name,
+        [header(0x0801, &[3]), labels.clone()].concat(),
+    )
+    .unwrap();
     assert_eq!(idx::read_labels(&compressed_plain_name).unwrap(), labels);
     assert_eq!(idx::read_labels(&plain_gz_name).unwrap(), labels);
 }
@@ -101,7 +109,10 @@ fn writer_leaves_only_the_destination_file() {
     idx::write_images(&path, &sample_pixels(), Encoding::Raw).unwrap();
     // Overwriting goes through a temporary file too.
     idx::write_images(&path, &sample_pixels()[..IMAGE_PIXELS], Encoding::Raw).unwrap();
-    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("images")]);
     assert_eq!(idx::read_images(&path).unwrap().len(), IMAGE_PIXELS);
 }
@@ -111,11 +122,24 @@ fn writer_rejects_bad_buffers_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     let error = idx::write_images(&images, &[0u8; 100], Encoding::Raw).unwrap_err();
-    assert!(matches!(error, DataError::BadDimensions { .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::BadDimensions { .. }),
+        "{error:?}"
+    );
     assert_names(&error, &images);
     let labels = dir.path().join("labels");
     let error = idx::write_labels(&labels, &[1, 10], Encoding::Raw).unwrap_err();
-    assert!(matches!(error, DataError::LabelOutOfRange { index: 1, label: 10, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::LabelOutOfRange {
+                index: 1,
+                label: 10,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
@@ -123,9 +147,23 @@ fn writer_rejects_bad_buffers_without_writing() {
 fn bad_magic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("not-idx");
-    fs::write(&path, [header(0xDEAD_BEEF, &[1, 28, 28]), vec![0; IMAGE_PIXELS]].concat()).unwrap();
+    fs::write(
+        &path,
+        [header(0xDEAD_BEEF, &[1, 28, 28]), vec![0; IMAGE_PIXELS]].concat(),
+    )
+    .unwrap();
     let error = idx::read_images(&path).unwrap_err();
-    assert!(matches!(error, DataError::BadMagic { expected: 0x0803, found: 0xDEAD_BEEF, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::BadMagic {
+                expected: 0x0803,
+                found: 0xDEAD_BEEF,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_names(&error, &path);
 }
 
@@ -133,9 +171,16 @@ fn bad_magic() {
 fn wrong_image_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("images-29x28");
-    fs::write(&path, [header(0x0803, &[1, 29, 28]), vec![0; 29 * 28]].concat()).unwrap();
+    fs::write(
+        &path,
+        [header(0x0803, &[1, 29, 28]), vec![0; 29 * 28]].concat(),
+    )
+    .unwrap();
     let error = idx::read_images(&path).unwrap_err();
-    assert!(matches!(error, DataError::BadDimensions { .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::BadDimensions { .. }),
+        "{error:?}"
+    );
     assert_names(&error, &path);
     assert!(error.to_string().contains("29x28"), "{error}");
 }
@@ -147,13 +192,19 @@ fn wrong_rank() {
     let labels = dir.path().join("labels");
     idx::write_labels(&labels, &[1, 2], Encoding::Raw).unwrap();
     let error = idx::read_images(&labels).unwrap_err();
-    assert!(matches!(error, DataError::BadDimensions { .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::BadDimensions { .. }),
+        "{error:?}"
+    );
     assert_names(&error, &labels);
 
     let images = dir.path().join("images");
     idx::write_images(&images, &sample_pixels(), Encoding::Raw).unwrap();
     let error = idx::read_labels(&images).unwrap_err();
-    assert!(matches!(error, DataError::BadDimensions { .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::BadDimensions { .. }),
+        "{error:?}"
+    );
     assert_names(&error, &images);
 }
 
@@ -163,19 +214,44 @@ fn truncated_header_and_body() {
     let short_header = dir.path().join("short-header");
     fs::write(&short_header, &header(0x0803, &[1, 28, 28])[..10]).unwrap();
     let error = idx::read_images(&short_header).unwrap_err();
-    assert!(matches!(error, DataError::Truncated { what: "header", expected: 16, found: 10, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::Truncated {
+                what: "header",
+                expected: 16,
+                found: 10,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_names(&error, &short_header);
 
     let empty = dir.path().join("empty");
     fs::write(&empty, []).unwrap();
     let error = idx::read_labels(&empty).unwrap_err();
-    assert!(matches!(error, DataError::Truncated { found: 0, .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::Truncated { found: 0, .. }),
+        "{error:?}"
+    );
 
     let short_body = dir.path().join("short-body.gz");
-    fs::write(&short_body, gzip(&[header(0x0803, &[2, 28, 28]), vec![0; IMAGE_PIXELS]].concat())).unwrap();
+    fs::write(
+        &short_body,
+        gzip(&[header(0x0803, &[2, 28, 28]), vec![0; IMAGE_PIXELS]].concat()),
+    )
+    .unwrap();
     let error = idx::read_images(&short_body).unwrap_err();
     assert!(
-        matches!(error, DataError::Truncated { expected: 1568, found: 784, .. }),
+        matches!(
+            error,
+            DataError::Truncated {
+                expected: 1568,
+                found: 784,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert_names(&error, &short_body);
@@ -187,7 +263,17 @@ fn trailing_bytes() {
     let path = dir.path().join("labels");
     fs::write(&path, [header(0x0801, &[2]), vec![1, 2, 3]].concat()).unwrap();
     let error = idx::read_labels(&path).unwrap_err();
-    assert!(matches!(error, DataError::TrailingData { expected: 2, extra: 1, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::TrailingData {
+                expected: 2,
+                extra: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_names(&error, &path);
 }
 
@@ -216,7 +302,17 @@ fn label_out_of_range() {
     let path = dir.path().join("labels");
     fs::write(&path, [header(0x0801, &[3]), vec![9, 10, 0]].concat()).unwrap();
     let error = idx::read_labels(&path).unwrap_err();
-    assert!(matches!(error, DataError::LabelOutOfRange { index: 1, label: 10, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::LabelOutOfRange {
+                index: 1,
+                label: 10,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_names(&error, &path);
 }
 
@@ -236,7 +332,17 @@ fn split_rejects_count_mismatch() {
     idx::write_images(&images, &sample_pixels(), Encoding::Raw).unwrap();
     idx::write_labels(&labels, &[1, 2], Encoding::Gzip).unwrap();
     let error = Split::load(&images, &labels).unwrap_err();
-    assert!(matches!(error, DataError::CountMismatch { images: 3, labels: 2, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::CountMismatch {
+                images: 3,
+                labels: 2,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_names(&error, &images);
     assert_names(&error, &labels);
 

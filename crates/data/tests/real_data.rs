@@ -53,15 +53,28 @@ fn real_data_loads_with_the_expected_sizes_and_content() {
         let mut content = Vec::new();
         let file = std::fs::File::open(&path).unwrap();
         if path.extension().is_some_and(|e| e == "gz") {
-            flate2::read::MultiGzDecoder::new(file).read_to_end(&mut content).unwrap();
+            flate2::read::MultiGzDecoder::new(file)
+                .read_to_end(&mut content)
+                .unwrap();
         } else {
-            std::io::BufReader::new(file).read_to_end(&mut content).unwrap();
+            std::io::BufReader::new(file)
+                .read_to_end(&mut content)
+                .unwrap();
         }
-        let hex: String = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         matching += usize::from(hex == expected);
     }
     match matching {
-        0 => println!("the files in {} are not the npm conversion; assuming they were supplied by hand", dir.display()),
-        _ => assert_eq!(matching, 4, "some but not all files match the recorded conversion"),
+        0 => println!(
+            "the files in {} are not the npm conversion; assuming they were supplied by hand",
+            dir.display()
+        ),
+        _ => assert_eq!(
+            matching, 4,
+            "some but not all files match the recorded conversion"
+        ),
     }
 }

@@ -17,7 +17,7 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 128, value_parser = parse_positive_usize)]
     pub batch_size: usize,
     /// Learning rate (the model's default when omitted).
-    #[arg(long, value_parser = parse_positive_f64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_positive_f64)]
     pub lr: Option<f64>,
     /// Seed for initialisation, noise and data order.
     #[arg(long, default_value_t = 42)]

@@ -196,7 +196,7 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
             let at_end = step % steps_per_epoch == 0 || stop;
             if step % common.log_every == 0 || at_end {
                 // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = interval.take().expect("at least one step").into_data().to_vec::<f32>()?;
+                let sums = interval.take().expect("at least one step").into_data().try_to_vec::<f32>()?;
                 let mean: Vec<f64> = sums.iter().map(|&s| s as f64 / interval_steps as f64).collect();
                 interval_steps = 0;
                 check_finite(&[("loss_d", mean[0]), ("loss_g", mean[1])], step, &run.checkpoints)?;

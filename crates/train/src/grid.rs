@@ -35,7 +35,7 @@ pub fn image_grid(images: Tensor<4>, columns: usize, padding: usize, scale: Pixe
     if count == 0 || columns == 0 {
         bail!("an image grid needs at least one image and one column");
     }
-    let pixels = images.into_data().convert::<f32>().to_vec::<f32>()?;
+    let pixels = images.into_data().convert::<f32>().try_to_vec::<f32>()?;
     let rows = count.div_ceil(columns);
     let grid_width = columns * (width + padding) + padding;
     let grid_height = rows * (height + padding) + padding;
