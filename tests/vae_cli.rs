@@ -136,7 +136,7 @@ fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
 #[test]
 fn bad_flags_get_clear_errors() {
     assert_clean_failure(&run_vae(&["--latent-dim", "1"]), &["--latent-dim"]);
-    assert_clean_failure(&run_vae(&["--beta", "-1"]), &["--beta", "zero or a positive"]);
+    assert_clean_failure(&run_vae(&["--beta=-1"]), &["--beta", "zero or a positive"]);
     assert_clean_failure(&run_vae(&["--model", "gan"]), &["gan", "vae", "ae"]);
     let missing = tempfile::tempdir().unwrap();
     let output = run_vae(&["--backend", "flex", "--analyze", missing.path().join("nowhere").to_str().unwrap()]);
