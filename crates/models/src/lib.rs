@@ -7,13 +7,16 @@
 //! - [`dcgan`]: the DCGAN generator and discriminator (Radford et al., 2016).
 //! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
 //! - [`layers`]: small shared pieces: layer output sizes and the DCGAN initialisation.
+//! - [`vae`]: the variational autoencoder of Kingma & Welling (2014) and the plain autoencoder.
 
 pub mod dcgan;
 pub mod gan_loss;
 pub mod layers;
+pub mod vae;
 
 pub use dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
 pub use gan_loss::GeneratorLoss;
+pub use vae::{Decoder, DecoderConfig, Encoder, EncoderConfig, Vae, VaeConfig};
 
 /// Re-exported so that users of this crate name the exact burn the models were built with.
 pub use burn;

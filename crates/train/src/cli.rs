@@ -64,6 +64,15 @@ pub fn parse_positive_f64(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a finite real number that is zero or more.
+pub fn parse_non_negative_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        Ok(_) => Err(format!("must be zero or a positive number, got {text}")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

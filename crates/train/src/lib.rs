@@ -7,9 +7,11 @@ pub mod cli;
 pub mod dcgan;
 pub mod fsutil;
 pub mod grid;
+pub mod latent;
 pub mod metrics;
 pub mod run;
 pub mod summary;
+pub mod vae;
 
 pub use backend::{BackendChoice, SelectedDevice, select_device};
 pub use cli::CommonArgs;
