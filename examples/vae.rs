@@ -50,8 +50,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings =
-        VaeSettings::from_args(cli.common, cli.model, cli.latent_dim as usize, cli.beta, cli.kl_warmup_epochs);
+    let settings = VaeSettings::from_args(
+        cli.common,
+        cli.model,
+        cli.latent_dim as usize,
+        cli.beta,
+        cli.kl_warmup_epochs,
+    );
     let options = AnalysisOptions {
         tsne_epochs: cli.tsne_epochs as usize,
         images: cli.analysis_images.map(|n| n as usize),

@@ -12,9 +12,19 @@ use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
 
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test` so examples are built", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` so examples are built",
+        path.display()
+    );
     path
 }
 
@@ -33,7 +43,10 @@ fn stderr(output: &Output) -> String {
 fn assert_clean_failure(output: &Output, expected: &[&str]) {
     let text = stderr(output);
     assert!(!output.status.success(), "should fail: {text}");
-    assert!(!text.contains("panicked"), "panicked instead of an error: {text}");
+    assert!(
+        !text.contains("panicked"),
+        "panicked instead of an error: {text}"
+    );
     for needle in expected {
         assert!(text.contains(needle), "`{needle}` missing from: {text}");
     }
@@ -43,20 +56,41 @@ fn assert_clean_failure(output: &Output, expected: &[&str]) {
 fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().to_str().unwrap();
-    let common = ["--backend", "flex", "--batch-size", "16", "--log-every", "1", "--out", out_arg];
+    let common = [
+        "--backend",
+        "flex",
+        "--batch-size",
+        "16",
+        "--log-every",
+        "1",
+        "--out",
+        out_arg,
+    ];
     let first = run_dcgan(&[&common[..], &["--max-steps", "3"]].concat());
     assert!(first.status.success(), "{}", stderr(&first));
 
-    for file in ["real.png", "samples/epoch_001.png", "config.json", "metrics.csv"] {
+    for file in [
+        "real.png",
+        "samples/epoch_001.png",
+        "config.json",
+        "metrics.csv",
+    ] {
         assert!(out.path().join(file).exists(), "{file} missing");
     }
     let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
     // 8 tiles of 28 px with 2 px padding: 8 * 30 + 2.
     assert_eq!((grid.width(), grid.height()), (242, 242));
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 1 + 3, "header and one row per step:\n{metrics}");
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 3,
+        "header and one row per step:\n{metrics}"
+    );
 
-    let checkpoint = Checkpoints::new(out.path().join("checkpoints")).latest().unwrap().unwrap();
+    let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
+        .latest()
+        .unwrap()
+        .unwrap();
     assert_eq!(checkpoint.state.step, 3);
     assert_eq!(checkpoint.state.model, "dcgan");
     let device = Device::flex();
@@ -64,25 +98,41 @@ fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
     let loaded = checkpoint.load_module("generator", fresh.clone()).unwrap();
     let z = fresh.sample_latent(2, &device);
     let (a, b) = (fresh.forward(z.clone()), loaded.forward(z));
-    assert!(!a.all_close(b, None, None), "the loaded weights should differ from a fresh init");
+    assert!(
+        !a.all_close(b, None, None),
+        "the loaded weights should differ from a fresh init"
+    );
 
     let resumed = run_dcgan(&[&common[..], &["--max-steps", "5", "--resume"]].concat());
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
-    let latest = Checkpoints::new(out.path().join("checkpoints")).latest().unwrap().unwrap();
+    let latest = Checkpoints::new(out.path().join("checkpoints"))
+        .latest()
+        .unwrap()
+        .unwrap();
     assert_eq!(latest.state.step, 5);
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 1 + 5, "the resumed run appends:\n{metrics}");
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 5,
+        "the resumed run appends:\n{metrics}"
+    );
     Checkpoint::open(latest.dir).unwrap();
 }
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(&run_dcgan(&["--batch-size", "0"]), &["--batch-size", "at least 1"]);
+    assert_clean_failure(
+        &run_dcgan(&["--batch-size", "0"]),
+        &["--batch-size", "at least 1"],
+    );
     assert_clean_failure(&run_dcgan(&["--lr", "-1"]), &["--lr", "positive"]);
     assert_clean_failure(&run_dcgan(&["--backend", "tpu"]), &["tpu", "flex"]);
     if !cfg!(feature = "cuda") {
-        assert_clean_failure(&run_dcgan(&["--backend", "cuda"]), &["--features cuda", "flex"]);
+        assert_clean_failure(
+            &run_dcgan(&["--backend", "cuda"]),
+            &["--features cuda", "flex"],
+        );
     }
 }
 
@@ -90,15 +140,26 @@ fn bad_flags_get_clear_errors() {
 fn corrupt_data_is_reported_by_file_name() {
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
     for name in names {
         std::fs::write(data.path().join(name), b"\x00\x00\x08\x03not an idx file").unwrap();
     }
     let output = run_dcgan(&[
-        "--backend", "flex", "--data-dir", data.path().to_str().unwrap(),
-        "--out", out.path().to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
     ]);
     assert_clean_failure(&output, &["-idx"]);
-    let checkpoints: Vec<_> = std::fs::read_dir(out.path().join("checkpoints")).unwrap().collect();
+    let checkpoints: Vec<_> = std::fs::read_dir(out.path().join("checkpoints"))
+        .unwrap()
+        .collect();
     assert!(checkpoints.is_empty(), "nothing is trained on bad data");
 }

@@ -6,9 +6,19 @@ use std::process::{Command, Output};
 
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test` so examples are built", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` so examples are built",
+        path.display()
+    );
     path
 }
 
@@ -21,13 +31,20 @@ fn run_vae(args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn assert_clean_failure(output: &Output, expected: &[&str]) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "should fail: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked instead of an error: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "panicked instead of an error: {stderr}"
+    );
     for needle in expected {
         assert!(stderr.contains(needle), "`{needle}` missing from: {stderr}");
     }
@@ -44,13 +61,29 @@ const QUICK_ANALYSIS: [&str; 4] = ["--analysis-images", "300", "--tsne-epochs", 
 fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().to_str().unwrap();
-    let common = ["--backend", "flex", "--batch-size", "32", "--latent-dim", "4", "--out", out_arg];
+    let common = [
+        "--backend",
+        "flex",
+        "--batch-size",
+        "32",
+        "--latent-dim",
+        "4",
+        "--out",
+        out_arg,
+    ];
     let first = run_vae(&[&common[..], &["--max-steps", "4"], &QUICK_ANALYSIS[..]].concat());
     assert!(first.status.success(), "{}", text(&first));
 
     for file in [
-        "recon/epoch_001.png", "samples/epoch_001.png", "metrics.csv", "config.json", "report.json",
-        "latent_map.png", "interpolation.png", "arithmetic.png", "priors.png",
+        "recon/epoch_001.png",
+        "samples/epoch_001.png",
+        "metrics.csv",
+        "config.json",
+        "report.json",
+        "latent_map.png",
+        "interpolation.png",
+        "arithmetic.png",
+        "priors.png",
     ] {
         assert!(out.path().join(file).exists(), "{file} missing");
     }
@@ -69,17 +102,27 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
 
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
     let lines: Vec<&str> = metrics.lines().collect();
-    assert_eq!(lines.len(), 2, "header and one row for the one (partial) epoch:\n{metrics}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "header and one row for the one (partial) epoch:\n{metrics}"
+    );
     let header: Vec<&str> = lines[0].split(',').collect();
     let row: Vec<f64> = lines[1].split(',').map(|v| v.parse().unwrap()).collect();
     let column = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
     assert_eq!(column("step"), 4.0);
     // -ELBO = reconstruction + KL, on both splits.
     for split in ["train", "test"] {
-        let (recon, kl, elbo) =
-            (column(&format!("{split}_recon")), column(&format!("{split}_kl")), column(&format!("{split}_neg_elbo")));
+        let (recon, kl, elbo) = (
+            column(&format!("{split}_recon")),
+            column(&format!("{split}_kl")),
+            column(&format!("{split}_neg_elbo")),
+        );
         assert!(recon > 0.0 && kl >= 0.0, "{split}: recon {recon}, kl {kl}");
-        assert!((elbo - (recon + kl)).abs() < 1e-6 * elbo.abs().max(1.0), "{split}: {elbo} vs {recon} + {kl}");
+        assert!(
+            (elbo - (recon + kl)).abs() < 1e-6 * elbo.abs().max(1.0),
+            "{split}: {elbo} vs {recon} + {kl}"
+        );
     }
 
     let first_report = report(out.path());
@@ -98,19 +141,54 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     // --analyze on the run folder gives the same numbers (decoding mu is deterministic).
     std::fs::remove_file(out.path().join("report.json")).unwrap();
     let again = run_vae(&[
-        "--backend", "flex", "--latent-dim", "4", "--analyze", out_arg, "--analysis-images", "300", "--tsne-epochs", "250",
+        "--backend",
+        "flex",
+        "--latent-dim",
+        "4",
+        "--analyze",
+        out_arg,
+        "--analysis-images",
+        "300",
+        "--tsne-epochs",
+        "250",
     ]);
     assert!(again.status.success(), "{}", text(&again));
     let second_report = report(out.path());
-    for key in ["test_reconstruction_bce", "test_mse_per_pixel", "knn5_accuracy"] {
-        let (a, b) = (first_report[key].as_f64().unwrap(), second_report[key].as_f64().unwrap());
-        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{key}: {a} vs {b}");
+    for key in [
+        "test_reconstruction_bce",
+        "test_mse_per_pixel",
+        "knn5_accuracy",
+    ] {
+        let (a, b) = (
+            first_report[key].as_f64().unwrap(),
+            second_report[key].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1e-3),
+            "{key}: {a} vs {b}"
+        );
     }
 
     // A wrong size or model is refused by name.
-    let wrong_size = run_vae(&["--backend", "flex", "--latent-dim", "8", "--analyze", out_arg]);
+    let wrong_size = run_vae(&[
+        "--backend",
+        "flex",
+        "--latent-dim",
+        "8",
+        "--analyze",
+        out_arg,
+    ]);
     assert_clean_failure(&wrong_size, &["--latent-dim 8"]);
-    let wrong_model = run_vae(&["--backend", "flex", "--latent-dim", "4", "--model", "ae", "--analyze", out_arg]);
+    let wrong_model = run_vae(&[
+        "--backend",
+        "flex",
+        "--latent-dim",
+        "4",
+        "--model",
+        "ae",
+        "--analyze",
+        out_arg,
+    ]);
     assert_clean_failure(&wrong_model, &["`vae` model, not `ae`"]);
 }
 
@@ -118,8 +196,20 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
 fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
     let out = tempfile::tempdir().unwrap();
     let output = run_vae(&[
-        "--backend", "flex", "--model", "ae", "--latent-dim", "2", "--batch-size", "32", "--max-steps", "2",
-        "--out", out.path().to_str().unwrap(), "--analysis-images", "200",
+        "--backend",
+        "flex",
+        "--model",
+        "ae",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "2",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--analysis-images",
+        "200",
     ]);
     assert!(output.status.success(), "{}", text(&output));
     let report = report(out.path());
@@ -139,6 +229,11 @@ fn bad_flags_get_clear_errors() {
     assert_clean_failure(&run_vae(&["--beta=-1"]), &["--beta", "zero or a positive"]);
     assert_clean_failure(&run_vae(&["--model", "gan"]), &["gan", "vae", "ae"]);
     let missing = tempfile::tempdir().unwrap();
-    let output = run_vae(&["--backend", "flex", "--analyze", missing.path().join("nowhere").to_str().unwrap()]);
+    let output = run_vae(&[
+        "--backend",
+        "flex",
+        "--analyze",
+        missing.path().join("nowhere").to_str().unwrap(),
+    ]);
     assert_clean_failure(&output, &["--analyze", "nowhere"]);
 }

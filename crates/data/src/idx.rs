@@ -88,18 +88,20 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let (dims, body_start) =
         parse_header(path, &bytes, 1, "IDX labels (unsigned bytes, 1 dimension)")?;
     let labels = take_body(path, bytes, body_start, dims, "label data")?;
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, l)| **l as usize >= NUM_CLASSES)
-    {
-        return Err(DataError::LabelOutOfRange {
+    check_labels(path, &labels)?;
+    Ok(labels)
+}
+
+/// Every label must be a class index `0..=9`; the first one that is not is reported.
+fn check_labels(path: &Path, labels: &[u8]) -> Result<(), DataError> {
+    match labels.iter().position(|&label| label as usize >= NUM_CLASSES) {
+        Some(index) => Err(DataError::LabelOutOfRange {
             path: path.to_path_buf(),
             index,
-            label,
-        });
+            label: labels[index],
+        }),
+        None => Ok(()),
     }
-    Ok(labels)
 }
 
 /// Writes an images file. `pixels` holds whole 28x28 images, one after the other.
@@ -138,17 +140,7 @@ pub(crate) fn write_labels_hashed(
     labels: &[u8],
     encoding: Encoding,
 ) -> Result<String, DataError> {
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, l)| **l as usize >= NUM_CLASSES)
-    {
-        return Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            index,
-            label,
-        });
-    }
+    check_labels(path, &labels)?;
     let count = dimension(path, labels.len())?;
     write_idx(path, &[count], labels, encoding)
 }

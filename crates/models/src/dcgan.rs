@@ -87,7 +87,11 @@ impl Generator {
 
     /// Draws `count` latent vectors from the prior N(0, I): `[count, latent_dim]`.
     pub fn sample_latent(&self, count: usize, device: &Device) -> Tensor<2> {
-        Tensor::random([count, self.latent_dim], Distribution::Normal(0.0, 1.0), device)
+        Tensor::random(
+            [count, self.latent_dim],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        )
     }
 
     /// Size of the latent vector this generator takes.
@@ -175,7 +179,10 @@ mod tests {
         let images = generator.forward(z);
         assert_eq!(images.dims(), [3, 1, 28, 28]);
         let values = images.clone().into_data().try_to_vec::<f32>().unwrap();
-        assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)), "tanh output out of range");
+        assert!(
+            values.iter().all(|v| (-1.0..=1.0).contains(v)),
+            "tanh output out of range"
+        );
 
         let x = discriminator.downsample1.forward(images.clone());
         assert_eq!(x.dims(), [3, 64, 14, 14]);
@@ -207,17 +214,40 @@ mod tests {
     fn initialisation_follows_dcgan() {
         let device = Device::flex();
         let generator = GeneratorConfig::new().init(&device);
-        let weights = generator.project.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let weights = generator
+            .project
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let n = weights.len() as f64;
         let mean = weights.iter().map(|&w| w as f64).sum::<f64>() / n;
-        let std = (weights.iter().map(|&w| (w as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let std = (weights
+            .iter()
+            .map(|&w| (w as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
         // 1.25M draws: the sample std of N(0, 0.02) is within 1% of 0.02.
         assert!(mean.abs() < 1e-3, "mean {mean}");
         assert!((std - 0.02).abs() < 2e-4, "std {std}");
-        let gamma = generator.project_norm.gamma.val().into_data().try_to_vec::<f32>().unwrap();
+        let gamma = generator
+            .project_norm
+            .gamma
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let gamma_mean = gamma.iter().map(|&g| g as f64).sum::<f64>() / gamma.len() as f64;
         assert!((gamma_mean - 1.0).abs() < 2e-3, "gamma mean {gamma_mean}");
-        let beta = generator.project_norm.beta.val().into_data().try_to_vec::<f32>().unwrap();
+        let beta = generator
+            .project_norm
+            .beta
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(beta.iter().all(|&b| b == 0.0));
     }
 
@@ -235,7 +265,9 @@ mod tests {
             .init();
         // "Real" images: a fixed smooth pattern; fake images: a fixed generator batch.
         let real = Tensor::<4>::random([16, 1, 28, 28], Distribution::Uniform(0.5, 1.0), &device);
-        let fake = generator.forward(generator.sample_latent(16, &device)).detach();
+        let fake = generator
+            .forward(generator.sample_latent(16, &device))
+            .detach();
         let loss_of = |d: &Discriminator| {
             discriminator_loss(d.forward(real.clone()), d.forward(fake.clone()))
         };

@@ -77,7 +77,10 @@ mod tests {
             logits(&real.map(|v| v as f32)),
             logits(&fake.map(|v| v as f32)),
         ));
-        assert!((got - expected).abs() < 1e-5, "got {got}, expected {expected}");
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "got {got}, expected {expected}"
+        );
     }
 
     #[test]
@@ -92,16 +95,25 @@ mod tests {
         let non_saturating = -fake.iter().map(|&l| sigmoid(l).ln()).sum::<f64>() / 3.0;
         let minimax = fake.iter().map(|&l| (1.0 - sigmoid(l)).ln()).sum::<f64>() / 3.0;
         let fake32 = fake.map(|v| v as f32);
-        let got_ns = scalar(generator_loss(logits(&fake32), GeneratorLoss::NonSaturating));
+        let got_ns = scalar(generator_loss(
+            logits(&fake32),
+            GeneratorLoss::NonSaturating,
+        ));
         let got_mm = scalar(generator_loss(logits(&fake32), GeneratorLoss::Minimax));
-        assert!((got_ns - non_saturating).abs() < 1e-5, "{got_ns} vs {non_saturating}");
+        assert!(
+            (got_ns - non_saturating).abs() < 1e-5,
+            "{got_ns} vs {non_saturating}"
+        );
         assert!((got_mm - minimax).abs() < 1e-5, "{got_mm} vs {minimax}");
     }
 
     #[test]
     fn losses_stay_finite_for_confident_logits() {
         // A naive log(sigmoid(l)) gives -inf at l = -200 in f32; softplus gives 200.
-        let got = scalar(generator_loss(logits(&[-200.0]), GeneratorLoss::NonSaturating));
+        let got = scalar(generator_loss(
+            logits(&[-200.0]),
+            GeneratorLoss::NonSaturating,
+        ));
         assert!((got - 200.0).abs() < 1e-3, "{got}");
         let got = scalar(discriminator_loss(logits(&[500.0]), logits(&[-500.0])));
         assert!(got.is_finite() && got.abs() < 1e-6, "{got}");

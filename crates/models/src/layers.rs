@@ -23,7 +23,12 @@ pub fn conv_transpose_output_size(
 
 /// Spatial output size of a convolution along one axis: `O = floor((I + 2P - K) / S) + 1`.
 /// Returns `None` when the kernel does not fit in the padded input.
-pub fn conv_output_size(input: usize, stride: usize, padding: usize, kernel: usize) -> Option<usize> {
+pub fn conv_output_size(
+    input: usize,
+    stride: usize,
+    padding: usize,
+    kernel: usize,
+) -> Option<usize> {
     (input + 2 * padding)
         .checked_sub(kernel)
         .map(|span| span / stride + 1)
@@ -31,7 +36,10 @@ pub fn conv_output_size(input: usize, stride: usize, padding: usize, kernel: usi
 
 /// The DCGAN paper's weight initialisation for convolutions and linear layers: N(0, 0.02).
 pub fn dcgan_weight_init() -> Initializer {
-    Initializer::Normal { mean: 0.0, std: 0.02 }
+    Initializer::Normal {
+        mean: 0.0,
+        std: 0.02,
+    }
 }
 
 /// A BatchNorm layer initialised as in DCGAN: gamma ~ N(1, 0.02), beta = 0.

@@ -83,7 +83,10 @@ impl Encoder {
         let x = relu(self.downsample2.forward(x)); // [B, 64, 7, 7]
         let x = relu(self.hidden.forward(x.flatten(1, 3))); // [B, 256]
         let stats = self.to_posterior.forward(x); // [B, 2d]
-        let [mu, log_var] = stats.split(self.latent_dim, 1).try_into().expect("2d = d + d");
+        let [mu, log_var] = stats
+            .split(self.latent_dim, 1)
+            .try_into()
+            .expect("2d = d + d");
         Posterior { mu, log_var } // [B, d] each
     }
 
@@ -168,8 +171,12 @@ pub struct Vae {
 impl VaeConfig {
     pub fn init(&self, device: &Device) -> Vae {
         Vae {
-            encoder: EncoderConfig::new().with_latent_dim(self.latent_dim).init(device),
-            decoder: DecoderConfig::new().with_latent_dim(self.latent_dim).init(device),
+            encoder: EncoderConfig::new()
+                .with_latent_dim(self.latent_dim)
+                .init(device),
+            decoder: DecoderConfig::new()
+                .with_latent_dim(self.latent_dim)
+                .init(device),
             variational: self.variational,
         }
     }
@@ -248,12 +255,20 @@ impl Vae {
         } else {
             reconstruction.zeros_like()
         };
-        Reconstruction { logits, posterior, terms: ElboTerms { reconstruction, kl } }
+        Reconstruction {
+            logits,
+            posterior,
+            terms: ElboTerms { reconstruction, kl },
+        }
     }
 
     /// Draws `count` latent vectors from the prior N(0, I): `[count, d]`.
     pub fn sample_prior(&self, count: usize, device: &Device) -> Tensor<2> {
-        Tensor::random([count, self.latent_dim()], Distribution::Normal(0.0, 1.0), device)
+        Tensor::random(
+            [count, self.latent_dim()],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        )
     }
 }
 
@@ -288,11 +303,19 @@ mod tests {
     use burn::tensor::TensorData;
 
     fn matrix(values: &[f32], cols: usize, device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(values.to_vec(), [values.len() / cols, cols]), device)
+        Tensor::from_data(
+            TensorData::new(values.to_vec(), [values.len() / cols, cols]),
+            device,
+        )
     }
 
     fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-        t.into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+        t.into_data()
+            .to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
     }
 
     #[test]
@@ -312,10 +335,14 @@ mod tests {
         assert_eq!(terms.reconstruction.dims(), [3]);
         assert_eq!(terms.kl.dims(), [3]);
         assert_eq!(terms.loss(1.0).dims(), [1]);
-        assert_eq!(vae.decoder.decode(vae.sample_prior(4, &device)).dims(), [4, 1, 28, 28]);
+        assert_eq!(
+            vae.decoder.decode(vae.sample_prior(4, &device)).dims(),
+            [4, 1, 28, 28]
+        );
 
         let d = 5;
-        let encoder = (16 * 32 + 32) + (32 * 16 * 64 + 64) + (3136 * 256 + 256) + (256 * 2 * d + 2 * d);
+        let encoder =
+            (16 * 32 + 32) + (32 * 16 * 64 + 64) + (3136 * 256 + 256) + (256 * 2 * d + 2 * d);
         let decoder = (d * 256 + 256) + (256 * 3136 + 3136) + (64 * 32 * 16 + 32) + (32 * 16 + 1);
         assert_eq!(vae.encoder.num_params(), encoder);
         assert_eq!(vae.decoder.num_params(), decoder);
@@ -329,7 +356,10 @@ mod tests {
         let device = Device::flex();
         let mu = [0.5f32, -1.0, 0.0, 2.0, 0.3, -0.7];
         let log_var = [0.0f32, -1.5, 0.8, 0.1, -0.4, 1.2];
-        let closed = to_vec(kl_to_standard_normal(matrix(&mu, 3, &device), matrix(&log_var, 3, &device)));
+        let closed = to_vec(kl_to_standard_normal(
+            matrix(&mu, 3, &device),
+            matrix(&log_var, 3, &device),
+        ));
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let draws = 200_000;
         for row in 0..2 {
@@ -345,10 +375,17 @@ mod tests {
             }
             let estimate = sum / draws as f64;
             // Standard error is about 0.01 for these parameters; allow 4 of them.
-            assert!((closed[row] - estimate).abs() < 0.04, "row {row}: {} vs {estimate}", closed[row]);
+            assert!(
+                (closed[row] - estimate).abs() < 0.04,
+                "row {row}: {} vs {estimate}",
+                closed[row]
+            );
         }
         // And by hand for one coordinate: mu = 0.5, log_var = 0 -> 0.5 * 0.25 = 0.125.
-        let single = to_vec(kl_to_standard_normal(matrix(&[0.5], 1, &device), matrix(&[0.0], 1, &device)));
+        let single = to_vec(kl_to_standard_normal(
+            matrix(&[0.5], 1, &device),
+            matrix(&[0.0], 1, &device),
+        ));
         assert!((single[0] - 0.125).abs() < 1e-6);
     }
 
@@ -368,7 +405,8 @@ mod tests {
                 -x * log_p - (1.0 - x) * (log_p - l)
             })
             .sum();
-        let as_image = |v: &[f32]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 1, 2, 2]), &device);
+        let as_image =
+            |v: &[f32]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 1, 2, 2]), &device);
         let got = to_vec(bernoulli_nll(as_image(&logits), as_image(&targets)))[0];
         assert!((got - expected).abs() < 1e-4, "{got} vs {expected}");
     }
@@ -386,9 +424,16 @@ mod tests {
         let d_log_var = to_vec(log_var.grad(&grads).unwrap());
         // d(sum z)/dmu = 1; d(sum z)/dlog_var = exp(log_var / 2) * eps / 2.
         assert!(d_mu.iter().all(|&g| (g - 1.0).abs() < 1e-6), "{d_mu:?}");
-        for ((g, lv), e) in d_log_var.iter().zip([0.1f64, -0.4, 0.0, 0.7]).zip(eps_values) {
+        for ((g, lv), e) in d_log_var
+            .iter()
+            .zip([0.1f64, -0.4, 0.0, 0.7])
+            .zip(eps_values)
+        {
             let expected = (lv / 2.0).exp() * e as f64 / 2.0;
-            assert!(g.abs() > 0.1 && (g - expected).abs() < 1e-5, "{g} vs {expected}");
+            assert!(
+                g.abs() > 0.1 && (g - expected).abs() < 1e-5,
+                "{g} vs {expected}"
+            );
         }
     }
 
@@ -407,9 +452,18 @@ mod tests {
         let grads = reconstruction.backward();
         let weight = vae.encoder.to_posterior.weight.val();
         let grad = to_vec(weight.grad(&grads).unwrap()); // [256, 2d]: columns d.. are log_var's
-        let log_var_grad: f64 = grad.chunks(8).map(|row| row[4..].iter().map(|g| g.abs()).sum::<f64>()).sum();
-        let mu_grad: f64 = grad.chunks(8).map(|row| row[..4].iter().map(|g| g.abs()).sum::<f64>()).sum();
-        assert!(log_var_grad > 0.0 && mu_grad > 0.0, "mu {mu_grad}, log_var {log_var_grad}");
+        let log_var_grad: f64 = grad
+            .chunks(8)
+            .map(|row| row[4..].iter().map(|g| g.abs()).sum::<f64>())
+            .sum();
+        let mu_grad: f64 = grad
+            .chunks(8)
+            .map(|row| row[..4].iter().map(|g| g.abs()).sum::<f64>())
+            .sum();
+        assert!(
+            log_var_grad > 0.0 && mu_grad > 0.0,
+            "mu {mu_grad}, log_var {log_var_grad}"
+        );
     }
 
     #[test]
@@ -420,13 +474,19 @@ mod tests {
         let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
         let images = Tensor::<4>::random([16, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
         let images = images.greater_elem(0.7).float(); // binary pixels: a learnable target
-        let initial = vae.elbo_terms(images.clone(), Code::Mean).loss(1.0).into_scalar::<f32>();
+        let initial = vae
+            .elbo_terms(images.clone(), Code::Mean)
+            .loss(1.0)
+            .into_scalar::<f32>();
         for _ in 0..8 {
             let loss = vae.elbo_terms(images.clone(), Code::Sample).loss(1.0);
             let grads = GradientsParams::from_grads(loss.backward(), &vae);
             vae = optimizer.step(1e-3, vae, grads);
         }
-        let after = vae.elbo_terms(images, Code::Mean).loss(1.0).into_scalar::<f32>();
+        let after = vae
+            .elbo_terms(images, Code::Mean)
+            .loss(1.0)
+            .into_scalar::<f32>();
         // 784 ln 2 = 543 nats at sigmoid(0); the pixel marginals alone are worth ~100 nats.
         assert!(after < initial - 50.0, "loss {initial} -> {after}");
     }
@@ -438,13 +498,19 @@ mod tests {
         let images = Tensor::<4>::random([5, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
         let vae_terms = vae.elbo_terms(images.clone(), Code::Mean);
         // The same weights as a plain autoencoder, which samples nothing even when asked to.
-        let ae = Vae { variational: false, ..vae.clone() };
+        let ae = Vae {
+            variational: false,
+            ..vae.clone()
+        };
         let ae_terms = ae.elbo_terms(images.clone(), Code::Sample);
         let vae_loss = vae_terms.loss(0.0).into_scalar::<f32>();
         let ae_loss = ae_terms.loss(1.0).into_scalar::<f32>();
         assert!((vae_loss - ae_loss).abs() < 1e-3, "{vae_loss} vs {ae_loss}");
         assert!(to_vec(ae_terms.kl).iter().all(|&k| k == 0.0));
-        assert!(to_vec(vae_terms.kl).iter().all(|&k| k > 0.0), "the VAE's KL is positive here");
+        assert!(
+            to_vec(vae_terms.kl).iter().all(|&k| k > 0.0),
+            "the VAE's KL is positive here"
+        );
         // The loss at beta = 0 is the mean reconstruction error alone.
         let mean_recon = to_vec(vae_terms.reconstruction).iter().sum::<f64>() / 5.0;
         assert!((vae_loss as f64 - mean_recon).abs() < 1e-3);

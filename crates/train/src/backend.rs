@@ -100,7 +100,9 @@ fn alternatives_to(refused: BackendChoice) -> String {
 pub fn select_device(choice: BackendChoice) -> Result<SelectedDevice, BackendError> {
     match choice {
         BackendChoice::Auto => {
-            let hardware = wgpu_adapters().into_iter().find(AdapterSummary::is_hardware);
+            let hardware = wgpu_adapters()
+                .into_iter()
+                .find(AdapterSummary::is_hardware);
             match hardware {
                 Some(adapter) => Ok(wgpu_device(&adapter)),
                 None => Ok(flex_device("no hardware GPU found")),
@@ -138,7 +140,11 @@ fn flex_device(reason: &str) -> SelectedDevice {
     } else {
         format!("flex (CPU; {reason})")
     };
-    SelectedDevice { device: Device::flex(), description, backend: BackendChoice::Flex }
+    SelectedDevice {
+        device: Device::flex(),
+        description,
+        backend: BackendChoice::Flex,
+    }
 }
 
 fn wgpu_device(adapter: &AdapterSummary) -> SelectedDevice {
@@ -149,7 +155,11 @@ fn wgpu_device(adapter: &AdapterSummary) -> SelectedDevice {
         wgpu::DeviceType::Cpu => DeviceKind::Cpu,
         wgpu::DeviceType::Other => DeviceKind::DefaultDevice,
     };
-    let software = if adapter.is_hardware() { "" } else { ", software adapter: slow" };
+    let software = if adapter.is_hardware() {
+        ""
+    } else {
+        ", software adapter: slow"
+    };
     SelectedDevice {
         device: Device::wgpu(kind),
         description: format!("wgpu ({} via {}{software})", adapter.name, adapter.backend),
@@ -168,7 +178,9 @@ fn cuda_device() -> Result<SelectedDevice, BackendError> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device() -> Result<SelectedDevice, BackendError> {
-    Err(BackendError::CudaNotBuilt { alternatives: alternatives_to(BackendChoice::Cuda) })
+    Err(BackendError::CudaNotBuilt {
+        alternatives: alternatives_to(BackendChoice::Cuda),
+    })
 }
 
 #[cfg(test)]
@@ -177,8 +189,18 @@ mod tests {
 
     #[test]
     fn cpu_backends_are_always_available() {
-        assert!(select_device(BackendChoice::Flex).unwrap().description.starts_with("flex"));
-        assert!(select_device(BackendChoice::Ndarray).unwrap().description.starts_with("ndarray"));
+        assert!(
+            select_device(BackendChoice::Flex)
+                .unwrap()
+                .description
+                .starts_with("flex")
+        );
+        assert!(
+            select_device(BackendChoice::Ndarray)
+                .unwrap()
+                .description
+                .starts_with("ndarray")
+        );
     }
 
     #[test]

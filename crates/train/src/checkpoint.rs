@@ -82,7 +82,11 @@ impl Checkpoints {
         }
         fs::create_dir_all(&staging)
             .with_context(|| format!("cannot create {}", staging.display()))?;
-        Ok(CheckpointWriter { checkpoints: self.clone(), staging, name })
+        Ok(CheckpointWriter {
+            checkpoints: self.clone(),
+            staging,
+            name,
+        })
     }
 
     /// The newest complete checkpoint, if any.
@@ -130,11 +134,15 @@ impl CheckpointWriter {
     /// Writes the training state, moves the checkpoint into place, points `latest` at it and
     /// removes checkpoints older than the last [`KEEP`].
     pub fn commit(self, state: &TrainingState) -> Result<Checkpoint> {
-        write_atomic(&self.staging.join(STATE), serde_json::to_string_pretty(state)?.as_bytes())?;
+        write_atomic(
+            &self.staging.join(STATE),
+            serde_json::to_string_pretty(state)?.as_bytes(),
+        )?;
         let root = self.checkpoints.root();
         let dir = root.join(&self.name);
         if dir.exists() {
-            fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+            fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot replace {}", dir.display()))?;
         }
         fs::rename(&self.staging, &dir)
             .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
@@ -144,7 +152,10 @@ impl CheckpointWriter {
             fs::remove_dir_all(root.join(old))
                 .with_context(|| format!("cannot remove old checkpoint {old}"))?;
         }
-        Ok(Checkpoint { dir, state: state.clone() })
+        Ok(Checkpoint {
+            dir,
+            state: state.clone(),
+        })
     }
 }
 
@@ -154,7 +165,10 @@ impl Checkpoint {
         let dir = dir.into();
         let state_path = dir.join(STATE);
         let text = fs::read_to_string(&state_path).with_context(|| {
-            format!("{} is not a checkpoint folder (no readable {STATE})", dir.display())
+            format!(
+                "{} is not a checkpoint folder (no readable {STATE})",
+                dir.display()
+            )
         })?;
         let state = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid training state", state_path.display()))?;
@@ -185,8 +199,14 @@ impl Checkpoint {
     }
 
     /// Loads `optim_<name>.bpk` into `optimizer`.
-    pub fn load_optimizer(&self, name: &str, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
+    pub fn load_optimizer(
+        &self,
+        name: &str,
+        optimizer: ModuleOptimizer,
+    ) -> Result<ModuleOptimizer> {
         let path = self.dir.join(format!("optim_{name}.bpk"));
-        optimizer.load(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+        optimizer
+            .load(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
     }
 }

@@ -87,19 +87,31 @@ mod tests {
     fn error_of(args: &[&str]) -> String {
         let mut argv = vec!["prog"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).err().expect("should be refused").to_string()
+        Cli::try_parse_from(argv)
+            .err()
+            .expect("should be refused")
+            .to_string()
     }
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
         let zero = error_of(&["--batch-size", "0"]);
-        assert!(zero.contains("--batch-size") && zero.contains("at least 1"), "{zero}");
+        assert!(
+            zero.contains("--batch-size") && zero.contains("at least 1"),
+            "{zero}"
+        );
         let negative = error_of(&["--lr", "-0.1"]);
-        assert!(negative.contains("--lr") && negative.contains("positive"), "{negative}");
+        assert!(
+            negative.contains("--lr") && negative.contains("positive"),
+            "{negative}"
+        );
         let nan = error_of(&["--lr", "NaN"]);
         assert!(nan.contains("--lr"), "{nan}");
         let backend = error_of(&["--backend", "tpu"]);
-        assert!(backend.contains("tpu") && backend.contains("flex"), "{backend}");
+        assert!(
+            backend.contains("tpu") && backend.contains("flex"),
+            "{backend}"
+        );
     }
 
     #[test]

@@ -21,8 +21,16 @@ use crate::summary::{EpochReport, TrainSummary};
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "dcgan";
-const METRICS: [&str; 8] =
-    ["step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "images_per_sec", "elapsed_s"];
+const METRICS: [&str; 8] = [
+    "step",
+    "epoch",
+    "loss_d",
+    "loss_g",
+    "d_real",
+    "d_fake",
+    "images_per_sec",
+    "elapsed_s",
+];
 /// Images in the 8x8 sample grid.
 const GRID: usize = 64;
 
@@ -70,7 +78,9 @@ impl Dcgan {
             .with_beta_2(settings.beta2 as f32)
             .with_epsilon(settings.epsilon as f32);
         Self {
-            generator: GeneratorConfig::new().with_latent_dim(settings.latent_dim).init(device),
+            generator: GeneratorConfig::new()
+                .with_latent_dim(settings.latent_dim)
+                .init(device),
             discriminator: DiscriminatorConfig::new().init(device),
             optim_g: adam.init(),
             optim_d: adam.init(),
@@ -150,21 +160,36 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
                 start_epoch = checkpoint.state.epoch;
                 // Fresh noise after a resume rather than a replay of the first steps' noise.
                 device.seed(common.seed.wrapping_add(step));
-                println!("{MODEL}: resumed from {} (step {step})", checkpoint.dir.display());
+                println!(
+                    "{MODEL}: resumed from {} (step {step})",
+                    checkpoint.dir.display()
+                );
             }
             None => println!("{MODEL}: --resume: no checkpoint yet, starting from scratch"),
         }
     }
 
-    let loader = BatchLoader::new(Arc::new(data.train), common.batch_size, PixelRange::MinusOneToOne)
-        .with_seed(common.seed)
-        .with_drop_last(true);
+    let loader = BatchLoader::new(
+        Arc::new(data.train),
+        common.batch_size,
+        PixelRange::MinusOneToOne,
+    )
+    .with_seed(common.seed)
+    .with_drop_last(true);
     let steps_per_epoch = loader.num_batches() as u64;
     let sample_device = run.device.device.clone();
     let fixed_z = fixed_normal([GRID, settings.latent_dim], common.seed, &sample_device);
     if !run.path("real.png").exists() {
-        let first = loader.epoch(0, &sample_device).next().expect("the split is not empty");
-        save_grid(first.images.narrow(0, 0, GRID.min(common.batch_size)), 8, PixelScale::MinusOneToOne, &run.path("real.png"))?;
+        let first = loader
+            .epoch(0, &sample_device)
+            .next()
+            .expect("the split is not empty");
+        save_grid(
+            first.images.narrow(0, 0, GRID.min(common.batch_size)),
+            8,
+            PixelScale::MinusOneToOne,
+            &run.path("real.png"),
+        )?;
     }
     let mut metrics = run.metrics(&METRICS)?;
     let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
@@ -180,7 +205,10 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
         let mut interval: Option<Tensor<1>> = None;
         let mut interval_steps = 0u64;
         let mut stop = false;
-        for batch in loader.epoch(epoch as u64, &device).skip(done_in_epoch as usize) {
+        for batch in loader
+            .epoch(epoch as u64, &device)
+            .skip(done_in_epoch as usize)
+        {
             let batch_size = batch.images.dims()[0];
             let values = model.step(batch.images, settings.lr, settings.g_loss);
             interval = Some(match interval {
@@ -196,13 +224,30 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
             let at_end = step % steps_per_epoch == 0 || stop;
             if step % common.log_every == 0 || at_end {
                 // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = interval.take().expect("at least one step").into_data().try_to_vec::<f32>()?;
-                let mean: Vec<f64> = sums.iter().map(|&s| s as f64 / interval_steps as f64).collect();
+                let sums = interval
+                    .take()
+                    .expect("at least one step")
+                    .into_data()
+                    .try_to_vec::<f32>()?;
+                let mean: Vec<f64> = sums
+                    .iter()
+                    .map(|&s| s as f64 / interval_steps as f64)
+                    .collect();
                 interval_steps = 0;
-                check_finite(&[("loss_d", mean[0]), ("loss_g", mean[1])], step, &run.checkpoints)?;
+                check_finite(
+                    &[("loss_d", mean[0]), ("loss_g", mean[1])],
+                    step,
+                    &run.checkpoints,
+                )?;
                 let rate = throughput.take();
                 metrics.append(&[
-                    step as f64, (epoch + 1) as f64, mean[0], mean[1], mean[2], mean[3], rate,
+                    step as f64,
+                    (epoch + 1) as f64,
+                    mean[0],
+                    mean[1],
+                    mean[2],
+                    mean[3],
+                    rate,
                     started.elapsed().as_secs_f64(),
                 ])?;
                 bar.set_message(format!(
@@ -217,10 +262,24 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
         bar.finish();
         let completed = if stop { epoch } else { epoch + 1 };
         let samples = model.generator.valid().forward(fixed_z.clone());
-        save_grid(samples, 8, PixelScale::MinusOneToOne, &run.epoch_samples(epoch + 1))?;
-        let state = TrainingState { model: MODEL.into(), step, epoch: completed, seed: common.seed };
+        save_grid(
+            samples,
+            8,
+            PixelScale::MinusOneToOne,
+            &run.epoch_samples(epoch + 1),
+        )?;
+        let state = TrainingState {
+            model: MODEL.into(),
+            step,
+            epoch: completed,
+            seed: common.seed,
+        };
         let checkpoint = model.save(&run, &state)?;
-        summary.epochs.push(EpochReport::new(epoch + 1, epoch_images, epoch_started.elapsed()));
+        summary.epochs.push(EpochReport::new(
+            epoch + 1,
+            epoch_images,
+            epoch_started.elapsed(),
+        ));
         summary.checkpoint = Some(checkpoint.dir);
         if stop {
             break 'epochs;

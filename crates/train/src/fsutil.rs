@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 
 /// The sibling path a file is first written to before it is renamed into place.
 pub fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -54,7 +57,10 @@ mod tests {
             Err(std::io::Error::other("disk full"))
         });
         let message = format!("{:#}", failed.unwrap_err());
-        assert!(message.contains("kept.txt") && message.contains("disk full"), "{message}");
+        assert!(
+            message.contains("kept.txt") && message.contains("disk full"),
+            "{message}"
+        );
         assert_eq!(fs::read(&path).unwrap(), b"first");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

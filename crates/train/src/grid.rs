@@ -27,7 +27,12 @@ impl PixelScale {
 
 /// Tiles `images` (`[N, 1, H, W]`) into a grid of `columns` columns with `padding` black
 /// pixels between and around the tiles, as torchvision's `make_grid` does.
-pub fn image_grid(images: Tensor<4>, columns: usize, padding: usize, scale: PixelScale) -> Result<GrayImage> {
+pub fn image_grid(
+    images: Tensor<4>,
+    columns: usize,
+    padding: usize,
+    scale: PixelScale,
+) -> Result<GrayImage> {
     let [count, channels, height, width] = images.dims();
     if channels != 1 {
         bail!("image grids take single-channel images, got {channels} channels");
@@ -55,7 +60,8 @@ pub fn image_grid(images: Tensor<4>, columns: usize, padding: usize, scale: Pixe
 pub fn save_grid(images: Tensor<4>, columns: usize, scale: PixelScale, path: &Path) -> Result<()> {
     let grid = image_grid(images, columns, 2, scale)?;
     crate::fsutil::write_atomic_with(path, |tmp| {
-        grid.save_with_format(tmp, image::ImageFormat::Png).map_err(std::io::Error::other)
+        grid.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
     })
 }
 

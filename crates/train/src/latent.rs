@@ -53,7 +53,12 @@ pub struct TsneSettings {
 
 impl Default for TsneSettings {
     fn default() -> Self {
-        Self { perplexity: 30.0, epochs: 1000, theta: 0.5, seed: 0 }
+        Self {
+            perplexity: 30.0,
+            epochs: 1000,
+            theta: 0.5,
+            seed: 0,
+        }
     }
 }
 
@@ -79,14 +84,29 @@ pub fn score_split(vae: &Vae, split: &Split, code: Code, device: &Device) -> Spl
         let images = split.images_tensor(chunk, PixelRange::ZeroToOne, device);
         let out = vae.reconstruct(images.clone(), code);
         let squared_error = (sigmoid(out.logits) - images).square().sum().reshape([1]);
-        let batch_sums = Tensor::cat(vec![out.terms.reconstruction.sum(), out.terms.kl.sum(), squared_error], 0);
+        let batch_sums = Tensor::cat(
+            vec![
+                out.terms.reconstruction.sum(),
+                out.terms.kl.sum(),
+                squared_error,
+            ],
+            0,
+        );
         sums = Some(match sums {
             Some(total) => total + batch_sums,
             None => batch_sums,
         });
-        mu.extend(out.posterior.mu.into_data().to_vec::<f32>().expect("f32 codes"));
+        mu.extend(
+            out.posterior
+                .mu
+                .into_data()
+                .to_vec::<f32>()
+                .expect("f32 codes"),
+        );
     }
-    let sums = sums.map(|s| s.into_data().to_vec::<f32>().expect("f32 sums")).unwrap_or(vec![0.0; 3]);
+    let sums = sums
+        .map(|s| s.into_data().to_vec::<f32>().expect("f32 sums"))
+        .unwrap_or(vec![0.0; 3]);
     let n = split.len().max(1) as f64;
     SplitScores {
         mu,
@@ -134,7 +154,11 @@ pub fn knn_accuracy(
         let q = Tensor::<2>::from_data(TensorData::new(rows.to_vec(), [labels.len(), dim]), device);
         let closeness = q.matmul(refs_t.clone()) * 2.0 - ref_norms.clone(); // [Q, R], larger = nearer
         let (_, nearest) = closeness.topk_with_indices(k, 1); // [Q, k], nearest first
-        let nearest = nearest.into_data().convert::<i64>().to_vec::<i64>().expect("indices");
+        let nearest = nearest
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .expect("indices");
         for (neighbours, &label) in nearest.chunks(k).zip(labels) {
             let mut votes = [0usize; 256];
             let mut winner = reference_labels[neighbours[0] as usize];
@@ -157,13 +181,19 @@ pub fn tsne_2d(points: &[f32], dim: usize, settings: &TsneSettings) -> Vec<f32> 
     let samples: Vec<&[f32]> = points.chunks(dim).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
     let start = Normal::new(0.0f32, 1e-4).expect("valid std");
-    let initial: Vec<f32> = (0..samples.len() * 2).map(|_| start.sample(&mut rng)).collect();
+    let initial: Vec<f32> = (0..samples.len() * 2)
+        .map(|_| start.sample(&mut rng))
+        .collect();
     bhtsne::tSNE::<f32, &[f32], 2>::new(&samples)
         .perplexity(settings.perplexity)
         .epochs(settings.epochs)
         .initial_embedding(initial)
         .barnes_hut(settings.theta, |a, b| {
-            a.iter().zip(b.iter()).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt()
+            a.iter()
+                .zip(b.iter())
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt()
         })
         .embedding()
 }
@@ -194,8 +224,13 @@ pub fn save_class_scatter(points: &[f32], labels: &[u8], title: &str, path: &Pat
         draw_class_scatter(&root, points, labels, title)
             .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
     }
-    let image = RgbImage::from_raw(MAP_SIZE.0, MAP_SIZE.1, pixels).expect("buffer matches the size");
-    write_atomic_with(path, |tmp| image.save_with_format(tmp, image::ImageFormat::Png).map_err(std::io::Error::other))
+    let image =
+        RgbImage::from_raw(MAP_SIZE.0, MAP_SIZE.1, pixels).expect("buffer matches the size");
+    write_atomic_with(path, |tmp| {
+        image
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
 }
 
 fn draw_class_scatter(
@@ -206,7 +241,9 @@ fn draw_class_scatter(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (xs, ys): (Vec<f32>, Vec<f32>) = points.chunks(2).map(|p| (p[0], p[1])).unzip();
     let range = |v: &[f32]| {
-        let (lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (lo, hi) = v
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let margin = ((hi - lo) * 0.05).max(1e-3);
         (lo - margin)..(hi + margin)
     };
@@ -222,19 +259,29 @@ fn draw_class_scatter(
     chart.configure_mesh().disable_mesh().draw()?;
     for (class, colour) in CLASS_COLOURS.iter().enumerate() {
         let members = (0..labels.len()).filter(|&i| labels[i] as usize == class);
-        chart.draw_series(members.map(|i| Circle::new((xs[i], ys[i]), 2, colour.mix(0.6).filled())))?;
+        chart.draw_series(
+            members.map(|i| Circle::new((xs[i], ys[i]), 2, colour.mix(0.6).filled())),
+        )?;
     }
     for (class, name) in CLASS_NAMES.iter().enumerate() {
         let y = 60 + class as i32 * 28;
         legend.draw(&Circle::new((16, y), 6, CLASS_COLOURS[class].filled()))?;
-        legend.draw(&Text::new(*name, (30, y - 9), ("sans-serif", 18).into_font()))?;
+        legend.draw(&Text::new(
+            *name,
+            (30, y - 9),
+            ("sans-serif", 18).into_font(),
+        ))?;
     }
     root.present()?;
     Ok(())
 }
 
 fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
-    write_atomic_with(path, |tmp| image.save_with_format(tmp, image::ImageFormat::Png).map_err(std::io::Error::other))
+    write_atomic_with(path, |tmp| {
+        image
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
 }
 
 /// Grids side by side, top-aligned, with `gap` white pixels between them.
@@ -252,8 +299,15 @@ fn side_by_side(grids: &[GrayImage], gap: u32) -> GrayImage {
 
 /// The index of the first image of class `name` in `split`.
 fn first_of_class(split: &Split, name: &str) -> Result<usize> {
-    let class = CLASS_NAMES.iter().position(|&c| c == name).expect("a known class name") as u8;
-    split.labels.iter().position(|&l| l == class).with_context(|| format!("no `{name}` image in the test split"))
+    let class = CLASS_NAMES
+        .iter()
+        .position(|&c| c == name)
+        .expect("a known class name") as u8;
+    split
+        .labels
+        .iter()
+        .position(|&l| l == class)
+        .with_context(|| format!("no `{name}` image in the test split"))
 }
 
 /// Each row: image A, the decodes of 10 evenly spaced points on the segment from mu(A) to
@@ -261,7 +315,11 @@ fn first_of_class(split: &Split, name: &str) -> Result<usize> {
 fn interpolation_grid(vae: &Vae, test: &Split, device: &Device) -> Result<GrayImage> {
     let mut rows = Vec::new();
     for (from, to) in INTERPOLATION_PAIRS {
-        let ends = test.images_tensor(&[first_of_class(test, from)?, first_of_class(test, to)?], PixelRange::ZeroToOne, device);
+        let ends = test.images_tensor(
+            &[first_of_class(test, from)?, first_of_class(test, to)?],
+            PixelRange::ZeroToOne,
+            device,
+        );
         let mu = vae.encoder.forward(ends.clone()).mu; // [2, d]
         let (a, b) = (mu.clone().narrow(0, 0, 1), mu.narrow(0, 1, 1));
         let line: Vec<Tensor<2>> = (0..INTERPOLATION_STEPS)
@@ -273,7 +331,12 @@ fn interpolation_grid(vae: &Vae, test: &Split, device: &Device) -> Result<GrayIm
         let decoded = vae.decoder.decode(Tensor::cat(line, 0)); // [10, 1, 28, 28]
         rows.extend([ends.clone().narrow(0, 0, 1), decoded, ends.narrow(0, 1, 1)]);
     }
-    image_grid(Tensor::cat(rows, 0), INTERPOLATION_STEPS + 2, 2, PixelScale::ZeroToOne)
+    image_grid(
+        Tensor::cat(rows, 0),
+        INTERPOLATION_STEPS + 2,
+        2,
+        PixelScale::ZeroToOne,
+    )
 }
 
 /// Class-mean codes combined: each row shows a sandal, its reconstruction, the decoded means of
@@ -281,23 +344,46 @@ fn interpolation_grid(vae: &Vae, test: &Split, device: &Device) -> Result<GrayIm
 fn arithmetic_grid(vae: &Vae, test: &Split, test_mu: &[f32], device: &Device) -> Result<GrayImage> {
     let d = vae.latent_dim();
     let class_mean = |name: &str| -> Tensor<2> {
-        let class = CLASS_NAMES.iter().position(|&c| c == name).expect("a known class") as u8;
+        let class = CLASS_NAMES
+            .iter()
+            .position(|&c| c == name)
+            .expect("a known class") as u8;
         let mut mean = vec![0.0f32; d];
-        let members: Vec<&[f32]> =
-            test_mu.chunks(d).zip(&test.labels).filter(|(_, l)| **l == class).map(|(m, _)| m).collect();
+        let members: Vec<&[f32]> = test_mu
+            .chunks(d)
+            .zip(&test.labels)
+            .filter(|(_, l)| **l == class)
+            .map(|(m, _)| m)
+            .collect();
         for code in &members {
-            mean.iter_mut().zip(code.iter()).for_each(|(m, c)| *m += c / members.len() as f32);
+            mean.iter_mut()
+                .zip(code.iter())
+                .for_each(|(m, c)| *m += c / members.len() as f32);
         }
         Tensor::from_data(TensorData::new(mean, [1, d]), device)
     };
     let (boot, sneaker) = (class_mean("Ankle boot"), class_mean("Sneaker"));
-    let sandal_class = CLASS_NAMES.iter().position(|&c| c == "Sandal").expect("a class") as u8;
-    let sandals: Vec<usize> = (0..test.len()).filter(|&i| test.labels[i] == sandal_class).take(5).collect();
+    let sandal_class = CLASS_NAMES
+        .iter()
+        .position(|&c| c == "Sandal")
+        .expect("a class") as u8;
+    let sandals: Vec<usize> = (0..test.len())
+        .filter(|&i| test.labels[i] == sandal_class)
+        .take(5)
+        .collect();
     let mut rows = Vec::new();
     for index in sandals {
         let sandal = test.images_tensor(&[index], PixelRange::ZeroToOne, device);
         let mu = vae.encoder.forward(sandal.clone()).mu; // [1, d]
-        let codes = Tensor::cat(vec![mu.clone(), boot.clone(), sneaker.clone(), boot.clone() - sneaker.clone() + mu], 0);
+        let codes = Tensor::cat(
+            vec![
+                mu.clone(),
+                boot.clone(),
+                sneaker.clone(),
+                boot.clone() - sneaker.clone() + mu,
+            ],
+            0,
+        );
         rows.extend([sandal, vae.decoder.decode(codes)]);
     }
     image_grid(Tensor::cat(rows, 0), 5, 2, PixelScale::ZeroToOne)
@@ -355,7 +441,13 @@ pub struct AnalysisInput<'a> {
 }
 
 /// Runs the whole analysis of `vae` on `data`, writing the figures and `report.json` to `out`.
-pub fn analyze(vae: &Vae, data: &FashionMnist, input: &AnalysisInput, out: &Path, device: &Device) -> Result<Report> {
+pub fn analyze(
+    vae: &Vae,
+    data: &FashionMnist,
+    input: &AnalysisInput,
+    out: &Path,
+    device: &Device,
+) -> Result<Report> {
     let started = Instant::now();
     let d = vae.latent_dim();
     if d < 2 {
@@ -370,22 +462,50 @@ pub fn analyze(vae: &Vae, data: &FashionMnist, input: &AnalysisInput, out: &Path
         test.reconstruction, test.mse, test.kl
     );
     let train_mu = encode_split(vae, &data.train, device);
-    let knn = knn_accuracy(&train_mu, &data.train.labels, &test.mu, &data.test.labels, d, NEIGHBOURS, device);
-    println!("{name}: {NEIGHBOURS}-NN class accuracy of mu, train -> test: {:.4}", knn);
+    let knn = knn_accuracy(
+        &train_mu,
+        &data.train.labels,
+        &test.mu,
+        &data.test.labels,
+        d,
+        NEIGHBOURS,
+        device,
+    );
+    println!(
+        "{name}: {NEIGHBOURS}-NN class accuracy of mu, train -> test: {:.4}",
+        knn
+    );
 
     let (map, tsne) = if d == 2 {
         (test.mu.clone(), None)
     } else {
         let tsne_started = Instant::now();
         let map = tsne_2d(&test.mu, d, &input.tsne);
-        println!("{name}: t-SNE of {} test codes took {:.1} s", data.test.len(), tsne_started.elapsed().as_secs_f64());
+        println!(
+            "{name}: t-SNE of {} test codes took {:.1} s",
+            data.test.len(),
+            tsne_started.elapsed().as_secs_f64()
+        );
         (map, Some(input.tsne.clone()))
     };
-    let title = if d == 2 { format!("{name}: test mu (d = 2)") } else { format!("{name}: t-SNE of test mu (d = {d})") };
+    let title = if d == 2 {
+        format!("{name}: test mu (d = 2)")
+    } else {
+        format!("{name}: t-SNE of test mu (d = {d})")
+    };
     save_class_scatter(&map, &data.test.labels, &title, &out.join("latent_map.png"))?;
-    save_gray(&interpolation_grid(vae, &data.test, device)?, &out.join("interpolation.png"))?;
-    save_gray(&arithmetic_grid(vae, &data.test, &test.mu, device)?, &out.join("arithmetic.png"))?;
-    save_gray(&priors_grid(vae, input.checkpoint.state.seed, device)?, &out.join("priors.png"))?;
+    save_gray(
+        &interpolation_grid(vae, &data.test, device)?,
+        &out.join("interpolation.png"),
+    )?;
+    save_gray(
+        &arithmetic_grid(vae, &data.test, &test.mu, device)?,
+        &out.join("arithmetic.png"),
+    )?;
+    save_gray(
+        &priors_grid(vae, input.checkpoint.state.seed, device)?,
+        &out.join("priors.png"),
+    )?;
 
     let report = Report {
         model: name.into(),
@@ -402,8 +522,14 @@ pub fn analyze(vae: &Vae, data: &FashionMnist, input: &AnalysisInput, out: &Path
         tsne,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_atomic(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-    println!("{name}: wrote report.json, latent_map.png, interpolation.png, arithmetic.png, priors.png to {}", out.display());
+    write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    println!(
+        "{name}: wrote report.json, latent_map.png, interpolation.png, arithmetic.png, priors.png to {}",
+        out.display()
+    );
     Ok(report)
 }
 
@@ -421,7 +547,11 @@ mod tests {
         for i in 0..clusters * per_cluster {
             let class = i % clusters;
             for j in 0..dim {
-                let centre = if j == class % dim { 10.0 * (1 + class / dim) as f32 } else { 0.0 };
+                let centre = if j == class % dim {
+                    10.0 * (1 + class / dim) as f32
+                } else {
+                    0.0
+                };
                 points.push(centre + noise.sample(&mut rng));
             }
             labels.push(class as u8);
@@ -439,7 +569,15 @@ mod tests {
         let device = Device::flex();
         let acc = knn_accuracy(&refs, &ref_labels, &[9.0, 0.0], &[1], 2, 4, &device);
         assert_eq!(acc, 1.0);
-        let acc = knn_accuracy(&refs, &ref_labels, &[0.4, 0.0, 9.0, 0.0], &[0, 0], 2, 3, &device);
+        let acc = knn_accuracy(
+            &refs,
+            &ref_labels,
+            &[0.4, 0.0, 9.0, 0.0],
+            &[0, 0],
+            2,
+            3,
+            &device,
+        );
         // The second query's 3 nearest are 10, 11 (class 1) and 2 (class 0): votes for 1, wrong.
         assert_eq!(acc, 0.5);
     }
@@ -447,7 +585,12 @@ mod tests {
     #[test]
     fn tsne_of_well_separated_clusters_keeps_them_apart() {
         let (points, labels) = blobs(4, 60, 8, 11);
-        let settings = TsneSettings { perplexity: 15.0, epochs: 400, theta: 0.5, seed: 3 };
+        let settings = TsneSettings {
+            perplexity: 15.0,
+            epochs: 400,
+            theta: 0.5,
+            seed: 3,
+        };
         let map = tsne_2d(&points, 8, &settings);
         assert_eq!(map.len(), labels.len() * 2);
         assert!(map.iter().all(|v| v.is_finite()));
@@ -456,13 +599,27 @@ mod tests {
         let mut correct = 0;
         for i in 0..labels.len() {
             let others: Vec<usize> = (0..labels.len()).filter(|&j| j != i).collect();
-            let refs: Vec<f32> = others.iter().flat_map(|&j| [map[2 * j], map[2 * j + 1]]).collect();
+            let refs: Vec<f32> = others
+                .iter()
+                .flat_map(|&j| [map[2 * j], map[2 * j + 1]])
+                .collect();
             let ref_labels: Vec<u8> = others.iter().map(|&j| labels[j]).collect();
-            let acc = knn_accuracy(&refs, &ref_labels, &map[2 * i..2 * i + 2], &labels[i..=i], 2, 5, &device);
+            let acc = knn_accuracy(
+                &refs,
+                &ref_labels,
+                &map[2 * i..2 * i + 2],
+                &labels[i..=i],
+                2,
+                5,
+                &device,
+            );
             correct += acc as usize;
         }
         let accuracy = correct as f64 / labels.len() as f64;
-        assert!(accuracy > 0.97, "5-NN accuracy in the t-SNE map: {accuracy}");
+        assert!(
+            accuracy > 0.97,
+            "5-NN accuracy in the t-SNE map: {accuracy}"
+        );
     }
 
     #[test]

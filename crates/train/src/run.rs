@@ -29,7 +29,10 @@ impl RunDir {
     /// `checkpoints/` folders, and prints what the run uses.
     pub fn create(model: &str, args: &CommonArgs) -> Result<Self> {
         let device = select_device(args.backend)?;
-        let root = args.out.clone().unwrap_or_else(|| Path::new("runs").join(model));
+        let root = args
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(model));
         for sub in ["samples", "checkpoints"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir)
@@ -38,7 +41,11 @@ impl RunDir {
         println!("{model}: computing on {}", device.description);
         println!("{model}: writing to {}", root.display());
         let checkpoints = Checkpoints::new(root.join("checkpoints"));
-        Ok(Self { root, device, checkpoints })
+        Ok(Self {
+            root,
+            device,
+            checkpoints,
+        })
     }
 
     /// A path inside the run folder.
@@ -84,7 +91,10 @@ pub struct Throughput {
 
 impl Default for Throughput {
     fn default() -> Self {
-        Self { since: Instant::now(), images: 0 }
+        Self {
+            since: Instant::now(),
+            images: 0,
+        }
     }
 }
 
@@ -117,8 +127,9 @@ pub fn check_finite(values: &[(&str, f64)], step: u64, checkpoints: &Checkpoints
 /// use the same z on every backend, every epoch and after a resume.
 pub fn fixed_normal(shape: [usize; 2], seed: u64, device: &Device) -> Tensor<2> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let values: Vec<f32> =
-        (0..shape[0] * shape[1]).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let values: Vec<f32> = (0..shape[0] * shape[1])
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 

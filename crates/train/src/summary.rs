@@ -13,7 +13,11 @@ pub struct EpochReport {
 
 impl EpochReport {
     pub fn new(epoch: usize, images: usize, duration: Duration) -> Self {
-        Self { epoch, images, duration }
+        Self {
+            epoch,
+            images,
+            duration,
+        }
     }
 
     pub fn images_per_sec(&self) -> f64 {
@@ -34,7 +38,14 @@ pub struct TrainSummary {
 
 impl TrainSummary {
     pub fn new(model: &str, run_dir: PathBuf, device: String) -> Self {
-        Self { model: model.into(), run_dir, device, steps: 0, epochs: Vec::new(), checkpoint: None }
+        Self {
+            model: model.into(),
+            run_dir,
+            device,
+            steps: 0,
+            epochs: Vec::new(),
+            checkpoint: None,
+        }
     }
 
     /// Prints the epoch times and where the files are.
@@ -49,7 +60,11 @@ impl TrainSummary {
                 self.device
             );
         }
-        println!("{model}: {} steps; files in {}", self.steps, self.run_dir.display());
+        println!(
+            "{model}: {} steps; files in {}",
+            self.steps,
+            self.run_dir.display()
+        );
         println!("  samples/      image grids, one per epoch");
         println!("  metrics.csv   losses and throughput");
         println!("  config.json   every setting of the run");

@@ -26,8 +26,18 @@ use crate::summary::{EpochReport, TrainSummary};
 /// terms on the whole test split (one sampled z per image). `neg_elbo` = recon + KL, whatever
 /// beta is; `loss` is what was minimised (recon + beta_t KL).
 const METRICS: [&str; 12] = [
-    "step", "epoch", "beta", "train_loss", "train_recon", "train_kl", "train_neg_elbo",
-    "test_recon", "test_kl", "test_neg_elbo", "images_per_sec", "elapsed_s",
+    "step",
+    "epoch",
+    "beta",
+    "train_loss",
+    "train_recon",
+    "train_kl",
+    "train_neg_elbo",
+    "test_recon",
+    "test_kl",
+    "test_neg_elbo",
+    "images_per_sec",
+    "elapsed_s",
 ];
 /// Images in the 8x8 sample grid.
 const GRID: usize = 64;
@@ -79,7 +89,13 @@ pub struct VaeSettings {
 
 impl VaeSettings {
     /// Adam 1e-3 (epsilon 1e-8, PyTorch's), 10 epochs, where a flag is absent.
-    pub fn from_args(common: CommonArgs, model: ModelKind, latent_dim: usize, beta: f64, kl_warmup_epochs: f64) -> Self {
+    pub fn from_args(
+        common: CommonArgs,
+        model: ModelKind,
+        latent_dim: usize,
+        beta: f64,
+        kl_warmup_epochs: f64,
+    ) -> Self {
         Self {
             epochs: common.epochs.unwrap_or(10),
             lr: common.lr.unwrap_or(1e-3),
@@ -95,7 +111,11 @@ impl VaeSettings {
     /// The KL weight at `step`: `beta * min(1, step / warm-up steps)`.
     pub fn beta_at(&self, step: u64, steps_per_epoch: u64) -> f64 {
         let warmup_steps = self.kl_warmup_epochs * steps_per_epoch as f64;
-        if warmup_steps <= 0.0 { self.beta } else { self.beta * (step as f64 / warmup_steps).min(1.0) }
+        if warmup_steps <= 0.0 {
+            self.beta
+        } else {
+            self.beta * (step as f64 / warmup_steps).min(1.0)
+        }
     }
 }
 
@@ -109,7 +129,9 @@ impl Trainer {
     fn new(settings: &VaeSettings, device: &Device) -> Self {
         Self {
             vae: settings.model.init(settings.latent_dim, device),
-            optim: AdamConfig::new().with_epsilon(settings.epsilon as f32).init(),
+            optim: AdamConfig::new()
+                .with_epsilon(settings.epsilon as f32)
+                .init(),
         }
     }
 
@@ -133,7 +155,14 @@ impl Trainer {
         let loss = terms.loss(beta);
         let grads = GradientsParams::from_grads(loss.backward(), &self.vae);
         self.vae = self.optim.step(lr, self.vae.clone(), grads);
-        Tensor::cat(vec![loss.detach(), terms.reconstruction.detach().mean(), terms.kl.detach().mean()], 0)
+        Tensor::cat(
+            vec![
+                loss.detach(),
+                terms.reconstruction.detach().mean(),
+                terms.kl.detach().mean(),
+            ],
+            0,
+        )
     }
 }
 
@@ -142,7 +171,12 @@ fn save_reconstructions(vae: &Vae, originals: &Tensor<4>, path: &std::path::Path
     let (logits, _) = vae.forward(originals.clone(), Code::Mean);
     let reconstructions = burn::tensor::activation::sigmoid(logits);
     let rows: Vec<Tensor<4>> = (0..RECON_IMAGES / 8)
-        .flat_map(|row| [originals.clone().narrow(0, row * 8, 8), reconstructions.clone().narrow(0, row * 8, 8)])
+        .flat_map(|row| {
+            [
+                originals.clone().narrow(0, row * 8, 8),
+                reconstructions.clone().narrow(0, row * 8, 8),
+            ]
+        })
         .collect();
     save_grid(Tensor::cat(rows, 0), 8, PixelScale::ZeroToOne, path)
 }
@@ -153,7 +187,9 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
     let model_name = settings.model.name();
     let run = RunDir::create(model_name, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(common.data_dir.as_deref()))?;
+    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
+        common.data_dir.as_deref(),
+    ))?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
@@ -168,20 +204,31 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
                 step = checkpoint.state.step;
                 start_epoch = checkpoint.state.epoch;
                 device.seed(common.seed.wrapping_add(step));
-                println!("{model_name}: resumed from {} (step {step})", checkpoint.dir.display());
+                println!(
+                    "{model_name}: resumed from {} (step {step})",
+                    checkpoint.dir.display()
+                );
             }
             None => println!("{model_name}: --resume: no checkpoint yet, starting from scratch"),
         }
     }
 
-    let loader = BatchLoader::new(Arc::new(data.train), common.batch_size, PixelRange::ZeroToOne).with_seed(common.seed);
+    let loader = BatchLoader::new(
+        Arc::new(data.train),
+        common.batch_size,
+        PixelRange::ZeroToOne,
+    )
+    .with_seed(common.seed);
     let steps_per_epoch = loader.num_batches() as u64;
     let eval_device = run.device.device.clone();
     let fixed_z = fixed_normal([GRID, settings.latent_dim], common.seed, &eval_device);
     let recon_indices: Vec<usize> = (0..RECON_IMAGES.min(data.test.len())).collect();
-    let recon_originals = data.test.images_tensor(&recon_indices, PixelRange::ZeroToOne, &eval_device);
+    let recon_originals =
+        data.test
+            .images_tensor(&recon_indices, PixelRange::ZeroToOne, &eval_device);
     let mut metrics = run.metrics(&METRICS)?;
-    let mut summary = TrainSummary::new(model_name, run.root.clone(), run.device.description.clone());
+    let mut summary =
+        TrainSummary::new(model_name, run.root.clone(), run.device.description.clone());
     let started = Instant::now();
 
     'epochs: for epoch in start_epoch..settings.epochs {
@@ -195,7 +242,10 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
         let mut epoch_steps = 0u64;
         let mut stop = false;
         let mut beta = settings.beta_at(step, steps_per_epoch);
-        for batch in loader.epoch(epoch as u64, &device).skip(done_in_epoch as usize) {
+        for batch in loader
+            .epoch(epoch as u64, &device)
+            .skip(done_in_epoch as usize)
+        {
             let batch_size = batch.images.dims()[0];
             beta = settings.beta_at(step, steps_per_epoch);
             let values = model.step(batch.images, settings.lr, beta);
@@ -211,10 +261,17 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
             stop = common.max_steps.is_some_and(|max| step >= max);
             if step % common.log_every == 0 {
                 // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = epoch_sums.clone().expect("one step").into_data().to_vec::<f32>()?;
+                let sums = epoch_sums
+                    .clone()
+                    .expect("one step")
+                    .into_data()
+                    .to_vec::<f32>()?;
                 let loss = sums[0] as f64 / epoch_steps as f64;
                 check_finite(&[("loss", loss)], step, &run.checkpoints)?;
-                bar.set_message(format!("loss {loss:.2} {:.0} img/s", epoch_images as f64 / epoch_started.elapsed().as_secs_f64()));
+                bar.set_message(format!(
+                    "loss {loss:.2} {:.0} img/s",
+                    epoch_images as f64 / epoch_started.elapsed().as_secs_f64()
+                ));
             }
             if stop {
                 break;
@@ -222,29 +279,68 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
         }
         bar.finish();
         let Some(sums) = epoch_sums else { break };
-        let train: Vec<f64> = sums.into_data().to_vec::<f32>()?.iter().map(|&s| s as f64 / epoch_steps as f64).collect();
-        check_finite(&[("loss", train[0]), ("recon", train[1]), ("kl", train[2])], step, &run.checkpoints)?;
+        let train: Vec<f64> = sums
+            .into_data()
+            .to_vec::<f32>()?
+            .iter()
+            .map(|&s| s as f64 / epoch_steps as f64)
+            .collect();
+        check_finite(
+            &[("loss", train[0]), ("recon", train[1]), ("kl", train[2])],
+            step,
+            &run.checkpoints,
+        )?;
         let rate = throughput.take();
         let epoch_time = epoch_started.elapsed();
 
         let vae = model.vae.valid();
         let test = score_split(&vae, &data.test, Code::Sample, &eval_device);
         metrics.append(&[
-            step as f64, (epoch + 1) as f64, beta, train[0], train[1], train[2], train[1] + train[2],
-            test.reconstruction, test.kl, test.reconstruction + test.kl, rate,
+            step as f64,
+            (epoch + 1) as f64,
+            beta,
+            train[0],
+            train[1],
+            train[2],
+            train[1] + train[2],
+            test.reconstruction,
+            test.kl,
+            test.reconstruction + test.kl,
+            rate,
             started.elapsed().as_secs_f64(),
         ])?;
         println!(
             "{model_name}: epoch {} train recon {:.2} KL {:.2} | test recon {:.2} KL {:.2} -ELBO {:.2} nats",
-            epoch + 1, train[1], train[2], test.reconstruction, test.kl, test.reconstruction + test.kl
+            epoch + 1,
+            train[1],
+            train[2],
+            test.reconstruction,
+            test.kl,
+            test.reconstruction + test.kl
         );
-        save_grid(vae.decoder.decode(fixed_z.clone()), 8, PixelScale::ZeroToOne, &run.epoch_samples(epoch + 1))?;
-        save_reconstructions(&vae, &recon_originals, &run.path(format!("recon/epoch_{:03}.png", epoch + 1)))?;
+        save_grid(
+            vae.decoder.decode(fixed_z.clone()),
+            8,
+            PixelScale::ZeroToOne,
+            &run.epoch_samples(epoch + 1),
+        )?;
+        save_reconstructions(
+            &vae,
+            &recon_originals,
+            &run.path(format!("recon/epoch_{:03}.png", epoch + 1)),
+        )?;
 
         let completed = if stop { epoch } else { epoch + 1 };
-        let state = TrainingState { model: model_name.into(), step, epoch: completed, seed: common.seed };
+        let state = TrainingState {
+            model: model_name.into(),
+            step,
+            epoch: completed,
+            seed: common.seed,
+        };
         let checkpoint = model.save(&run, &state)?;
-        summary.epochs.push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
+        summary
+            .epochs
+            .push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
         summary.checkpoint = Some(checkpoint.dir);
         if stop {
             break 'epochs;
@@ -260,7 +356,12 @@ pub fn resolve_checkpoint(path: &Path) -> Result<Checkpoint> {
     if path.join("checkpoints").is_dir() {
         return Checkpoints::new(path.join("checkpoints"))
             .latest()?
-            .with_context(|| format!("--analyze: the run folder {} has no checkpoint yet", path.display()));
+            .with_context(|| {
+                format!(
+                    "--analyze: the run folder {} has no checkpoint yet",
+                    path.display()
+                )
+            });
     }
     Checkpoint::open(path).with_context(|| format!("--analyze {}", path.display()))
 }
@@ -276,19 +377,29 @@ pub struct AnalysisOptions {
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        Self { tsne_epochs: TsneSettings::default().epochs, images: None }
+        Self {
+            tsne_epochs: TsneSettings::default().epochs,
+            images: None,
+        }
     }
 }
 
 /// The first `n` images of `split`.
 fn first_images(split: Split, n: usize) -> Split {
     let n = n.min(split.len());
-    Split { images: split.images[..n * IMAGE_PIXELS].to_vec(), labels: split.labels[..n].to_vec() }
+    Split {
+        images: split.images[..n * IMAGE_PIXELS].to_vec(),
+        labels: split.labels[..n].to_vec(),
+    }
 }
 
 /// Loads the checkpoint at `path` into a network of `settings`' kind and size, and analyses it
 /// (see [`crate::latent`]), writing into `--out`, or else the run folder of the checkpoint.
-pub fn analyze_checkpoint(path: &Path, settings: &VaeSettings, options: &AnalysisOptions) -> Result<Report> {
+pub fn analyze_checkpoint(
+    path: &Path,
+    settings: &VaeSettings,
+    options: &AnalysisOptions,
+) -> Result<Report> {
     let model_name = settings.model.name();
     let checkpoint = resolve_checkpoint(path)?;
     checkpoint.expect_model(model_name)?;
@@ -296,21 +407,44 @@ pub fn analyze_checkpoint(path: &Path, settings: &VaeSettings, options: &Analysi
     let device = selected.device;
     let vae = checkpoint
         .load_module("vae", settings.model.init(settings.latent_dim, &device))
-        .with_context(|| format!("is --latent-dim {} the size it was trained with?", settings.latent_dim))?;
-    let run_folder = checkpoint.dir.parent().filter(|p| p.ends_with("checkpoints")).and_then(Path::parent);
+        .with_context(|| {
+            format!(
+                "is --latent-dim {} the size it was trained with?",
+                settings.latent_dim
+            )
+        })?;
+    let run_folder = checkpoint
+        .dir
+        .parent()
+        .filter(|p| p.ends_with("checkpoints"))
+        .and_then(Path::parent);
     let out = match (&settings.common.out, run_folder) {
         (Some(out), _) => out.clone(),
         (None, Some(run)) => run.to_path_buf(),
         (None, None) => checkpoint.dir.clone(),
     };
-    println!("{model_name}: analysing {} on {}", checkpoint.dir.display(), selected.description);
-    let mut data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(settings.common.data_dir.as_deref()))?;
+    println!(
+        "{model_name}: analysing {} on {}",
+        checkpoint.dir.display(),
+        selected.description
+    );
+    let mut data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
+        settings.common.data_dir.as_deref(),
+    ))?;
     if let Some(n) = options.images {
         data.train = first_images(data.train, n);
         data.test = first_images(data.test, n);
     }
-    let tsne = TsneSettings { seed: settings.common.seed, epochs: options.tsne_epochs, ..TsneSettings::default() };
-    let input = AnalysisInput { model: model_name, checkpoint: &checkpoint, tsne };
+    let tsne = TsneSettings {
+        seed: settings.common.seed,
+        epochs: options.tsne_epochs,
+        ..TsneSettings::default()
+    };
+    let input = AnalysisInput {
+        model: model_name,
+        checkpoint: &checkpoint,
+        tsne,
+    };
     analyze(&vae, &data, &input, &out, &device)
 }
 

@@ -11,7 +11,10 @@ use genmodels_train::backend::{BackendChoice, select_device, wgpu_adapters};
 /// Largest |a - b| / max(|b|, floor) over two equally long slices.
 fn max_relative_difference(a: &[f32], b: &[f32], floor: f32) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(floor)).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(floor))
+        .fold(0.0, f32::max)
 }
 
 fn other_devices() -> Vec<(String, Device)> {
@@ -36,8 +39,13 @@ fn dcgan_forward_is_the_same_on_every_backend() {
     let reference = Device::flex();
     reference.seed(3);
     // Tiny shapes: wgpu on a software adapter is slow.
-    let generator = GeneratorConfig::new().with_latent_dim(8).with_base_channels(16).init(&reference);
-    let discriminator = DiscriminatorConfig::new().with_base_channels(8).init(&reference);
+    let generator = GeneratorConfig::new()
+        .with_latent_dim(8)
+        .with_base_channels(16)
+        .init(&reference);
+    let discriminator = DiscriminatorConfig::new()
+        .with_base_channels(8)
+        .init(&reference);
     let z = Tensor::<2>::random([2, 8], Distribution::Normal(0.0, 1.0), &reference);
     let expected_images = generator.forward(z.clone());
     let expected_logits = discriminator.forward(expected_images.clone());
@@ -45,15 +53,27 @@ fn dcgan_forward_is_the_same_on_every_backend() {
     let expected_logits = expected_logits.into_data().try_to_vec::<f32>().unwrap();
 
     for (name, device) in other_devices() {
-        let images = generator.clone().to_device(&device).forward(z.clone().to_device(&device));
-        let logits = discriminator.clone().to_device(&device).forward(images.clone());
+        let images = generator
+            .clone()
+            .to_device(&device)
+            .forward(z.clone().to_device(&device));
+        let logits = discriminator
+            .clone()
+            .to_device(&device)
+            .forward(images.clone());
         let images = images.into_data().try_to_vec::<f32>().unwrap();
         let logits = logits.into_data().try_to_vec::<f32>().unwrap();
         // Relative to each value, with a floor so that values near zero compare absolutely.
         let image_error = max_relative_difference(&images, &expected_images, 1e-2);
         let logit_error = max_relative_difference(&logits, &expected_logits, 1e-2);
-        assert!(image_error < 1e-4, "{name}: generator differs from flex by {image_error}");
-        assert!(logit_error < 1e-4, "{name}: discriminator differs from flex by {logit_error}");
+        assert!(
+            image_error < 1e-4,
+            "{name}: generator differs from flex by {image_error}"
+        );
+        assert!(
+            logit_error < 1e-4,
+            "{name}: discriminator differs from flex by {logit_error}"
+        );
         eprintln!("{name}: generator {image_error:.2e}, discriminator {logit_error:.2e}");
     }
 }
