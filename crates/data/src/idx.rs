@@ -94,7 +94,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
 
 /// Every label must be a class index `0..=9`; the first one that is not is reported.
 fn check_labels(path: &Path, labels: &[u8]) -> Result<(), DataError> {
-    match labels.iter().position(|&label| label as usize >= NUM_CLASSES) {
+    match labels
+        .iter()
+        .position(|&label| label as usize >= NUM_CLASSES)
+    {
         Some(index) => Err(DataError::LabelOutOfRange {
             path: path.to_path_buf(),
             index,
@@ -140,7 +143,7 @@ pub(crate) fn write_labels_hashed(
     labels: &[u8],
     encoding: Encoding,
 ) -> Result<String, DataError> {
-    check_labels(path, &labels)?;
+    check_labels(path, labels)?;
     let count = dimension(path, labels.len())?;
     write_idx(path, &[count], labels, encoding)
 }
