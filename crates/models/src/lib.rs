@@ -5,11 +5,13 @@
 //! be read and tested on its own.
 //!
 //! - [`dcgan`]: the DCGAN generator and discriminator (Radford et al., 2016).
+//! - [`diffusion`]: DDPM (Ho et al., 2020): noise schedule, DDPM and DDIM samplers, the U-Net.
 //! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
 //! - [`layers`]: small shared pieces: layer output sizes and the DCGAN initialisation.
 //! - [`vae`]: the variational autoencoder of Kingma & Welling (2014) and the plain autoencoder.
 
 pub mod dcgan;
+pub mod diffusion;
 pub mod gan_loss;
 pub mod layers;
 pub mod vae;

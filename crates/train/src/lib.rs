@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod cli;
 pub mod dcgan;
+pub mod ddpm;
 pub mod fsutil;
 pub mod grid;
 pub mod latent;
