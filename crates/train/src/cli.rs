@@ -43,6 +43,19 @@ pub struct CommonArgs {
     pub log_every: u64,
 }
 
+impl Default for CommonArgs {
+    /// The flags' own defaults, as if none were given (for code that trains without a command
+    /// line, such as the benchmarks).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct NoFlags {
+            #[command(flatten)]
+            common: CommonArgs,
+        }
+        <NoFlags as clap::Parser>::parse_from(["genmodels"]).common
+    }
+}
+
 fn parse_positive_usize(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -117,6 +130,8 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = Cli::try_parse_from(["prog"]).unwrap();
+        assert_eq!(CommonArgs::default().batch_size, cli.common.batch_size);
+        assert_eq!(CommonArgs::default().log_every, 50);
         assert_eq!(cli.common.batch_size, 128);
         assert_eq!(cli.common.backend, BackendChoice::Auto);
         assert_eq!(cli.common.epochs, None);

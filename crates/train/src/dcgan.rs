@@ -63,16 +63,17 @@ impl DcganSettings {
     }
 }
 
-/// The two networks and their optimizers.
-struct Dcgan {
-    generator: Generator,
-    discriminator: Discriminator,
+/// The two networks and their optimizers: one training iteration is [`Dcgan::step`].
+pub struct Dcgan {
+    pub generator: Generator,
+    pub discriminator: Discriminator,
     optim_g: ModuleOptimizer,
     optim_d: ModuleOptimizer,
 }
 
 impl Dcgan {
-    fn new(settings: &DcganSettings, device: &Device) -> Self {
+    /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
+    pub fn new(settings: &DcganSettings, device: &Device) -> Self {
         let adam = AdamConfig::new()
             .with_beta_1(settings.beta1 as f32)
             .with_beta_2(settings.beta2 as f32)
@@ -107,7 +108,7 @@ impl Dcgan {
 
     /// One D step on `real` and fresh fakes, then one G step. Returns, detached,
     /// `[loss_d, loss_g, mean D(x), mean D(G(z))]`.
-    fn step(&mut self, real: Tensor<4>, lr: f64, g_loss: GeneratorLoss) -> Tensor<1> {
+    pub fn step(&mut self, real: Tensor<4>, lr: f64, g_loss: GeneratorLoss) -> Tensor<1> {
         let [batch, ..] = real.dims();
         let device = real.device();
         let z = self.generator.sample_latent(batch, &device);

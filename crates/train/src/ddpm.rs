@@ -128,9 +128,10 @@ impl DdpmSettings {
     }
 }
 
-/// The network being trained, its weight average and its optimizer.
-struct Ddpm {
-    unet: UNet,
+/// The network being trained, its weight average and its optimizer: one training iteration is
+/// [`Ddpm::step`].
+pub struct Ddpm {
+    pub unet: UNet,
     ema: Ema<UNet>,
     optim: ModuleOptimizer,
     schedule: NoiseSchedule,
@@ -138,7 +139,9 @@ struct Ddpm {
 }
 
 impl Ddpm {
-    fn new(settings: &DdpmSettings, device: &Device) -> Result<Self> {
+    /// A freshly initialised U-Net, its EMA copy and Adam state (`device` should be an autodiff
+    /// device).
+    pub fn new(settings: &DdpmSettings, device: &Device) -> Result<Self> {
         let unet = settings.preset.config().init(device);
         Ok(Self {
             ema: Ema::new(&unet, settings.ema_decay),
@@ -170,7 +173,7 @@ impl Ddpm {
 
     /// One Adam step on `||eps - eps_theta(x_t, t)||^2` for the batch `x0`, with the gradient's
     /// global norm clipped, then an EMA update. Returns, detached, `[loss, gradient norm]`.
-    fn step(&mut self, x0: Tensor<4>, step: u64, settings: &DdpmSettings) -> Tensor<1> {
+    pub fn step(&mut self, x0: Tensor<4>, step: u64, settings: &DdpmSettings) -> Tensor<1> {
         let [batch, ..] = x0.dims();
         let device = x0.device();
         let timesteps: Vec<usize> =

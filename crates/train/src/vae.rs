@@ -119,14 +119,15 @@ impl VaeSettings {
     }
 }
 
-/// The network and its optimizer.
-struct Trainer {
-    vae: Vae,
+/// The network and its optimizer: one training iteration is [`Trainer::step`].
+pub struct Trainer {
+    pub vae: Vae,
     optim: ModuleOptimizer,
 }
 
 impl Trainer {
-    fn new(settings: &VaeSettings, device: &Device) -> Self {
+    /// A freshly initialised network and Adam state (`device` should be an autodiff device).
+    pub fn new(settings: &VaeSettings, device: &Device) -> Self {
         Self {
             vae: settings.model.init(settings.latent_dim, device),
             optim: AdamConfig::new()
@@ -150,7 +151,7 @@ impl Trainer {
     }
 
     /// One Adam step on `mean[recon + beta KL]`. Returns, detached, `[loss, recon, KL]`.
-    fn step(&mut self, images: Tensor<4>, lr: f64, beta: f64) -> Tensor<1> {
+    pub fn step(&mut self, images: Tensor<4>, lr: f64, beta: f64) -> Tensor<1> {
         let terms = self.vae.elbo_terms(images, Code::Sample);
         let loss = terms.loss(beta);
         let grads = GradientsParams::from_grads(loss.backward(), &self.vae);
