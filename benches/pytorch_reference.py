@@ -8,7 +8,10 @@ same workloads (one training iteration; generation; DDPM/DDIM sampling), same st
      "max_s": ..., "runs": 5, "images_per_s": ..., "peak_rss_mib": ...}
 
 Usage: python3 benches/pytorch_reference.py --cases dcgan:train:128 vae:train:64 ... [--runs 5]
-[--warmup 2] [--max-seconds 30] [--threads N]
+[--warmup 2] [--max-seconds 30] [--threads N] [--device cpu|cuda]
+
+On `--device cuda` every tensor and parameter lives on the GPU and the clock stops after
+`torch.cuda.synchronize()`, as the Rust side synchronises its device.
 """
 
 import argparse
@@ -282,9 +285,12 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_default_device(args.device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     torch.manual_seed(0)
     for case in args.cases:
         model, kind, batch = case.split(":")
@@ -292,10 +298,12 @@ def main():
         run = workload(model, kind, batch)
         for _ in range(args.warmup):
             run()
+        sync()
         times, started = [], time.perf_counter()
         while len(times) < args.runs and (len(times) < 1 or time.perf_counter() - started < args.max_seconds):
             t0 = time.perf_counter()
             run()
+            sync()
             times.append(time.perf_counter() - t0)
         times.sort()
         median = times[len(times) // 2] if len(times) % 2 else sum(times[len(times) // 2 - 1:][:2]) / 2
@@ -305,6 +313,7 @@ def main():
             "images_per_s": batch / median,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         }), flush=True)
 
 

@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::{Parser, ValueEnum};
-use genmodels::dcgan::GeneratorLoss;
+use genmodels::GeneratorLoss;
 use genmodels::diffusion::{DdimScheduler, DdpmScheduler, NoiseSchedule, Sampler, UNet};
 use genmodels_train::backend::{BackendChoice, select_device, wgpu_adapters};
 use genmodels_train::dcgan::{Dcgan, DcganSettings};
@@ -143,6 +143,9 @@ struct PytorchMeasurement {
     peak_rss_mib: f64,
     torch: String,
     threads: usize,
+    /// "cpu", or the CUDA device's name.
+    #[serde(default)]
+    device: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -185,19 +188,35 @@ fn run_all(cli: &Cli) -> Result<()> {
         cli.backends.clone()
     };
     let cases = cases(&backends, &cli.models, &cli.batches, cli.sample_images);
-    let python = cli.python.clone().or_else(|| std::env::var_os("GENMODELS_PYTHON").map(PathBuf::from));
+    let python = cli
+        .python
+        .clone()
+        .or_else(|| std::env::var_os("GENMODELS_PYTHON").map(PathBuf::from));
     let python = python.unwrap_or_else(|| PathBuf::from("python3"));
     let torch = !cli.no_pytorch && has_torch(&python);
     if !cli.no_pytorch && !torch {
-        println!("PyTorch comparison skipped: `{}` cannot import torch", python.display());
+        println!(
+            "PyTorch comparison skipped: `{}` cannot import torch",
+            python.display()
+        );
     }
 
     let mut rows = Vec::new();
     for case in cases {
-        print!("{:>8} {:>10} {:>9} batch {:>3} ... ", backend_name(case.backend), name(case.model), workload_name(case.workload), case.batch);
+        print!(
+            "{:>8} {:>10} {:>9} batch {:>3} ... ",
+            backend_name(case.backend),
+            name(case.model),
+            workload_name(case.workload),
+            case.batch
+        );
         let (genmodels, error) = match measure_in_child(case, cli) {
             Ok(m) => {
-                println!("{:>10.1} ms  {:>8.1} img/s", m.median_s * 1e3, m.images_per_s);
+                println!(
+                    "{:>10.1} ms  {:>8.1} img/s",
+                    m.median_s * 1e3,
+                    m.images_per_s
+                );
                 (Some(m), None)
             }
             Err(e) => {
@@ -205,24 +224,55 @@ fn run_all(cli: &Cli) -> Result<()> {
                 (None, Some(format!("{e:#}")))
             }
         };
-        rows.push(Row { case, genmodels, error, pytorch: None });
+        rows.push(Row {
+            case,
+            genmodels,
+            error,
+            pytorch: None,
+        });
     }
     if torch {
-        let mut done: Vec<(Model, Workload, usize, Option<PytorchMeasurement>)> = Vec::new();
+        // PyTorch runs on the kind of device the row's backend runs on: its CPU build beside
+        // flex and ndarray, CUDA beside wgpu and cuda.
+        let mut done: Vec<(
+            Model,
+            Workload,
+            usize,
+            TorchDevice,
+            Option<PytorchMeasurement>,
+        )> = Vec::new();
         for row in &mut rows {
-            let key = (row.case.model, row.case.workload, row.case.batch);
-            let found = done.iter().find(|d| (d.0, d.1, d.2) == key).map(|d| d.3.clone());
+            let key = (
+                row.case.model,
+                row.case.workload,
+                row.case.batch,
+                TorchDevice::for_backend(row.case.backend),
+            );
+            let found = done
+                .iter()
+                .find(|d| (d.0, d.1, d.2, d.3) == key)
+                .map(|d| d.4.clone());
             row.pytorch = match found {
                 Some(measurement) => measurement,
                 None => {
-                    print!("{:>8} {:>10} {:>9} batch {:>3} ... ", "pytorch", name(key.0), workload_name(key.1), key.2);
-                    let measurement = measure_pytorch(&python, row.case, cli);
+                    let label = format!("torch-{}", key.3.name());
+                    print!(
+                        "{label:>8} {:>10} {:>9} batch {:>3} ... ",
+                        name(key.0),
+                        workload_name(key.1),
+                        key.2
+                    );
+                    let measurement = measure_pytorch(&python, row.case, key.3, cli);
                     match &measurement {
-                        Ok(m) => println!("{:>10.1} ms  {:>8.1} img/s", m.median_s * 1e3, m.images_per_s),
+                        Ok(m) => println!(
+                            "{:>10.1} ms  {:>8.1} img/s",
+                            m.median_s * 1e3,
+                            m.images_per_s
+                        ),
                         Err(e) => println!("failed: {e:#}"),
                     }
                     let measurement = measurement.ok();
-                    done.push((key.0, key.1, key.2, measurement.clone()));
+                    done.push((key.0, key.1, key.2, key.3, measurement.clone()));
                     measurement
                 }
             };
@@ -232,17 +282,29 @@ fn run_all(cli: &Cli) -> Result<()> {
     let machine = machine();
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
     let command: Vec<String> = std::env::args().collect();
-    let json = serde_json::json!({ "machine": machine, "command": command.join(" "), "rows": rows });
-    write_atomic(&cli.out.join("results.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    let json =
+        serde_json::json!({ "machine": machine, "command": command.join(" "), "rows": rows });
+    write_atomic(
+        &cli.out.join("results.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
     let table = markdown_table(&rows, &machine);
     write_atomic(&cli.out.join("results.md"), table.as_bytes())?;
     plot(&rows, &cli.out.join("images_per_s.png"))?;
     println!("\n{table}");
-    println!("written: {0}/results.json, {0}/results.md, {0}/images_per_s.png", cli.out.display());
+    println!(
+        "written: {0}/results.json, {0}/results.md, {0}/images_per_s.png",
+        cli.out.display()
+    );
     Ok(())
 }
 
-fn cases(backends: &[BackendChoice], models: &[Model], batches: &[usize], sample_images: usize) -> Vec<Case> {
+fn cases(
+    backends: &[BackendChoice],
+    models: &[Model],
+    batches: &[usize],
+    sample_images: usize,
+) -> Vec<Case> {
     let mut cases = Vec::new();
     for &model in models {
         let mut workloads = vec![(Workload::Train, batches.to_vec())];
@@ -256,7 +318,12 @@ fn cases(backends: &[BackendChoice], models: &[Model], batches: &[usize], sample
         for (workload, batches) in workloads {
             for batch in batches {
                 for &backend in backends {
-                    cases.push(Case { backend, model, workload, batch });
+                    cases.push(Case {
+                        backend,
+                        model,
+                        workload,
+                        batch,
+                    });
                 }
             }
         }
@@ -268,38 +335,106 @@ fn measure_in_child(case: Case, cli: &Cli) -> Result<Measurement> {
     let exe = std::env::current_exe()?;
     let output = Command::new(exe)
         .args(["--case", &case_string(case)])
-        .args(["--runs", &cli.runs.to_string(), "--warmup", &cli.warmup.to_string()])
+        .args([
+            "--runs",
+            &cli.runs.to_string(),
+            "--warmup",
+            &cli.warmup.to_string(),
+        ])
         .args(["--max-seconds", &cli.max_seconds.to_string()])
         .args(["--max-sampling-steps", &cli.max_sampling_steps.to_string()])
         .output()?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!("{}", stderr.lines().last().unwrap_or("the measurement failed"));
+        bail!(
+            "{}",
+            stderr.lines().last().unwrap_or("the measurement failed")
+        );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().context("the measurement printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("the measurement printed nothing")?;
     Ok(serde_json::from_str(line)?)
 }
 
 fn has_torch(python: &Path) -> bool {
-    Command::new(python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success())
+    Command::new(python)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
-fn measure_pytorch(python: &Path, case: Case, cli: &Cli) -> Result<PytorchMeasurement> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_reference.py");
-    let spec = format!("{}:{}:{}", name(case.model), workload_name(case.workload), case.batch);
+/// Where the PyTorch side of a row runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TorchDevice {
+    Cpu,
+    Cuda,
+}
+
+impl TorchDevice {
+    fn for_backend(backend: BackendChoice) -> Self {
+        match backend {
+            BackendChoice::Wgpu | BackendChoice::Cuda => Self::Cuda,
+            BackendChoice::Auto | BackendChoice::Flex | BackendChoice::Ndarray => Self::Cpu,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+fn measure_pytorch(
+    python: &Path,
+    case: Case,
+    device: TorchDevice,
+    cli: &Cli,
+) -> Result<PytorchMeasurement> {
+    // The checkout's copy when run from its root, else the one this binary was built from.
+    let script = Some(PathBuf::from("benches/pytorch_reference.py"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_reference.py")
+        });
+    let spec = format!(
+        "{}:{}:{}",
+        name(case.model),
+        workload_name(case.workload),
+        case.batch
+    );
     let output = Command::new(python)
         .arg(&script)
-        .args(["--cases", &spec, "--runs", &cli.runs.to_string(), "--warmup", &cli.warmup.to_string()])
+        .args([
+            "--cases",
+            &spec,
+            "--runs",
+            &cli.runs.to_string(),
+            "--warmup",
+            &cli.warmup.to_string(),
+        ])
+        .args(["--device", device.name()])
         .args(["--max-seconds", &cli.max_seconds.to_string()])
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!("{}", stderr.lines().last().unwrap_or("pytorch_reference.py failed"));
+        bail!(
+            "{}",
+            stderr
+                .lines()
+                .last()
+                .unwrap_or("pytorch_reference.py failed")
+        );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    Ok(serde_json::from_str(stdout.lines().last().context("no output")?)?)
+    Ok(serde_json::from_str(
+        stdout.lines().last().context("no output")?,
+    )?)
 }
 
 // --- one measurement, in the child process -------------------------------------------------------
@@ -309,7 +444,10 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
     let device = selected.device.clone();
     device.seed(0);
     let batch = case.batch;
-    let common = CommonArgs { batch_size: batch, ..CommonArgs::default() };
+    let common = CommonArgs {
+        batch_size: batch,
+        ..CommonArgs::default()
+    };
 
     let mut peak_reserved = 0u64;
     let mut extrapolated = false;
@@ -319,7 +457,9 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
         }
         let mut times = Vec::new();
         let started = Instant::now();
-        while times.is_empty() || (times.len() < cli.runs && started.elapsed().as_secs_f64() < cli.max_seconds) {
+        while times.is_empty()
+            || (times.len() < cli.runs && started.elapsed().as_secs_f64() < cli.max_seconds)
+        {
             let t0 = Instant::now();
             iteration()?;
             device.sync()?;
@@ -336,7 +476,11 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
             let train_device = device.clone().autodiff();
             let settings = DcganSettings::from_args(common, GeneratorLoss::NonSaturating);
             let mut gan = Dcgan::new(&settings, &train_device);
-            let real = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Uniform(-1.0, 1.0), &train_device);
+            let real = Tensor::<4>::random(
+                [batch, 1, 28, 28],
+                Distribution::Uniform(-1.0, 1.0),
+                &train_device,
+            );
             timed(&mut || {
                 gan.step(real.clone(), settings.lr, settings.g_loss);
                 Ok(())
@@ -355,7 +499,11 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
             let train_device = device.clone().autodiff();
             let settings = VaeSettings::from_args(common, ModelKind::Vae, 16, 1.0, 0.0);
             let mut trainer = VaeTrainer::new(&settings, &train_device);
-            let images = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &train_device);
+            let images = Tensor::<4>::random(
+                [batch, 1, 28, 28],
+                Distribution::Uniform(0.0, 1.0),
+                &train_device,
+            );
             timed(&mut || {
                 trainer.step(images.clone(), settings.lr, 1.0);
                 Ok(())
@@ -373,7 +521,11 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
             let train_device = device.clone().autodiff();
             let settings = ddpm_settings(case.model, common);
             let mut ddpm = Ddpm::new(&settings, &train_device)?;
-            let x0 = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Uniform(-1.0, 1.0), &train_device);
+            let x0 = Tensor::<4>::random(
+                [batch, 1, 28, 28],
+                Distribution::Uniform(-1.0, 1.0),
+                &train_device,
+            );
             let mut step = 0;
             timed(&mut || {
                 step += 1;
@@ -394,14 +546,23 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
                 cap => cap.min(steps),
             };
             extrapolated = limit < steps;
-            let sampling = SamplingSettings { sampler, steps, eta: 0.0 };
-            let mut per_run = timed(&mut || reverse_steps(&unet, &schedule, sampling, batch, limit, &device))?;
+            let sampling = SamplingSettings {
+                sampler,
+                steps,
+                eta: 0.0,
+            };
+            let mut per_run =
+                timed(&mut || reverse_steps(&unet, &schedule, sampling, batch, limit, &device))?;
             for t in &mut per_run {
                 *t *= steps as f64 / limit as f64;
             }
             per_run
         }
-        (model, workload) => bail!("{} has no {} workload", name(model), workload_name(workload)),
+        (model, workload) => bail!(
+            "{} has no {} workload",
+            name(model),
+            workload_name(workload)
+        ),
     };
 
     let mut sorted = times.clone();
@@ -421,15 +582,31 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
 }
 
 fn ddpm_settings(model: Model, common: CommonArgs) -> DdpmSettings {
-    let preset = if model == Model::UnetFull { Preset::Full } else { Preset::Small };
-    let sampling = SamplingSettings { sampler: SamplerKind::Ddim, steps: 50, eta: 0.0 };
+    let preset = if model == Model::UnetFull {
+        Preset::Full
+    } else {
+        Preset::Small
+    };
+    let sampling = SamplingSettings {
+        sampler: SamplerKind::Ddim,
+        steps: 50,
+        eta: 0.0,
+    };
     DdpmSettings::from_args(common, preset, sampling, 0.999, 0)
 }
 
 /// The first `limit` reverse steps of `sampling` from x_T ~ N(0, I), without gradients.
-fn reverse_steps(unet: &UNet, schedule: &NoiseSchedule, sampling: SamplingSettings, count: usize, limit: usize, device: &Device) -> Result<()> {
+fn reverse_steps(
+    unet: &UNet,
+    schedule: &NoiseSchedule,
+    sampling: SamplingSettings,
+    count: usize,
+    limit: usize,
+    device: &Device,
+) -> Result<()> {
     fn run(unet: &UNet, sampler: &impl Sampler, count: usize, limit: usize, device: &Device) {
-        let normal = || Tensor::<4>::random([count, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+        let normal =
+            || Tensor::<4>::random([count, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
         let mut x = normal();
         for &t in sampler.timesteps().iter().take(limit) {
             let timesteps = Tensor::<1>::full([count], t as f32, device);
@@ -454,7 +631,11 @@ fn reverse_steps(unet: &UNet, schedule: &NoiseSchedule, sampling: SamplingSettin
 
 fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
-    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 /// The process's peak resident set (`VmHWM`), in MiB; 0 where /proc is not available.
@@ -463,7 +644,13 @@ fn peak_rss_mib() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
@@ -473,12 +660,18 @@ fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
-        .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split(':').nth(1)))
+        .find_map(|line| {
+            line.strip_prefix("model name")
+                .and_then(|rest| rest.split(':').nth(1))
+        })
         .map_or_else(|| "unknown".to_string(), |name| name.trim().to_string());
     Machine {
         cpu,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        gpu_adapters: wgpu_adapters().iter().map(|a| format!("{} ({}, {:?})", a.name, a.backend, a.device_type)).collect(),
+        gpu_adapters: wgpu_adapters()
+            .iter()
+            .map(|a| format!("{} ({}, {:?})", a.name, a.backend, a.device_type))
+            .collect(),
         os: std::env::consts::OS.to_string(),
     }
 }
@@ -487,34 +680,72 @@ fn machine() -> Machine {
 /// PyTorch.
 fn markdown_table(rows: &[Row], machine: &Machine) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Machine: {}, {} cores; wgpu adapters: {}\n", machine.cpu, machine.cores, if machine.gpu_adapters.is_empty() { "none".into() } else { machine.gpu_adapters.join("; ") });
-    out.push_str("| model | workload | batch | backend | ms (median [min, max], runs) | images/s | vs fastest CPU backend | peak memory MiB | PyTorch ms | genmodels / PyTorch speed |\n");
+    let _ = writeln!(
+        out,
+        "Machine: {}, {} cores; wgpu adapters: {}\n",
+        machine.cpu,
+        machine.cores,
+        if machine.gpu_adapters.is_empty() {
+            "none".into()
+        } else {
+            machine.gpu_adapters.join("; ")
+        }
+    );
+    out.push_str("| model | workload | batch | backend | ms (median [min, max], runs) | images/s | vs fastest CPU backend | peak memory MiB | PyTorch ms (CPU; CUDA beside GPU backends) | genmodels / PyTorch speed |\n");
     out.push_str("|---|---|---:|---|---|---:|---:|---:|---:|---:|\n");
     for row in rows {
         let case = row.case;
         let Some(m) = &row.genmodels else {
-            let _ = writeln!(out, "| {} | {} | {} | {} | failed: {} | | | | | |", name(case.model), workload_name(case.workload), case.batch, backend_name(case.backend), row.error.as_deref().unwrap_or("?"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | failed: {} | | | | | |",
+                name(case.model),
+                workload_name(case.workload),
+                case.batch,
+                backend_name(case.backend),
+                row.error.as_deref().unwrap_or("?")
+            );
             continue;
         };
         let fastest_cpu = rows
             .iter()
-            .filter(|r| (r.case.model, r.case.workload, r.case.batch) == (case.model, case.workload, case.batch))
+            .filter(|r| {
+                (r.case.model, r.case.workload, r.case.batch)
+                    == (case.model, case.workload, case.batch)
+            })
             .filter(|r| matches!(r.case.backend, BackendChoice::Flex | BackendChoice::Ndarray))
             .filter_map(|r| r.genmodels.as_ref().map(|m| m.median_s))
             .min_by(f64::total_cmp);
         let relative = fastest_cpu.map_or("".into(), |cpu| format!("{:.2}x", cpu / m.median_s));
-        let memory = m.device_reserved_mib.map_or(format!("{:.0} (RSS)", m.peak_rss_mib), |gpu| format!("{gpu:.0} (device)"));
+        let memory = m
+            .device_reserved_mib
+            .map_or(format!("{:.0} (RSS)", m.peak_rss_mib), |gpu| {
+                format!("{gpu:.0} (device)")
+            });
         let (torch_ms, ratio) = match &row.pytorch {
-            Some(p) => (format!("{:.1}", p.median_s * 1e3), format!("{:.2}x", p.median_s / m.median_s)),
+            Some(p) => (
+                format!("{:.1}", p.median_s * 1e3),
+                format!("{:.2}x", p.median_s / m.median_s),
+            ),
             None => (String::new(), String::new()),
         };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {:.1} [{:.1}, {:.1}], {}{} | {:.1} | {} | {} | {} | {} |",
-            name(case.model), workload_name(case.workload), case.batch, backend_name(case.backend),
-            m.median_s * 1e3, m.min_s * 1e3, m.max_s * 1e3, m.runs,
+            name(case.model),
+            workload_name(case.workload),
+            case.batch,
+            backend_name(case.backend),
+            m.median_s * 1e3,
+            m.min_s * 1e3,
+            m.max_s * 1e3,
+            m.runs,
             if m.extrapolated { ", extrapolated" } else { "" },
-            m.images_per_s, relative, memory, torch_ms, ratio
+            m.images_per_s,
+            relative,
+            memory,
+            torch_ms,
+            ratio
         );
     }
     out
@@ -523,7 +754,10 @@ fn markdown_table(rows: &[Row], machine: &Machine) -> String {
 /// Training images/s per network (largest batch), one bar per backend and PyTorch, log scale.
 fn plot(rows: &[Row], path: &Path) -> Result<()> {
     let largest = rows.iter().map(|r| r.case.batch).max().unwrap_or(0);
-    let train: Vec<&Row> = rows.iter().filter(|r| r.case.workload == Workload::Train && r.case.batch == largest).collect();
+    let train: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.case.workload == Workload::Train && r.case.batch == largest)
+        .collect();
     let mut models: Vec<Model> = Vec::new();
     let mut series: Vec<String> = Vec::new();
     let mut bars: Vec<(usize, String, f64)> = Vec::new();
@@ -531,9 +765,16 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
         if !models.contains(&row.case.model) {
             models.push(row.case.model);
         }
-        let model = models.iter().position(|m| *m == row.case.model).expect("just added");
+        let model = models
+            .iter()
+            .position(|m| *m == row.case.model)
+            .expect("just added");
         if let Some(m) = &row.genmodels {
-            bars.push((model, backend_name(row.case.backend).to_string(), m.images_per_s));
+            bars.push((
+                model,
+                backend_name(row.case.backend).to_string(),
+                m.images_per_s,
+            ));
         }
         if let Some(p) = &row.pytorch
             && !bars.iter().any(|b| b.0 == model && b.1 == "pytorch")
@@ -550,14 +791,22 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
         return Ok(());
     }
     let top = bars.iter().map(|b| b.2).fold(1.0, f64::max) * 3.0;
-    let bottom = bars.iter().map(|b| b.2).fold(f64::INFINITY, f64::min).min(1.0) / 3.0;
+    let bottom = bars
+        .iter()
+        .map(|b| b.2)
+        .fold(f64::INFINITY, f64::min)
+        .min(1.0)
+        / 3.0;
     let (width, height) = (900u32, 500u32);
     let mut pixels = vec![0u8; (width * height * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("Training images/s, batch {largest} (log scale)"), ("sans-serif", 22))
+            .caption(
+                format!("Training images/s, batch {largest} (log scale)"),
+                ("sans-serif", 22),
+            )
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -569,7 +818,9 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
             .x_label_formatter(&|x| {
                 let index = (x - 0.5).round();
                 if (x - 0.5 - index).abs() < 1e-6 && index >= 0.0 {
-                    models.get(index as usize).map_or(String::new(), |m| name(*m).to_string())
+                    models
+                        .get(index as usize)
+                        .map_or(String::new(), |m| name(*m).to_string())
                 } else {
                     String::new()
                 }
@@ -590,9 +841,15 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
             chart
                 .draw_series(rectangles)?
                 .label(label.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
         root.present()?;
     }
     let image = image::RgbImage::from_raw(width, height, pixels).context("plot buffer")?;
@@ -633,7 +890,13 @@ fn backend_name(backend: BackendChoice) -> &'static str {
 }
 
 fn case_string(case: Case) -> String {
-    format!("{}:{}:{}:{}", backend_name(case.backend), name(case.model), workload_name(case.workload), case.batch)
+    format!(
+        "{}:{}:{}:{}",
+        backend_name(case.backend),
+        name(case.model),
+        workload_name(case.workload),
+        case.batch
+    )
 }
 
 fn parse_case(text: &str) -> Result<Case> {
@@ -641,7 +904,8 @@ fn parse_case(text: &str) -> Result<Case> {
     let [backend, model, workload, batch] = parts[..] else {
         bail!("--case {text}: expected backend:model:workload:batch");
     };
-    let parse = |kind: &str, value: &str| anyhow::anyhow!("--case {text}: unknown {kind} `{value}`");
+    let parse =
+        |kind: &str, value: &str| anyhow::anyhow!("--case {text}: unknown {kind} `{value}`");
     Ok(Case {
         backend: BackendChoice::from_str(backend, true).map_err(|_| parse("backend", backend))?,
         model: Model::from_str(model, true).map_err(|_| parse("model", model))?,

@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use genmodels_train::ddpm::{DdpmSettings, Preset, SampleRequest, SamplerKind, SamplingSettings, sample_from_checkpoint, train};
+use genmodels_train::ddpm::{
+    DdpmSettings, Preset, SampleRequest, SamplerKind, SamplingSettings, sample_from_checkpoint,
+    train,
+};
 use genmodels_train::{BackendChoice, CommonArgs};
 
 /// Train a DDPM (Ho et al., 2020) on Fashion-MNIST, or draw samples from a checkpoint.
@@ -70,7 +73,11 @@ impl SamplingArgs {
             SamplerKind::Ddpm => 1000,
         };
         let steps = self.sample_steps.map_or(default_steps, |s| s as usize);
-        SamplingSettings { sampler: self.sampler, steps, eta: self.eta }
+        SamplingSettings {
+            sampler: self.sampler,
+            steps,
+            eta: self.eta,
+        }
     }
 }
 

@@ -8,9 +8,19 @@ use genmodels_train::checkpoint::Checkpoints;
 
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test` so examples are built", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` so examples are built",
+        path.display()
+    );
     path
 }
 
@@ -29,7 +39,10 @@ fn stderr(output: &Output) -> String {
 fn assert_clean_failure(output: &Output, expected: &[&str]) {
     let text = stderr(output);
     assert!(!output.status.success(), "should fail: {text}");
-    assert!(!text.contains("panicked"), "panicked instead of an error: {text}");
+    assert!(
+        !text.contains("panicked"),
+        "panicked instead of an error: {text}"
+    );
     for needle in expected {
         assert!(text.contains(needle), "`{needle}` missing from: {text}");
     }
@@ -45,23 +58,62 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().to_str().unwrap();
     let common = [
-        "--backend", "flex", "--preset", "tiny", "--batch-size", "8", "--log-every", "1",
-        "--sample-steps", "4", "--final-ddpm-steps", "20", "--out", out_arg,
+        "--backend",
+        "flex",
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+        "--sample-steps",
+        "4",
+        "--final-ddpm-steps",
+        "20",
+        "--out",
+        out_arg,
     ];
     let first = run_ddpm(&[&common[..], &["--max-steps", "3"]].concat());
     assert!(first.status.success(), "{}", stderr(&first));
 
     // 8 tiles of 28 px with 2 px padding: 8 * 30 + 2 = 242.
-    assert_eq!(dimensions(&out.path().join("samples/epoch_001.png")), (242, 242));
-    assert_eq!(dimensions(&out.path().join("samples/final_ddpm_20.png")), (242, 242));
+    assert_eq!(
+        dimensions(&out.path().join("samples/epoch_001.png")),
+        (242, 242)
+    );
+    assert_eq!(
+        dimensions(&out.path().join("samples/final_ddpm_20.png")),
+        (242, 242)
+    );
     // forward.png: 8 rows, t = 0, 100, ..., 900, 999: 11 columns.
-    assert_eq!(dimensions(&out.path().join("forward.png")), (11 * 30 + 2, 242));
+    assert_eq!(
+        dimensions(&out.path().join("forward.png")),
+        (11 * 30 + 2, 242)
+    );
     // reverse.png with DDPM-20 (t = 950, 900, ..., 0): x_T, x at t = 900, 800, ..., 100, x_0.
-    assert_eq!(dimensions(&out.path().join("reverse.png")), (11 * 30 + 2, 242));
+    assert_eq!(
+        dimensions(&out.path().join("reverse.png")),
+        (11 * 30 + 2, 242)
+    );
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
-    assert!(metrics.starts_with("step,epoch,loss,grad_norm,images_per_sec,elapsed_s"), "{metrics}");
-    assert_eq!(metrics.lines().count(), 1 + 3, "header and one row per step:\n{metrics}");
-    let loss: f64 = metrics.lines().nth(1).unwrap().split(',').nth(2).unwrap().parse().unwrap();
+    assert!(
+        metrics.starts_with("step,epoch,loss,grad_norm,images_per_sec,elapsed_s"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 3,
+        "header and one row per step:\n{metrics}"
+    );
+    let loss: f64 = metrics
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
     // The untrained network's eps is near 0, so the loss starts near E[eps^2] = 1.
     assert!(loss > 0.3 && loss < 3.0, "first loss {loss}");
 
@@ -78,12 +130,29 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
     assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 5);
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 1 + 5, "the resumed run appends:\n{metrics}");
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 5,
+        "the resumed run appends:\n{metrics}"
+    );
 
     let grid = out.path().join("drawn.png");
     let sampled = run_ddpm(&[
-        "sample", "--from", out_arg, "--count", "10", "--sampler", "ddim", "--sample-steps", "3",
-        "--eta", "1", "--backend", "flex", "--output", grid.to_str().unwrap(),
+        "sample",
+        "--from",
+        out_arg,
+        "--count",
+        "10",
+        "--sampler",
+        "ddim",
+        "--sample-steps",
+        "3",
+        "--eta",
+        "1",
+        "--backend",
+        "flex",
+        "--output",
+        grid.to_str().unwrap(),
     ]);
     assert!(sampled.status.success(), "{}", stderr(&sampled));
     // 10 images in 8 columns: two rows.
@@ -96,15 +165,31 @@ fn bad_input_gets_clear_errors() {
     assert_clean_failure(&run_ddpm(&["--preset", "huge"]), &["huge", "small"]);
     assert_clean_failure(&run_ddpm(&["--sampler", "euler"]), &["euler", "ddim"]);
     assert_clean_failure(&run_ddpm(&["--eta=-1"]), &["--eta", ">= 0"]);
-    assert_clean_failure(&run_ddpm(&["--ema-decay", "1.5"]), &["--ema-decay", "[0, 1)"]);
+    assert_clean_failure(
+        &run_ddpm(&["--ema-decay", "1.5"]),
+        &["--ema-decay", "[0, 1)"],
+    );
     assert_clean_failure(&run_ddpm(&["--sample-steps", "0"]), &["--sample-steps"]);
     // More reverse steps than the schedule has: refused before any training.
     let out = tempfile::tempdir().unwrap();
     let too_many = run_ddpm(&[
-        "--backend", "flex", "--preset", "tiny", "--sample-steps", "1001", "--out", out.path().to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--preset",
+        "tiny",
+        "--sample-steps",
+        "1001",
+        "--out",
+        out.path().to_str().unwrap(),
     ]);
     assert_clean_failure(&too_many, &["1001", "1 to 1000"]);
     let empty = tempfile::tempdir().unwrap();
-    let no_checkpoint = run_ddpm(&["sample", "--from", empty.path().to_str().unwrap(), "--backend", "flex"]);
+    let no_checkpoint = run_ddpm(&[
+        "sample",
+        "--from",
+        empty.path().to_str().unwrap(),
+        "--backend",
+        "flex",
+    ]);
     assert_clean_failure(&no_checkpoint, &["has no checkpoint"]);
 }

@@ -311,7 +311,7 @@ mod tests {
 
     fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         t.into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap()
             .into_iter()
             .map(f64::from)

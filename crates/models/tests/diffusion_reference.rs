@@ -13,7 +13,9 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use genmodels::diffusion::{DdimScheduler, DdpmScheduler, NoiseSchedule, PosteriorVariance, Sampler};
+use genmodels::diffusion::{
+    DdimScheduler, DdpmScheduler, NoiseSchedule, PosteriorVariance, Sampler,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -60,7 +62,8 @@ struct DdimCase {
 }
 
 fn reference() -> Reference {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/diffusers_reference.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/reference/diffusers_reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("the reference JSON parses")
 }
@@ -76,7 +79,8 @@ impl Inputs {
     fn new(cases: &Cases, shape: &[usize]) -> Self {
         let shape: [usize; 4] = shape.try_into().expect("4-d inputs");
         let device = Device::flex();
-        let tensor = |values: &Vec<f32>| Tensor::from_data(TensorData::new(values.clone(), shape), &device);
+        let tensor =
+            |values: &Vec<f32>| Tensor::from_data(TensorData::new(values.clone(), shape), &device);
         Self {
             x0: tensor(&cases.x0),
             sample: tensor(&cases.sample),
@@ -87,9 +91,13 @@ impl Inputs {
 }
 
 fn max_difference(actual: Tensor<4>, expected: &[f32]) -> f32 {
-    let actual = actual.into_data().to_vec::<f32>().unwrap();
+    let actual = actual.into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(actual.len(), expected.len());
-    actual.iter().zip(expected).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max)
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| (a - e).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Runs every case of one reference run and returns the largest difference seen.
@@ -99,13 +107,20 @@ fn compare(cases: &Cases, shape: &[usize], tolerance: f32, label: &str) -> f32 {
     let mut worst = 0.0f32;
     let mut check = |what: String, actual: Tensor<4>, expected: &[f32]| {
         let difference = max_difference(actual, expected);
-        assert!(difference <= tolerance, "{label} {what}: differs by {difference} > {tolerance}");
+        assert!(
+            difference <= tolerance,
+            "{label} {what}: differs by {difference} > {tolerance}"
+        );
         worst = worst.max(difference);
     };
 
     for case in &cases.add_noise {
         let batch = shape[0];
-        let actual = schedule.add_noise(inputs.x0.clone(), inputs.noise.clone(), &vec![case.t; batch]);
+        let actual = schedule.add_noise(
+            inputs.x0.clone(),
+            inputs.noise.clone(),
+            &vec![case.t; batch],
+        );
         check(format!("add_noise t={}", case.t), actual, &case.output);
     }
 
@@ -115,22 +130,38 @@ fn compare(cases: &Cases, shape: &[usize], tolerance: f32, label: &str) -> f32 {
             "fixed_large" => PosteriorVariance::FixedLarge,
             other => panic!("unknown variance {other}"),
         };
-        let mut scheduler = DdpmScheduler::new(schedule.clone()).with_variance(variance).with_clip_sample(case.clip);
+        let mut scheduler = DdpmScheduler::new(schedule.clone())
+            .with_variance(variance)
+            .with_clip_sample(case.clip);
         scheduler.set_timesteps(case.inference_steps).unwrap();
         let noise = scheduler.needs_noise(case.t).then(|| inputs.noise.clone());
         let actual = scheduler.step(inputs.eps.clone(), case.t, inputs.sample.clone(), noise);
-        let what = format!("DDPM {} clip={} steps={} t={}", case.variance, case.clip, case.inference_steps, case.t);
+        let what = format!(
+            "DDPM {} clip={} steps={} t={}",
+            case.variance, case.clip, case.inference_steps, case.t
+        );
         check(what, actual, &case.output);
     }
 
     let ddim = DdimScheduler::new(schedule.clone());
-    assert_eq!(ddim.timesteps(), cases.ddim_timesteps_50.as_slice(), "{label}: DDIM timesteps");
+    assert_eq!(
+        ddim.timesteps(),
+        cases.ddim_timesteps_50.as_slice(),
+        "{label}: DDIM timesteps"
+    );
     for case in &cases.ddim_step {
         let mut scheduler = ddim.clone().with_eta(case.eta).unwrap();
         scheduler.set_timesteps(case.inference_steps).unwrap();
         let noise = scheduler.needs_noise(case.t).then(|| inputs.noise.clone());
         let actual = scheduler.step(inputs.eps.clone(), case.t, inputs.sample.clone(), noise);
-        check(format!("DDIM eta={} steps={} t={}", case.eta, case.inference_steps, case.t), actual, &case.output);
+        check(
+            format!(
+                "DDIM eta={} steps={} t={}",
+                case.eta, case.inference_steps, case.t
+            ),
+            actual,
+            &case.output,
+        );
     }
     worst
 }
@@ -139,9 +170,25 @@ fn compare(cases: &Cases, shape: &[usize], tolerance: f32, label: &str) -> f32 {
 fn schedule_and_samplers_match_diffusers() {
     let reference = reference();
     assert!(!reference.diffusers_version.is_empty());
-    let cases = reference.float64.add_noise.len() + reference.float64.ddpm_step.len() + reference.float64.ddim_step.len();
-    assert_eq!(cases, 5 + 24 + 15, "every case of the reference is compared");
-    let exact = compare(&reference.float64, &reference.shape, 1e-5, "float64 schedule");
-    let shipped = compare(&reference.float32, &reference.shape, 2e-4, "diffusers as shipped");
+    let cases = reference.float64.add_noise.len()
+        + reference.float64.ddpm_step.len()
+        + reference.float64.ddim_step.len();
+    assert_eq!(
+        cases,
+        5 + 24 + 15,
+        "every case of the reference is compared"
+    );
+    let exact = compare(
+        &reference.float64,
+        &reference.shape,
+        1e-5,
+        "float64 schedule",
+    );
+    let shipped = compare(
+        &reference.float32,
+        &reference.shape,
+        2e-4,
+        "diffusers as shipped",
+    );
     println!("largest difference: {exact:e} (float64 schedule), {shipped:e} (float32 schedule)");
 }

@@ -28,7 +28,14 @@ use crate::summary::{EpochReport, TrainSummary};
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "ddpm";
-const METRICS: [&str; 6] = ["step", "epoch", "loss", "grad_norm", "images_per_sec", "elapsed_s"];
+const METRICS: [&str; 6] = [
+    "step",
+    "epoch",
+    "loss",
+    "grad_norm",
+    "images_per_sec",
+    "elapsed_s",
+];
 /// Images in the 8x8 sample grid.
 const GRID: usize = 64;
 /// Images (rows) in `forward.png` and `reverse.png`.
@@ -99,7 +106,13 @@ pub struct DdpmSettings {
 
 impl DdpmSettings {
     /// Adam 2e-4 (epsilon 1e-8), EMA 0.999, clipping at 1, T = 1000, where a flag is absent.
-    pub fn from_args(common: CommonArgs, preset: Preset, epoch_sampling: SamplingSettings, ema_decay: f64, final_ddpm_steps: usize) -> Self {
+    pub fn from_args(
+        common: CommonArgs,
+        preset: Preset,
+        epoch_sampling: SamplingSettings,
+        ema_decay: f64,
+        final_ddpm_steps: usize,
+    ) -> Self {
         Self {
             epochs: common.epochs.unwrap_or(20),
             lr: common.lr.unwrap_or(2e-4),
@@ -120,9 +133,11 @@ impl DdpmSettings {
 
     /// Refuses sampler settings the schedule cannot honour, before anything is trained.
     fn validate(&self) -> Result<()> {
-        leading_timesteps(self.diffusion_steps, self.epoch_sampling.steps).context("--sample-steps")?;
+        leading_timesteps(self.diffusion_steps, self.epoch_sampling.steps)
+            .context("--sample-steps")?;
         if self.final_ddpm_steps > 0 {
-            leading_timesteps(self.diffusion_steps, self.final_ddpm_steps).context("--final-ddpm-steps")?;
+            leading_timesteps(self.diffusion_steps, self.final_ddpm_steps)
+                .context("--final-ddpm-steps")?;
         }
         Ok(())
     }
@@ -146,7 +161,9 @@ impl Ddpm {
         Ok(Self {
             ema: Ema::new(&unet, settings.ema_decay),
             unet,
-            optim: AdamConfig::new().with_epsilon(settings.adam_epsilon as f32).init(),
+            optim: AdamConfig::new()
+                .with_epsilon(settings.adam_epsilon as f32)
+                .init(),
             schedule: settings.schedule()?,
             timestep_rng: StdRng::seed_from_u64(settings.common.seed),
         })
@@ -156,10 +173,15 @@ impl Ddpm {
         let ema_model = checkpoint.load_module("ema", self.ema.model)?;
         Ok(Self {
             unet: checkpoint.load_module("unet", self.unet)?,
-            ema: Ema { model: ema_model, decay: self.ema.decay },
+            ema: Ema {
+                model: ema_model,
+                decay: self.ema.decay,
+            },
             optim: checkpoint.load_optimizer("unet", self.optim)?,
             schedule: self.schedule,
-            timestep_rng: StdRng::seed_from_u64(checkpoint.state.seed.wrapping_add(checkpoint.state.step)),
+            timestep_rng: StdRng::seed_from_u64(
+                checkpoint.state.seed.wrapping_add(checkpoint.state.step),
+            ),
         })
     }
 
@@ -176,11 +198,14 @@ impl Ddpm {
     pub fn step(&mut self, x0: Tensor<4>, step: u64, settings: &DdpmSettings) -> Tensor<1> {
         let [batch, ..] = x0.dims();
         let device = x0.device();
-        let timesteps: Vec<usize> =
-            (0..batch).map(|_| self.timestep_rng.random_range(0..self.schedule.num_steps())).collect();
+        let timesteps: Vec<usize> = (0..batch)
+            .map(|_| self.timestep_rng.random_range(0..self.schedule.num_steps()))
+            .collect();
         let noise = Tensor::<4>::random(x0.shape(), Distribution::Normal(0.0, 1.0), &device);
         let x_t = self.schedule.add_noise(x0, noise.clone(), &timesteps);
-        let predicted = self.unet.forward(x_t, timesteps_tensor(&timesteps, &device));
+        let predicted = self
+            .unet
+            .forward(x_t, timesteps_tensor(&timesteps, &device));
         let loss = (predicted - noise).square().mean();
 
         let grads = GradientsParams::from_grads(loss.backward(), &self.unet);
@@ -198,7 +223,9 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     let common = &settings.common;
     let run = RunDir::create(MODEL, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(common.data_dir.as_deref()))?;
+    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
+        common.data_dir.as_deref(),
+    ))?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
@@ -213,21 +240,36 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
                 step = checkpoint.state.step;
                 start_epoch = checkpoint.state.epoch;
                 device.seed(common.seed.wrapping_add(step));
-                println!("{MODEL}: resumed from {} (step {step})", checkpoint.dir.display());
+                println!(
+                    "{MODEL}: resumed from {} (step {step})",
+                    checkpoint.dir.display()
+                );
             }
             None => println!("{MODEL}: --resume: no checkpoint yet, starting from scratch"),
         }
     }
 
-    let loader = BatchLoader::new(Arc::new(data.train), common.batch_size, PixelRange::MinusOneToOne)
-        .with_seed(common.seed)
-        .with_drop_last(true);
+    let loader = BatchLoader::new(
+        Arc::new(data.train),
+        common.batch_size,
+        PixelRange::MinusOneToOne,
+    )
+    .with_seed(common.seed)
+    .with_drop_last(true);
     let steps_per_epoch = loader.num_batches() as u64;
     let sample_device = run.device.device.clone();
     if !run.path("forward.png").exists() {
-        let first = loader.epoch(0, &sample_device).next().expect("the split is not empty");
+        let first = loader
+            .epoch(0, &sample_device)
+            .next()
+            .expect("the split is not empty");
         let images = first.images.narrow(0, 0, STRIP_ROWS.min(common.batch_size));
-        save_forward_process(images, &model.schedule, common.seed, &run.path("forward.png"))?;
+        save_forward_process(
+            images,
+            &model.schedule,
+            common.seed,
+            &run.path("forward.png"),
+        )?;
     }
     let mut metrics = run.metrics(&METRICS)?;
     let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
@@ -243,7 +285,10 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
         let mut throughput = Throughput::default();
         let mut interval: Option<Tensor<1>> = None;
         let mut interval_steps = 0u64;
-        for batch in loader.epoch(epoch as u64, &device).skip(done_in_epoch as usize) {
+        for batch in loader
+            .epoch(epoch as u64, &device)
+            .skip(done_in_epoch as usize)
+        {
             let batch_size = batch.images.dims()[0];
             step += 1;
             let values = model.step(batch.images, step, settings);
@@ -259,13 +304,34 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
             let at_end = step % steps_per_epoch == 0 || stop;
             if step % common.log_every == 0 || at_end {
                 // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = interval.take().expect("at least one step").into_data().to_vec::<f32>()?;
-                let mean: Vec<f64> = sums.iter().map(|&s| s as f64 / interval_steps as f64).collect();
+                let sums = interval
+                    .take()
+                    .expect("at least one step")
+                    .into_data()
+                    .try_to_vec::<f32>()?;
+                let mean: Vec<f64> = sums
+                    .iter()
+                    .map(|&s| s as f64 / interval_steps as f64)
+                    .collect();
                 interval_steps = 0;
-                check_finite(&[("loss", mean[0]), ("grad_norm", mean[1])], step, &run.checkpoints)?;
+                check_finite(
+                    &[("loss", mean[0]), ("grad_norm", mean[1])],
+                    step,
+                    &run.checkpoints,
+                )?;
                 let rate = throughput.take();
-                metrics.append(&[step as f64, (epoch + 1) as f64, mean[0], mean[1], rate, started.elapsed().as_secs_f64()])?;
-                bar.set_message(format!("loss {:.4} |g| {:.2} {rate:.0} img/s", mean[0], mean[1]));
+                metrics.append(&[
+                    step as f64,
+                    (epoch + 1) as f64,
+                    mean[0],
+                    mean[1],
+                    rate,
+                    started.elapsed().as_secs_f64(),
+                ])?;
+                bar.set_message(format!(
+                    "loss {:.4} |g| {:.2} {rate:.0} img/s",
+                    mean[0], mean[1]
+                ));
             }
             if stop {
                 break;
@@ -274,19 +340,39 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
         bar.finish();
         let epoch_time = epoch_started.elapsed();
         let completed = if stop { epoch } else { epoch + 1 };
-        let state = TrainingState { model: MODEL.into(), step, epoch: completed, seed: common.seed };
+        let state = TrainingState {
+            model: MODEL.into(),
+            step,
+            epoch: completed,
+            seed: common.seed,
+        };
         let checkpoint = model.save(&run, &state)?;
         let ema = model.ema.model.clone();
         let sampled = Instant::now();
-        let grid = sample(&ema, &model.schedule, settings.epoch_sampling, GRID, common.seed, &sample_device, |_, _| {})?;
-        save_grid(grid, 8, PixelScale::MinusOneToOne, &run.epoch_samples(epoch + 1))?;
+        let grid = sample(
+            &ema,
+            &model.schedule,
+            settings.epoch_sampling,
+            GRID,
+            common.seed,
+            &sample_device,
+            |_, _| {},
+        )?;
+        save_grid(
+            grid,
+            8,
+            PixelScale::MinusOneToOne,
+            &run.epoch_samples(epoch + 1),
+        )?;
         println!(
             "{MODEL}: epoch {}: {} grid in {:.1} s",
             epoch + 1,
             describe(settings.epoch_sampling),
             sampled.elapsed().as_secs_f64()
         );
-        summary.epochs.push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
+        summary
+            .epochs
+            .push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
         summary.checkpoint = Some(checkpoint.dir);
         if stop {
             break;
@@ -294,11 +380,32 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     }
 
     if settings.final_ddpm_steps > 0 {
-        let sampling = SamplingSettings { sampler: SamplerKind::Ddpm, steps: settings.final_ddpm_steps, eta: 0.0 };
-        let path = run.path(format!("samples/final_ddpm_{}.png", settings.final_ddpm_steps));
+        let sampling = SamplingSettings {
+            sampler: SamplerKind::Ddpm,
+            steps: settings.final_ddpm_steps,
+            eta: 0.0,
+        };
+        let path = run.path(format!(
+            "samples/final_ddpm_{}.png",
+            settings.final_ddpm_steps
+        ));
         let sampled = Instant::now();
-        draw(&model.ema.model, &model.schedule, sampling, GRID, common.seed, &sample_device, &path, Some(&run.path("reverse.png")))?;
-        println!("{MODEL}: {} grid in {:.1} s: {}", describe(sampling), sampled.elapsed().as_secs_f64(), path.display());
+        draw(
+            &model.ema.model,
+            &model.schedule,
+            sampling,
+            GRID,
+            common.seed,
+            &sample_device,
+            &path,
+            Some(&run.path("reverse.png")),
+        )?;
+        println!(
+            "{MODEL}: {} grid in {:.1} s: {}",
+            describe(sampling),
+            sampled.elapsed().as_secs_f64(),
+            path.display()
+        );
     }
     summary.steps = step;
     summary.print();
@@ -340,14 +447,30 @@ pub fn sample_from_checkpoint(request: &SampleRequest) -> Result<PathBuf> {
     leading_timesteps(schedule.num_steps(), request.sampling.steps).context("--sample-steps")?;
     let output = request.output.clone().unwrap_or_else(|| {
         let sampling = request.sampling;
-        run_root.join(format!("samples/sample_{}_{}.png", describe_sampler(sampling.sampler), sampling.steps))
+        run_root.join(format!(
+            "samples/sample_{}_{}.png",
+            describe_sampler(sampling.sampler),
+            sampling.steps
+        ))
     });
     let reverse = output.with_file_name(format!(
         "{}_reverse.png",
-        output.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
+        output
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
     ));
     let started = Instant::now();
-    draw(&ema, &schedule, request.sampling, request.count, request.seed, &device, &output, Some(&reverse))?;
+    draw(
+        &ema,
+        &schedule,
+        request.sampling,
+        request.count,
+        request.seed,
+        &device,
+        &output,
+        Some(&reverse),
+    )?;
     println!(
         "{MODEL}: {} images from {} ({}) in {:.1} s: {}",
         request.count,
@@ -372,7 +495,10 @@ fn open_checkpoint(from: &Path) -> Result<(PathBuf, Checkpoint)> {
     let checkpoints = crate::checkpoint::Checkpoints::new(from.join("checkpoints"));
     match checkpoints.latest()? {
         Some(checkpoint) => Ok((from.to_path_buf(), checkpoint)),
-        None => bail!("{} has no checkpoint: give a run folder (e.g. runs/ddpm) or a checkpoint folder", from.display()),
+        None => bail!(
+            "{} has no checkpoint: give a run folder (e.g. runs/ddpm) or a checkpoint folder",
+            from.display()
+        ),
     }
 }
 
@@ -421,12 +547,26 @@ pub fn sample(
         SamplerKind::Ddpm => {
             let mut sampler = DdpmScheduler::new(schedule.clone());
             sampler.set_timesteps(sampling.steps)?;
-            Ok(reverse_process(&unet, &sampler, count, seed, device, &mut observe))
+            Ok(reverse_process(
+                &unet,
+                &sampler,
+                count,
+                seed,
+                device,
+                &mut observe,
+            ))
         }
         SamplerKind::Ddim => {
             let mut sampler = DdimScheduler::new(schedule.clone()).with_eta(sampling.eta)?;
             sampler.set_timesteps(sampling.steps)?;
-            Ok(reverse_process(&unet, &sampler, count, seed, device, &mut observe))
+            Ok(reverse_process(
+                &unet,
+                &sampler,
+                count,
+                seed,
+                device,
+                &mut observe,
+            ))
         }
     }
 }
@@ -439,7 +579,10 @@ fn reverse_process(
     device: &Device,
     observe: &mut impl FnMut(usize, &Tensor<4>),
 ) -> Tensor<4> {
-    let normal = |stream: u64| fixed_normal([count, 28 * 28], seed.wrapping_add(stream), device).reshape([count, 1, 28, 28]);
+    let normal = |stream: u64| {
+        fixed_normal([count, 28 * 28], seed.wrapping_add(stream), device)
+            .reshape([count, 1, 28, 28])
+    };
     let mut x = normal(0); // x_T
     observe(usize::MAX, &x);
     for &t in sampler.timesteps() {
@@ -453,7 +596,12 @@ fn reverse_process(
 
 /// `forward.png`: each row one image, noised (with one eps per image) at t = 0, 100, ..., 900
 /// and T - 1.
-fn save_forward_process(images: Tensor<4>, schedule: &NoiseSchedule, seed: u64, path: &Path) -> Result<()> {
+fn save_forward_process(
+    images: Tensor<4>,
+    schedule: &NoiseSchedule,
+    seed: u64,
+    path: &Path,
+) -> Result<()> {
     let [rows, ..] = images.dims();
     let device = images.device();
     let last = schedule.num_steps() - 1;
@@ -510,7 +658,10 @@ pub struct Ema<M> {
 impl<M: Module> Ema<M> {
     /// Starts the average at the module's current weights.
     pub fn new(model: &M, decay: f64) -> Self {
-        Self { model: model.valid(), decay }
+        Self {
+            model: model.valid(),
+            decay,
+        }
     }
 
     /// The decay used at update `n` (1-based).
@@ -524,7 +675,10 @@ impl<M: Module> Ema<M> {
         let decay = self.decay_at(update);
         let mut collector = CollectWeights::default();
         model.visit(&mut collector);
-        let mut blend = BlendWeights { weights: collector.weights.into_iter(), decay };
+        let mut blend = BlendWeights {
+            weights: collector.weights.into_iter(),
+            decay,
+        };
         self.model = self.model.clone().map(&mut blend);
     }
 }
@@ -561,11 +715,26 @@ impl ModuleMapper for BlendWeights {
 /// Scales all gradients together so that their global L2 norm is at most `max_norm`, as
 /// PyTorch's `clip_grad_norm_`: `g <- g min(1, max_norm / (||g|| + 1e-6))`. Returns the clipped
 /// gradients and the norm before clipping, `[1]`, on the device (no synchronisation).
-pub fn clip_grad_norm<M: Module>(grads: GradientsParams, module: &M, max_norm: f64) -> (GradientsParams, Tensor<1>) {
-    let mut norm = SquaredNorm { grads: &grads, sum: None };
+pub fn clip_grad_norm<M: Module>(
+    grads: GradientsParams,
+    module: &M,
+    max_norm: f64,
+) -> (GradientsParams, Tensor<1>) {
+    let mut norm = SquaredNorm {
+        grads: &grads,
+        sum: None,
+    };
     module.visit(&mut norm);
-    let norm = norm.sum.expect("the module has parameters with gradients").sqrt();
-    let scale = norm.clone().add_scalar(1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+    let norm = norm
+        .sum
+        .expect("the module has parameters with gradients")
+        .sqrt();
+    let scale = norm
+        .clone()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
     let mut scaler = ScaleGradients { grads, scale };
     module.visit(&mut scaler);
     (scaler.grads, norm)
@@ -609,7 +778,7 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
 
     fn weights(layer: &Linear) -> Vec<f32> {
-        layer.weight.val().into_data().to_vec::<f32>().unwrap()
+        layer.weight.val().into_data().try_to_vec::<f32>().unwrap()
     }
 
     #[test]
@@ -650,17 +819,39 @@ mod tests {
         // ||g||^2 = 2 * 100 * (1 + 4 + 9) + 2 * 100 = 3000.
         let norm = norm.into_scalar::<f32>() as f64;
         assert!((norm - 3000f64.sqrt()).abs() < 1e-3, "{norm}");
-        let weight = clipped.get::<2>(layer.weight.id).unwrap().into_data().to_vec::<f32>().unwrap();
-        let bias = clipped.get::<1>(layer.bias.as_ref().unwrap().id).unwrap().into_data().to_vec::<f32>().unwrap();
-        let total: f64 = weight.iter().chain(&bias).map(|&g| (g as f64).powi(2)).sum();
+        let weight = clipped
+            .get::<2>(layer.weight.id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let bias = clipped
+            .get::<1>(layer.bias.as_ref().unwrap().id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let total: f64 = weight
+            .iter()
+            .chain(&bias)
+            .map(|&g| (g as f64).powi(2))
+            .sum();
         assert!((total.sqrt() - 1.0).abs() < 1e-5, "{}", total.sqrt());
         // The direction is kept: every entry scaled by 1 / sqrt(3000).
         assert!((bias[0] as f64 - 10.0 / 3000f64.sqrt()).abs() < 1e-5);
         // Small gradients pass unchanged.
-        let loss = layer.forward(Tensor::<2>::from_floats([[0.01, 0.0, 0.0]], &device)).sum().mul_scalar(0.01);
+        let loss = layer
+            .forward(Tensor::<2>::from_floats([[0.01, 0.0, 0.0]], &device))
+            .sum()
+            .mul_scalar(0.01);
         let grads = GradientsParams::from_grads(loss.backward(), &layer);
         let (kept, _) = clip_grad_norm(grads, &layer, 1.0);
-        let bias = kept.get::<1>(layer.bias.as_ref().unwrap().id).unwrap().into_data().to_vec::<f32>().unwrap();
+        let bias = kept
+            .get::<1>(layer.bias.as_ref().unwrap().id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(bias.iter().all(|b| (b - 0.01).abs() < 1e-7), "{bias:?}");
     }
 
@@ -669,10 +860,15 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(1);
         let common = <CommonArgs as clap::FromArgMatches>::from_arg_matches(
-            &<CommonArgs as clap::Args>::augment_args(clap::Command::new("t")).get_matches_from(["t"]),
+            &<CommonArgs as clap::Args>::augment_args(clap::Command::new("t"))
+                .get_matches_from(["t"]),
         )
         .unwrap();
-        let sampling = SamplingSettings { sampler: SamplerKind::Ddim, steps: 5, eta: 0.0 };
+        let sampling = SamplingSettings {
+            sampler: SamplerKind::Ddim,
+            steps: 5,
+            eta: 0.0,
+        };
         let mut settings = DdpmSettings::from_args(common, Preset::Tiny, sampling, 0.999, 0);
         settings.lr = 2e-3;
         let mut model = Ddpm::new(&settings, &device).unwrap();
@@ -688,7 +884,11 @@ mod tests {
         // The loss is noisy (fresh t and eps every step): compare means over 5 steps.
         let mut losses = Vec::new();
         for step in 1..=40 {
-            let values = model.step(batch.clone(), step, &settings).into_data().to_vec::<f32>().unwrap();
+            let values = model
+                .step(batch.clone(), step, &settings)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             losses.push(values[0]);
         }
         let first = losses[..5].iter().sum::<f32>() / 5.0;

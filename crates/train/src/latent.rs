@@ -100,12 +100,12 @@ pub fn score_split(vae: &Vae, split: &Split, code: Code, device: &Device) -> Spl
             out.posterior
                 .mu
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .expect("f32 codes"),
         );
     }
     let sums = sums
-        .map(|s| s.into_data().to_vec::<f32>().expect("f32 sums"))
+        .map(|s| s.into_data().try_to_vec::<f32>().expect("f32 sums"))
         .unwrap_or(vec![0.0; 3]);
     let n = split.len().max(1) as f64;
     SplitScores {
@@ -123,7 +123,7 @@ pub fn encode_split(vae: &Vae, split: &Split, device: &Device) -> Vec<f32> {
     for chunk in indices.chunks(EVAL_BATCH) {
         let images = split.images_tensor(chunk, PixelRange::ZeroToOne, device);
         let codes = vae.encoder.forward(images).mu;
-        mu.extend(codes.into_data().to_vec::<f32>().expect("f32 codes"));
+        mu.extend(codes.into_data().try_to_vec::<f32>().expect("f32 codes"));
     }
     mu
 }
@@ -157,7 +157,7 @@ pub fn knn_accuracy(
         let nearest = nearest
             .into_data()
             .convert::<i64>()
-            .to_vec::<i64>()
+            .try_to_vec::<i64>()
             .expect("indices");
         for (neighbours, &label) in nearest.chunks(k).zip(labels) {
             let mut votes = [0usize; 256];

@@ -266,7 +266,7 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
                     .clone()
                     .expect("one step")
                     .into_data()
-                    .to_vec::<f32>()?;
+                    .try_to_vec::<f32>()?;
                 let loss = sums[0] as f64 / epoch_steps as f64;
                 check_finite(&[("loss", loss)], step, &run.checkpoints)?;
                 bar.set_message(format!(
@@ -282,7 +282,7 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
         let Some(sums) = epoch_sums else { break };
         let train: Vec<f64> = sums
             .into_data()
-            .to_vec::<f32>()?
+            .try_to_vec::<f32>()?
             .iter()
             .map(|&s| s as f64 / epoch_steps as f64)
             .collect();

@@ -29,7 +29,12 @@ impl DdpmScheduler {
     /// Every timestep T-1, ..., 0, fixed-small variance, x0_hat clipped to [-1, 1].
     pub fn new(schedule: NoiseSchedule) -> Self {
         let timesteps = (0..schedule.num_steps()).rev().collect();
-        Self { schedule, variance: PosteriorVariance::FixedSmall, clip_sample: true, timesteps }
+        Self {
+            schedule,
+            variance: PosteriorVariance::FixedSmall,
+            clip_sample: true,
+            timesteps,
+        }
     }
 
     pub fn with_variance(mut self, variance: PosteriorVariance) -> Self {
@@ -79,9 +84,17 @@ impl Sampler for DdpmScheduler {
     ///      + sqrt(alpha_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t`,
     ///
     /// `sigma_t^2 = beta_tilde_t` or `beta_t`; no noise at t = 0.
-    fn step<const D: usize>(&self, eps: Tensor<D>, t: usize, x_t: Tensor<D>, noise: Option<Tensor<D>>) -> Tensor<D> {
+    fn step<const D: usize>(
+        &self,
+        eps: Tensor<D>,
+        t: usize,
+        x_t: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Tensor<D> {
         let alpha_bar = self.schedule.alpha_bar(t);
-        let alpha_bar_prev = self.previous_timestep(t).map_or(1.0, |prev| self.schedule.alpha_bar(prev));
+        let alpha_bar_prev = self
+            .previous_timestep(t)
+            .map_or(1.0, |prev| self.schedule.alpha_bar(prev));
         let alpha = alpha_bar / alpha_bar_prev;
         let beta = 1.0 - alpha;
 
@@ -94,7 +107,9 @@ impl Sampler for DdpmScheduler {
         }
         let variance = match self.variance {
             // Floored as in diffusers: at t = 1 of a fine schedule it is tiny but not zero.
-            PosteriorVariance::FixedSmall => ((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta).max(1e-20),
+            PosteriorVariance::FixedSmall => {
+                ((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta).max(1e-20)
+            }
             PosteriorVariance::FixedLarge => beta,
         };
         let noise = noise.expect("a DDPM step before the last needs noise");
@@ -117,14 +132,17 @@ mod tests {
         let x0 = Tensor::<4>::random([4, 1, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
         let eps = Tensor::<4>::random([4, 1, 8, 8], Distribution::Normal(0.0, 1.0), &device);
         let t = 2;
-        let x_t = scheduler.schedule().add_noise(x0.clone(), eps.clone(), &[t; 4]);
+        let x_t = scheduler
+            .schedule()
+            .add_noise(x0.clone(), eps.clone(), &[t; 4]);
         let zero_noise = Tensor::zeros([4, 1, 8, 8], &device);
         let x_prev = scheduler.step(eps, t, x_t.clone(), Some(zero_noise));
         // With the true eps, x0_hat = x0 exactly and mu = x0 + (x_t - x0) * c, where the weight
         // c = sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) is about 0.6 at t = 2, and
         // |x_t - x0| is about sqrt(1 - alpha_bar_2) |eps| = 0.019 |eps|.
         let schedule = scheduler.schedule();
-        let c = schedule.alpha(t).sqrt() * (1.0 - schedule.alpha_bar(1)) / (1.0 - schedule.alpha_bar(t));
+        let c = schedule.alpha(t).sqrt() * (1.0 - schedule.alpha_bar(1))
+            / (1.0 - schedule.alpha_bar(t));
         let expected = x0.clone() + (x_t - x0.clone()).mul_scalar(c);
         assert!(x_prev.clone().all_close(expected, Some(0.0), Some(1e-5)));
         let distance = (x_prev - x0).abs().max().into_scalar::<f32>();
@@ -139,7 +157,11 @@ mod tests {
         let eps = Tensor::<2>::from_floats([[0.1, 0.0, 0.0]], &device);
         assert!(!scheduler.needs_noise(0));
         // At t = 0, alpha_bar_prev = 1, so mu = x0_hat: (x - sqrt(beta_0) eps) / sqrt(alpha_0).
-        let out = scheduler.step(eps, 0, x_t, None).into_data().to_vec::<f32>().unwrap();
+        let out = scheduler
+            .step(eps, 0, x_t, None)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let first = (0.5 - 1e-4f64.sqrt() * 0.1) / (1.0 - 1e-4f64).sqrt();
         assert!((out[0] as f64 - first).abs() < 1e-6, "{}", out[0]);
         assert_eq!(out[1..], [1.0, -1.0]);
@@ -158,7 +180,8 @@ mod tests {
             (with - without).into_scalar::<f32>() as f64
         };
         let schedule = NoiseSchedule::ddpm();
-        let beta_tilde = (1.0 - schedule.alpha_bar(9)) / (1.0 - schedule.alpha_bar(10)) * schedule.beta(10);
+        let beta_tilde =
+            (1.0 - schedule.alpha_bar(9)) / (1.0 - schedule.alpha_bar(10)) * schedule.beta(10);
         assert!((spread(&small) - beta_tilde.sqrt()).abs() < 1e-6);
         assert!((spread(&large) - schedule.beta(10).sqrt()).abs() < 1e-6);
     }

@@ -38,7 +38,9 @@ pub enum DiffusionError {
     BetaOutOfRange { index: usize, beta: f64 },
     #[error("timestep {t} is outside the schedule's steps 0..={}", num_steps - 1)]
     TimestepOutOfRange { t: usize, num_steps: usize },
-    #[error("cannot sample in {requested} steps with a {num_steps}-step schedule: choose 1 to {num_steps}")]
+    #[error(
+        "cannot sample in {requested} steps with a {num_steps}-step schedule: choose 1 to {num_steps}"
+    )]
     InferenceSteps { requested: usize, num_steps: usize },
     #[error("eta must be a finite number >= 0, got {0}")]
     Eta(f64),
@@ -56,12 +58,21 @@ pub trait Sampler {
     /// One reverse step at timestep `t` from the predicted noise `eps`. `noise ~ N(0, I)` must be
     /// given when [`Sampler::needs_noise`] says so; it is an argument so that a step is
     /// reproducible.
-    fn step<const D: usize>(&self, eps: Tensor<D>, t: usize, x_t: Tensor<D>, noise: Option<Tensor<D>>) -> Tensor<D>;
+    fn step<const D: usize>(
+        &self,
+        eps: Tensor<D>,
+        t: usize,
+        x_t: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Tensor<D>;
 }
 
 /// The "leading" timestep spacing of diffusers: `n` steps `k * (T / n)` for `k = n-1, ..., 0`,
 /// e.g. 980, 960, ..., 0 for 50 of 1000.
-pub fn leading_timesteps(num_train_steps: usize, num_inference_steps: usize) -> Result<Vec<usize>, DiffusionError> {
+pub fn leading_timesteps(
+    num_train_steps: usize,
+    num_inference_steps: usize,
+) -> Result<Vec<usize>, DiffusionError> {
     if num_inference_steps == 0 || num_inference_steps > num_train_steps {
         return Err(DiffusionError::InferenceSteps {
             requested: num_inference_steps,
@@ -74,7 +85,12 @@ pub fn leading_timesteps(num_train_steps: usize, num_inference_steps: usize) -> 
 
 /// `x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`: the clean image implied by a
 /// noise prediction, inverting the closed form q(x_t | x_0); clipped to [-1, 1] when asked.
-pub fn predict_x0<const D: usize>(x_t: Tensor<D>, eps: Tensor<D>, alpha_bar: f64, clip: bool) -> Tensor<D> {
+pub fn predict_x0<const D: usize>(
+    x_t: Tensor<D>,
+    eps: Tensor<D>,
+    alpha_bar: f64,
+    clip: bool,
+) -> Tensor<D> {
     let x0 = (x_t - eps.mul_scalar((1.0 - alpha_bar).sqrt())).div_scalar(alpha_bar.sqrt());
     if clip { x0.clamp(-1.0, 1.0) } else { x0 }
 }
@@ -90,11 +106,17 @@ mod tests {
         assert_eq!(timesteps[..3], [980, 960, 940]);
         assert_eq!(*timesteps.last().unwrap(), 0);
         assert!(timesteps.windows(2).all(|pair| pair[0] - pair[1] == 20));
-        assert_eq!(leading_timesteps(1000, 1000).unwrap(), (0..1000).rev().collect::<Vec<_>>());
+        assert_eq!(
+            leading_timesteps(1000, 1000).unwrap(),
+            (0..1000).rev().collect::<Vec<_>>()
+        );
         // 1000 / 3 = 333: 666, 333, 0, as diffusers.
         assert_eq!(leading_timesteps(1000, 3).unwrap(), [666, 333, 0]);
         let message = leading_timesteps(1000, 1001).unwrap_err().to_string();
-        assert!(message.contains("1001") && message.contains("1 to 1000"), "{message}");
+        assert!(
+            message.contains("1001") && message.contains("1 to 1000"),
+            "{message}"
+        );
         assert!(leading_timesteps(1000, 0).is_err());
     }
 }

@@ -24,13 +24,19 @@ impl NoiseSchedule {
 
     /// `beta_i = beta_start + i (beta_end - beta_start) / (T - 1)`, `i = 0..T-1` (the values of
     /// `torch.linspace(beta_start, beta_end, T)`).
-    pub fn linear(num_steps: usize, beta_start: f64, beta_end: f64) -> Result<Self, DiffusionError> {
+    pub fn linear(
+        num_steps: usize,
+        beta_start: f64,
+        beta_end: f64,
+    ) -> Result<Self, DiffusionError> {
         let betas = match num_steps {
             0 => Vec::new(),
             1 => vec![beta_start],
             _ => {
                 let step = (beta_end - beta_start) / (num_steps - 1) as f64;
-                (0..num_steps).map(|i| beta_start + i as f64 * step).collect()
+                (0..num_steps)
+                    .map(|i| beta_start + i as f64 * step)
+                    .collect()
             }
         };
         Self::from_betas(betas)
@@ -41,8 +47,10 @@ impl NoiseSchedule {
         if betas.is_empty() {
             return Err(DiffusionError::EmptySchedule);
         }
-        if let Some((index, &beta)) =
-            betas.iter().enumerate().find(|(_, b)| !(**b > 0.0 && **b <= 1.0))
+        if let Some((index, &beta)) = betas
+            .iter()
+            .enumerate()
+            .find(|(_, b)| !(**b > 0.0 && **b <= 1.0))
         {
             return Err(DiffusionError::BetaOutOfRange { index, beta });
         }
@@ -54,7 +62,11 @@ impl NoiseSchedule {
                 Some(*product)
             })
             .collect();
-        Ok(Self { betas, alphas, alpha_bars })
+        Ok(Self {
+            betas,
+            alphas,
+            alpha_bars,
+        })
     }
 
     /// The number of diffusion steps T.
@@ -79,7 +91,8 @@ impl NoiseSchedule {
 
     /// `alpha_bar` before step `t`: `alpha_bar_{t-1}`, and 1 (no noise yet) before step 0.
     pub fn alpha_bar_before(&self, t: usize) -> f64 {
-        t.checked_sub(1).map_or(1.0, |previous| self.alpha_bars[previous])
+        t.checked_sub(1)
+            .map_or(1.0, |previous| self.alpha_bars[previous])
     }
 
     pub fn betas(&self) -> &[f64] {
@@ -93,7 +106,10 @@ impl NoiseSchedule {
     /// Checks that `t` is a step of this schedule.
     pub fn check_timestep(&self, t: usize) -> Result<(), DiffusionError> {
         if t >= self.num_steps() {
-            return Err(DiffusionError::TimestepOutOfRange { t, num_steps: self.num_steps() });
+            return Err(DiffusionError::TimestepOutOfRange {
+                t,
+                num_steps: self.num_steps(),
+            });
         }
         Ok(())
     }
@@ -101,7 +117,12 @@ impl NoiseSchedule {
     /// One step of the forward process, a sample of q(x_t | x_{t-1}):
     ///
     /// `x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps`, with `eps ~ N(0, I)` given.
-    pub fn forward_step<const D: usize>(&self, x_prev: Tensor<D>, noise: Tensor<D>, t: usize) -> Tensor<D> {
+    pub fn forward_step<const D: usize>(
+        &self,
+        x_prev: Tensor<D>,
+        noise: Tensor<D>,
+        t: usize,
+    ) -> Tensor<D> {
         let beta = self.beta(t);
         x_prev.mul_scalar((1.0 - beta).sqrt()) + noise.mul_scalar(beta.sqrt())
     }
@@ -111,7 +132,12 @@ impl NoiseSchedule {
     /// `x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps`.
     ///
     /// `timesteps` has one entry per sample along the first axis of `x0`.
-    pub fn add_noise<const D: usize>(&self, x0: Tensor<D>, noise: Tensor<D>, timesteps: &[usize]) -> Tensor<D> {
+    pub fn add_noise<const D: usize>(
+        &self,
+        x0: Tensor<D>,
+        noise: Tensor<D>,
+        timesteps: &[usize],
+    ) -> Tensor<D> {
         let device = x0.device();
         let signal = self.per_sample(timesteps, |t| self.alpha_bar(t).sqrt(), &device);
         let noise_scale = self.per_sample(timesteps, |t| (1.0 - self.alpha_bar(t)).sqrt(), &device);
@@ -142,7 +168,7 @@ mod tests {
     }
 
     fn assert_close(actual: Tensor<2>, expected: [[f32; 3]; 3], tolerance: f32) {
-        let actual = actual.into_data().to_vec::<f32>().unwrap();
+        let actual = actual.into_data().try_to_vec::<f32>().unwrap();
         for (index, (a, e)) in actual.iter().zip(expected.as_flattened()).enumerate() {
             assert!((a - e).abs() <= tolerance, "element {index}: {a} vs {e}");
         }
@@ -179,10 +205,16 @@ mod tests {
 
     #[test]
     fn bad_schedules_are_refused() {
-        assert_eq!(NoiseSchedule::from_betas(vec![]), Err(DiffusionError::EmptySchedule));
+        assert_eq!(
+            NoiseSchedule::from_betas(vec![]),
+            Err(DiffusionError::EmptySchedule)
+        );
         assert_eq!(
             NoiseSchedule::linear(10, 0.0, 0.02),
-            Err(DiffusionError::BetaOutOfRange { index: 0, beta: 0.0 })
+            Err(DiffusionError::BetaOutOfRange {
+                index: 0,
+                beta: 0.0
+            })
         );
         assert!(matches!(
             NoiseSchedule::from_betas(vec![0.1, f64::NAN]),
@@ -191,7 +223,10 @@ mod tests {
         let schedule = NoiseSchedule::ddpm();
         assert!(schedule.check_timestep(999).is_ok());
         let message = schedule.check_timestep(1000).unwrap_err().to_string();
-        assert!(message.contains("1000") && message.contains("0..=999"), "{message}");
+        assert!(
+            message.contains("1000") && message.contains("0..=999"),
+            "{message}"
+        );
     }
 
     /// The worked example: two forward steps with the schedule's beta_1 and beta_2.
@@ -205,12 +240,20 @@ mod tests {
         let x2 = schedule.forward_step(x1.clone(), eps2, 2);
         assert_close(
             x1,
-            [[0.81090, 0.48902, 0.91090], [0.08904, 1.01089, 0.61091], [0.41093, 0.58901, 0.31093]],
+            [
+                [0.81090, 0.48902, 0.91090],
+                [0.08904, 1.01089, 0.61091],
+                [0.41093, 0.58901, 0.31093],
+            ],
             1e-4,
         );
         assert_close(
             x2,
-            [[0.83449, 0.46534, 0.93448], [0.06539, 1.03447, 0.63452], [0.43454, 0.56533, 0.33456]],
+            [
+                [0.83449, 0.46534, 0.93448],
+                [0.06539, 1.03447, 0.63452],
+                [0.43454, 0.56533, 0.33456],
+            ],
             1e-4,
         );
     }
@@ -221,13 +264,23 @@ mod tests {
         let device = Device::flex();
         let x0 = Tensor::<3>::from_floats([[[0.5, -0.5]], [[0.5, -0.5]]], &device);
         let noise = Tensor::<3>::from_floats([[[1.0, 2.0]], [[1.0, 2.0]]], &device);
-        let noised = schedule.add_noise(x0, noise, &[0, 999]).into_data().to_vec::<f32>().unwrap();
+        let noised = schedule
+            .add_noise(x0, noise, &[0, 999])
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         for (sample, t) in [(0, 0), (1, 999)] {
-            let (signal, scale) = (schedule.alpha_bar(t).sqrt(), (1.0 - schedule.alpha_bar(t)).sqrt());
+            let (signal, scale) = (
+                schedule.alpha_bar(t).sqrt(),
+                (1.0 - schedule.alpha_bar(t)).sqrt(),
+            );
             let expected = [0.5 * signal + scale, -0.5 * signal + 2.0 * scale];
             for (k, e) in expected.iter().enumerate() {
                 let actual = noised[sample * 2 + k] as f64;
-                assert!((actual - e).abs() < 1e-6, "sample {sample}: {actual} vs {e}");
+                assert!(
+                    (actual - e).abs() < 1e-6,
+                    "sample {sample}: {actual} vs {e}"
+                );
             }
         }
     }
@@ -252,14 +305,24 @@ mod tests {
         let expected_mean = schedule.alpha_bar(t).sqrt() * x0_value;
         let expected_var = 1.0 - schedule.alpha_bar(t);
         for (name, draws) in [("iterated", iterated), ("closed form", closed)] {
-            let values = draws.into_data().to_vec::<f32>().unwrap();
+            let values = draws.into_data().try_to_vec::<f32>().unwrap();
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            let var = values
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1.0);
             // Standard errors at n = 20000: mean 0.0063 sqrt(var), variance sqrt(2/n) var = 0.01 var.
             let mean_tolerance = 4.0 * (expected_var / n).sqrt();
-            assert!((mean - expected_mean).abs() < mean_tolerance, "{name}: mean {mean} vs {expected_mean}");
-            assert!((var - expected_var).abs() < 0.04 * expected_var, "{name}: var {var} vs {expected_var}");
+            assert!(
+                (mean - expected_mean).abs() < mean_tolerance,
+                "{name}: mean {mean} vs {expected_mean}"
+            );
+            assert!(
+                (var - expected_var).abs() < 0.04 * expected_var,
+                "{name}: var {var} vs {expected_var}"
+            );
         }
     }
 }

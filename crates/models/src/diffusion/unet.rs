@@ -53,7 +53,9 @@ impl UNetConfig {
 
     /// The same architecture at half the width (base 32, about 1.3M parameters), for CPU runs.
     pub fn small() -> Self {
-        Self::new().with_base_channels(32).with_time_embedding_dim(32)
+        Self::new()
+            .with_base_channels(32)
+            .with_time_embedding_dim(32)
     }
 
     /// Initialises the network with burn's default (PyTorch-like) initialisation.
@@ -70,15 +72,30 @@ impl UNetConfig {
             "attention levels {:?} must be below {levels}",
             self.attention_levels
         );
-        assert!(self.time_embedding_dim >= 4 && self.time_embedding_dim % 2 == 0, "time embedding dim must be even, >= 4");
-        let channels: Vec<usize> = self.channel_multipliers.iter().map(|m| m * self.base_channels).collect();
+        assert!(
+            self.time_embedding_dim >= 4 && self.time_embedding_dim % 2 == 0,
+            "time embedding dim must be even, >= 4"
+        );
+        let channels: Vec<usize> = self
+            .channel_multipliers
+            .iter()
+            .map(|m| m * self.base_channels)
+            .collect();
         for &c in &channels {
-            assert!(c % self.groups == 0, "{c} channels do not split into {} groups", self.groups);
+            assert!(
+                c % self.groups == 0,
+                "{c} channels do not split into {} groups",
+                self.groups
+            );
         }
         let time_dim = 4 * self.time_embedding_dim;
-        let block = |c_in: usize, c_out: usize| ResidualBlock::new(c_in, c_out, time_dim, self.groups, device);
+        let block = |c_in: usize, c_out: usize| {
+            ResidualBlock::new(c_in, c_out, time_dim, self.groups, device)
+        };
         let attention = |level: usize, c: usize| {
-            self.attention_levels.contains(&level).then(|| SelfAttention2d::new(c, self.groups, device))
+            self.attention_levels
+                .contains(&level)
+                .then(|| SelfAttention2d::new(c, self.groups, device))
         };
 
         let mut skips = Vec::new(); // channels of every down block's output, in order
@@ -92,12 +109,18 @@ impl UNetConfig {
                 skips.push(c);
             }
             let downsample = (level + 1 < levels).then(|| conv3x3(c, c, 2, device));
-            down.push(DownLevel { blocks, attention: attention(level, c), downsample });
+            down.push(DownLevel {
+                blocks,
+                attention: attention(level, c),
+                downsample,
+            });
         }
 
         let middle = Middle {
             first: block(c_prev, c_prev),
-            attention: self.middle_attention.then(|| SelfAttention2d::new(c_prev, self.groups, device)),
+            attention: self
+                .middle_attention
+                .then(|| SelfAttention2d::new(c_prev, self.groups, device)),
             second: block(c_prev, c_prev),
         };
 
@@ -109,8 +132,14 @@ impl UNetConfig {
                 blocks.push(block(c_prev + skip, c));
                 c_prev = c;
             }
-            let upsample = (level > 0).then(|| Upsample { conv: conv3x3(c, c, 1, device) });
-            up.push(UpLevel { blocks, attention: attention(level, c), upsample });
+            let upsample = (level > 0).then(|| Upsample {
+                conv: conv3x3(c, c, 1, device),
+            });
+            up.push(UpLevel {
+                blocks,
+                attention: attention(level, c),
+                upsample,
+            });
         }
 
         UNet {
@@ -288,7 +317,8 @@ struct Upsample {
 
 impl Upsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let options = InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]);
+        let options =
+            InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]);
         self.conv.forward(interpolate(x, options)) // [B, C, 2H, 2W]
     }
 }
@@ -315,9 +345,13 @@ mod tests {
         let eps = unet.forward(x, t);
         assert_eq!(eps.dims(), [3, 1, 28, 28]);
         // The timestep reaches the output: the same image at different t gives different eps.
-        let same = Tensor::<4>::random([1, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device).repeat_dim(0, 2);
+        let same = Tensor::<4>::random([1, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device)
+            .repeat_dim(0, 2);
         let eps = unet.forward(same, Tensor::<1>::from_floats([10.0, 900.0], &device));
-        let difference = (eps.clone().narrow(0, 0, 1) - eps.narrow(0, 1, 1)).abs().max().into_scalar::<f32>();
+        let difference = (eps.clone().narrow(0, 0, 1) - eps.narrow(0, 1, 1))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert!(difference > 1e-4, "eps does not depend on t: {difference}");
     }
 
@@ -327,9 +361,16 @@ mod tests {
         // Per residual block (c_in -> c_out, time dim 256): 2 GroupNorms, two 3x3 convs, the time
         // projection and, when the channels change, a 1x1 skip conv.
         let res = |c_in: usize, c_out: usize| {
-            2 * c_in + (9 * c_in * c_out + c_out) + (256 * c_out + c_out) + 2 * c_out
+            2 * c_in
+                + (9 * c_in * c_out + c_out)
+                + (256 * c_out + c_out)
+                + 2 * c_out
                 + (9 * c_out * c_out + c_out)
-                + if c_in == c_out { 0 } else { c_in * c_out + c_out }
+                + if c_in == c_out {
+                    0
+                } else {
+                    c_in * c_out + c_out
+                }
         };
         let conv3 = |c_in: usize, c_out: usize| 9 * c_in * c_out + c_out;
         let attention = |c: usize| 2 * c + (3 * c * c + 3 * c) + (c * c + c);
@@ -355,10 +396,14 @@ mod tests {
         let device = Device::flex();
         let e = sinusoidal_embedding(Tensor::<1>::from_floats([0.0, 2.0], &device), 6);
         assert_eq!(e.dims(), [2, 6]);
-        let e = e.into_data().to_vec::<f32>().unwrap();
+        let e = e.into_data().try_to_vec::<f32>().unwrap();
         // d = 6: w = 1, 10000^(-1/2) = 0.01, 10000^(-1) = 1e-4.
         let w = [1.0f64, 0.01, 1e-4];
-        let expected_t2: Vec<f64> = w.iter().map(|w| (2.0 * w).sin()).chain(w.iter().map(|w| (2.0 * w).cos())).collect();
+        let expected_t2: Vec<f64> = w
+            .iter()
+            .map(|w| (2.0 * w).sin())
+            .chain(w.iter().map(|w| (2.0 * w).cos()))
+            .collect();
         assert_eq!(e[..6], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
         for (a, b) in e[6..].iter().zip(expected_t2) {
             assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
