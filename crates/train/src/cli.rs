@@ -41,6 +41,9 @@ pub struct CommonArgs {
     /// Steps between rows of metrics.csv.
     #[arg(long, default_value_t = 50, value_parser = parse_positive_u64)]
     pub log_every: u64,
+    /// Log the FID of 2,000 samples against the test split to metrics.csv every N epochs.
+    #[arg(long, value_name = "N", value_parser = parse_positive_usize)]
+    pub fid_every: Option<usize>,
 }
 
 impl Default for CommonArgs {

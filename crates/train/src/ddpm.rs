@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
+use crate::eval::FidMonitor;
 use crate::grid::{PixelScale, save_grid};
 use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
 use crate::select_device;
@@ -127,7 +128,8 @@ impl DdpmSettings {
         }
     }
 
-    fn schedule(&self) -> Result<NoiseSchedule> {
+    /// The noise schedule of the run: T linear betas from 1e-4 to 0.02.
+    pub fn schedule(&self) -> Result<NoiseSchedule> {
         Ok(NoiseSchedule::linear(self.diffusion_steps, 1e-4, 0.02)?)
     }
 
@@ -226,6 +228,7 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
         common.data_dir.as_deref(),
     ))?;
+    let fid = FidMonitor::new(MODEL, common, &run, &data, PixelRange::MinusOneToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
@@ -271,7 +274,7 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
             &run.path("forward.png"),
         )?;
     }
-    let mut metrics = run.metrics(&METRICS)?;
+    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
     let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
     let started = Instant::now();
     let mut stop = false;
@@ -320,14 +323,27 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
                     &run.checkpoints,
                 )?;
                 let rate = throughput.take();
-                metrics.append(&[
+                let row = vec![
                     step as f64,
                     (epoch + 1) as f64,
                     mean[0],
                     mean[1],
                     rate,
                     started.elapsed().as_secs_f64(),
-                ])?;
+                ];
+                let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
+                let row = fid.extend_row(row, completed, |count, seed| {
+                    sample(
+                        &model.ema.model,
+                        &model.schedule,
+                        settings.epoch_sampling,
+                        count,
+                        seed,
+                        &sample_device,
+                        |_, _| {},
+                    )
+                })?;
+                metrics.append(&row)?;
                 bar.set_message(format!(
                     "loss {:.4} |g| {:.2} {rate:.0} img/s",
                     mean[0], mean[1]
@@ -483,7 +499,7 @@ pub fn sample_from_checkpoint(request: &SampleRequest) -> Result<PathBuf> {
 }
 
 /// A checkpoint folder, or the latest checkpoint of a run folder; with the run's root.
-fn open_checkpoint(from: &Path) -> Result<(PathBuf, Checkpoint)> {
+pub fn open_checkpoint(from: &Path) -> Result<(PathBuf, Checkpoint)> {
     if from.join("state.json").exists() {
         let checkpoint = Checkpoint::open(from)?;
         let root = from
@@ -638,7 +654,8 @@ fn describe_sampler(sampler: SamplerKind) -> &'static str {
     }
 }
 
-fn describe(sampling: SamplingSettings) -> String {
+/// A sampler in words: `DDPM-1000`, `DDIM-50 (eta 0)`.
+pub fn describe(sampling: SamplingSettings) -> String {
     match sampling.sampler {
         SamplerKind::Ddpm => format!("DDPM-{}", sampling.steps),
         SamplerKind::Ddim => format!("DDIM-{} (eta {})", sampling.steps, sampling.eta),

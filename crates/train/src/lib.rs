@@ -3,9 +3,11 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod classifier;
 pub mod cli;
 pub mod dcgan;
 pub mod ddpm;
+pub mod eval;
 pub mod fsutil;
 pub mod grid;
 pub mod latent;

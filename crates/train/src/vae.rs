@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::checkpoint::{Checkpoint, Checkpoints, TrainingState};
 use crate::cli::CommonArgs;
+use crate::eval::FidMonitor;
 use crate::grid::{PixelScale, save_grid};
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
 use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
@@ -191,6 +192,7 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
     let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
         common.data_dir.as_deref(),
     ))?;
+    let fid = FidMonitor::new(model_name, common, &run, &data, PixelRange::ZeroToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
@@ -227,7 +229,7 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
     let recon_originals =
         data.test
             .images_tensor(&recon_indices, PixelRange::ZeroToOne, &eval_device);
-    let mut metrics = run.metrics(&METRICS)?;
+    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
     let mut summary =
         TrainSummary::new(model_name, run.root.clone(), run.device.description.clone());
     let started = Instant::now();
@@ -296,7 +298,7 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
 
         let vae = model.vae.valid();
         let test = score_split(&vae, &data.test, Code::Sample, &eval_device);
-        metrics.append(&[
+        let row = vec![
             step as f64,
             (epoch + 1) as f64,
             beta,
@@ -309,7 +311,13 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
             test.reconstruction + test.kl,
             rate,
             started.elapsed().as_secs_f64(),
-        ])?;
+        ];
+        let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
+        let row = fid.extend_row(row, completed, |count, seed| {
+            let z = fixed_normal([count, settings.latent_dim], seed, &eval_device);
+            Ok(vae.decoder.decode(z))
+        })?;
+        metrics.append(&row)?;
         println!(
             "{model_name}: epoch {} train recon {:.2} KL {:.2} | test recon {:.2} KL {:.2} -ELBO {:.2} nats",
             epoch + 1,

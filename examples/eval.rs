@@ -1,0 +1,85 @@
+//! Score the samples of a trained generator: FID against the test split, the train-vs-test
+//! floor, mode coverage, and optionally the samples as an IDX file.
+//!
+//! ```text
+//! cargo run --example eval -- --from runs/dcgan
+//! cargo run --example eval -- --from runs/ddpm --samples 1000 --export runs/ddpm/samples-idx3-ubyte.gz
+//! ```
+//!
+//! Writes `eval.json` into the run folder, and caches the reference statistics there.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use genmodels_train::BackendChoice;
+use genmodels_train::ddpm::{SamplerKind, SamplingSettings};
+use genmodels_train::eval::{EvalRequest, evaluate_checkpoint};
+
+/// Draw samples from a checkpoint of any generator (dcgan, vae, ae, ddpm) and measure them.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// A run folder (its latest checkpoint) or a checkpoint folder.
+    #[arg(long)]
+    from: PathBuf,
+    /// Samples to draw.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
+    samples: u64,
+    /// Seed of the noise the samples are drawn from.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Folder with the Fashion-MNIST IDX files [default: $GENMODELS_DATA_DIR or
+    /// datasets/fashion-mnist].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder of the cached reference statistics [default: the run folder].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Test images the samples are compared with (and training images in the floor).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
+    reference_images: u64,
+    /// DDPM only: ddim (deterministic at eta 0) or ddpm (ancestral).
+    #[arg(long, value_enum, default_value = "ddim")]
+    sampler: SamplerKind,
+    /// DDPM only: reverse steps [default: 50 for ddim, 1000 for ddpm].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    sample_steps: Option<u64>,
+    /// DDPM only: DDIM's eta.
+    #[arg(long, default_value_t = 0.0, value_parser = genmodels_train::cli::parse_non_negative_f64)]
+    eta: f64,
+    /// Write the samples as an IDX images file (gzip when the name ends in .gz).
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// The report's path [default: <run>/eval.json].
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_steps = match cli.sampler {
+        SamplerKind::Ddim => 50,
+        SamplerKind::Ddpm => 1000,
+    };
+    let request = EvalRequest {
+        from: cli.from,
+        samples: cli.samples as usize,
+        seed: cli.seed,
+        backend: cli.backend,
+        data_dir: cli.data_dir,
+        cache_dir: cli.cache_dir,
+        reference_images: cli.reference_images as usize,
+        sampling: SamplingSettings {
+            sampler: cli.sampler,
+            steps: cli.sample_steps.map_or(default_steps, |s| s as usize),
+            eta: cli.eta,
+        },
+        export: cli.export,
+        output: cli.output,
+    };
+    genmodels_train::exit_on_error(evaluate_checkpoint(&request).map(|_| ()))
+}
