@@ -38,9 +38,12 @@ struct Cli {
     /// GAN steps on the 1-D mixture (equilibrium).
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
     equilibrium_steps: u64,
-    /// Adam's learning rate on the 8 Gaussians, for both methods.
-    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true, value_parser = parse_positive_f64)]
+    /// Adam's learning rate on the 8 Gaussians, for both methods, decayed linearly to 0.
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = parse_positive_f64)]
     lr: f64,
+    /// Adam's learning rate of both players on the 1-D mixture (equilibrium).
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true, value_parser = parse_positive_f64)]
+    lr_1d: f64,
     /// WGAN-GP's penalty weight on the 8 Gaussians.
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true, value_parser = parse_positive_f64)]
     gp_lambda: f64,
@@ -63,5 +66,6 @@ fn main() -> ExitCode {
     settings.equilibrium_steps = cli.equilibrium_steps as usize;
     settings.gp_lambda = cli.gp_lambda;
     settings.lr_2d = cli.lr;
+    settings.lr_equilibrium = cli.lr_1d;
     genmodels_train::exit_on_error(run(&settings).map(|_| ()))
 }

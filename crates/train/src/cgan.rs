@@ -192,6 +192,8 @@ pub fn save_class_grid(
     let mut canvas = RgbImage::from_raw(width, height, pixels).expect("buffer matches the size");
     let grid_rgb = image::DynamicImage::ImageLuma8(grid).to_rgb8();
     image::imageops::replace(&mut canvas, &grid_rgb, NAME_WIDTH as i64, 0);
+    // Black text on white and gray tiles: one channel is enough.
+    let canvas = image::DynamicImage::ImageRgb8(canvas).to_luma8();
     write_atomic_with(path, |tmp| {
         canvas
             .save_with_format(tmp, image::ImageFormat::Png)

@@ -61,8 +61,9 @@ pub struct Toy2dSettings {
     pub batch_size: usize,
     pub hidden_dim: usize,
     pub hidden_layers: usize,
-    /// Adam learning rates: 1-D experiments and experiment 3.
-    pub lr_1d: f64,
+    /// Adam learning rates of experiments 1, 2 and 3 (in 3 it decays linearly to 0).
+    pub lr_optimal_d: f64,
+    pub lr_equilibrium: f64,
     pub lr_2d: f64,
     /// Adam's betas and epsilon, as in the WGAN-GP paper's toy experiments.
     pub beta1: f64,
@@ -91,8 +92,9 @@ impl Toy2dSettings {
             batch_size: 256,
             hidden_dim: 128,
             hidden_layers: 3,
-            lr_1d: 1e-3,
-            lr_2d: 1e-4,
+            lr_optimal_d: 1e-3,
+            lr_equilibrium: 1e-4,
+            lr_2d: 1e-3,
             beta1: 0.5,
             beta2: 0.9,
             epsilon: 1e-8,
@@ -148,6 +150,9 @@ pub struct EquilibriumReport {
     pub mean_d_fake: f64,
     /// Share of generated samples left of 0 (the data has 1/2).
     pub fake_left_share: f64,
+    /// Mean and standard deviation of |x| over generated samples (the data: 2 and 0.5).
+    pub fake_mean_abs: f64,
+    pub fake_std_abs: f64,
 }
 
 /// The numbers of one method and seed in experiment 3.
@@ -207,7 +212,7 @@ pub fn optimal_discriminator_experiment(
     for _ in 0..settings.optimal_d_steps {
         let real = data.sample(settings.batch_size, device);
         let fake = p_g.sample(settings.batch_size, device);
-        d = d_step(d, &mut optim, settings.lr_1d, real, fake);
+        d = d_step(d, &mut optim, settings.lr_optimal_d, real, fake);
     }
     let xs = linspace(-5.0, 5.0, 501);
     let d_x: Vec<f64> = to_vec(sigmoid(
@@ -293,7 +298,7 @@ pub fn equilibrium_experiment(
     let mut g = settings.mlp(settings.noise_dim, 1, device);
     let mut d = settings.mlp(1, 1, device);
     let (mut optim_g, mut optim_d) = (settings.adam(), settings.adam());
-    let lr = settings.lr_1d;
+    let lr = settings.lr_equilibrium;
     for _ in 0..settings.equilibrium_steps {
         let real = data.sample(settings.batch_size, device);
         let fake = g.forward(settings.noise(settings.batch_size, device));
@@ -315,6 +320,17 @@ pub fn equilibrium_experiment(
         mean_d_real: mean_d(real)?,
         mean_d_fake: mean_d(fake)?,
         fake_left_share: fakes.iter().filter(|&&x| x < 0.0).count() as f64 / n as f64,
+        fake_mean_abs: fakes.iter().map(|x| x.abs() as f64).sum::<f64>() / n as f64,
+        fake_std_abs: 0.0,
+    };
+    let report = EquilibriumReport {
+        fake_std_abs: (fakes
+            .iter()
+            .map(|x| (x.abs() as f64 - report.fake_mean_abs).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt(),
+        ..report
     };
     let xs = linspace(-5.0, 5.0, 501);
     let d_x = to_vec(sigmoid(d.forward(column(&xs, &plain))))?;
@@ -420,6 +436,9 @@ fn train_on_eight_gaussians(
         .map(|k| (settings.mode_steps * k).div_ceil(SNAPSHOTS))
         .collect();
     for step in 1..=settings.mode_steps {
+        // Linear decay to 0 over training, as in the WGAN-GP paper's CIFAR-10 runs: the last
+        // steps refine the modes instead of jittering around them.
+        let lr = lr * (1.0 - (step - 1) as f64 / settings.mode_steps as f64);
         for _ in 0..settings.d_steps {
             let real = data.sample(batch, device);
             let fake = g.forward(settings.noise(batch, device)).detach();
@@ -561,10 +580,12 @@ pub fn run(settings: &Toy2dSettings) -> Result<Toy2dReport> {
     if wants(Experiment::Equilibrium) {
         let r = equilibrium_experiment(settings, &device)?;
         println!(
-            "toy2d: equilibrium: mean D = {:.3} on data, {:.3} on samples; {:.1}% of samples left of 0",
+            "toy2d: equilibrium: mean D = {:.3} on data, {:.3} on samples; {:.1}% of samples left of 0, |x| of samples {:.3} +- {:.3} (data 2 +- 0.5)",
             r.mean_d_real,
             r.mean_d_fake,
-            100.0 * r.fake_left_share
+            100.0 * r.fake_left_share,
+            r.fake_mean_abs,
+            r.fake_std_abs
         );
         report.equilibrium = Some(r);
     }
