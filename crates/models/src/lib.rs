@@ -4,21 +4,29 @@
 //! (losses, output-size formulas, initialisation) lives beside it as plain functions so it can
 //! be read and tested on its own.
 //!
+//! - [`cgan`]: the conditional GAN (Mirza & Osindero, 2014) on DCGAN networks.
 //! - [`classifier`]: the Fashion-MNIST CNN whose penultimate layer is the feature space of FID.
 //! - [`dcgan`]: the DCGAN generator and discriminator (Radford et al., 2016).
 //! - [`diffusion`]: DDPM (Ho et al., 2020): noise schedule, DDPM and DDIM samplers, the U-Net.
 //! - [`fid`]: the Fréchet distance between feature statistics, streamed in batches, in f64.
 //! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
 //! - [`layers`]: small shared pieces: layer output sizes and the DCGAN initialisation.
+//! - [`toy2d`]: the 2-D lab: Gaussian mixtures, MLP players, the optimal discriminator and the
+//!   mode-coverage metrics.
 //! - [`vae`]: the variational autoencoder of Kingma & Welling (2014) and the plain autoencoder.
+//! - [`wgan`]: the Wasserstein critic (Arjovsky et al., 2017) and the exact gradient penalty of
+//!   WGAN-GP (Gulrajani et al., 2017).
 
+pub mod cgan;
 pub mod classifier;
 pub mod dcgan;
 pub mod diffusion;
 pub mod fid;
 pub mod gan_loss;
 pub mod layers;
+pub mod toy2d;
 pub mod vae;
+pub mod wgan;
 
 pub use classifier::{Classifier, ClassifierConfig};
 pub use dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};

@@ -2,6 +2,7 @@
 //! checkpoints, image grids, progress bars and metric logs, and the training loops themselves.
 
 pub mod backend;
+pub mod cgan;
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
@@ -14,7 +15,9 @@ pub mod latent;
 pub mod metrics;
 pub mod run;
 pub mod summary;
+pub mod toy2d;
 pub mod vae;
+pub mod wgan;
 
 pub use backend::{BackendChoice, SelectedDevice, select_device};
 pub use cli::CommonArgs;

@@ -1,0 +1,102 @@
+//! The `toy2d` example end to end with a handful of steps: every plot and the report, and the
+//! errors a user sees for bad flags.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` so examples are built",
+        path.display()
+    );
+    path
+}
+
+fn run_toy2d(args: &[&str]) -> Output {
+    Command::new(example("toy2d"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the example starts")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_few_steps_write_every_plot_and_the_report() {
+    let out = tempfile::tempdir().unwrap();
+    let run = run_toy2d(&[
+        "--seeds",
+        "4,5",
+        "--steps",
+        "4",
+        "--d-steps",
+        "2",
+        "--optimal-d-steps",
+        "3",
+        "--equilibrium-steps",
+        "3",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    for file in [
+        "optimal_d.png",
+        "equilibrium.png",
+        "mode_collapse_seed4.png",
+        "mode_collapse_seed5.png",
+        "report.json",
+    ] {
+        assert!(out.path().join(file).exists(), "{file} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    let gap = report["optimal_d"]["max_gap"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&gap), "{gap}");
+    let d_real = report["equilibrium"]["mean_d_real"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&d_real), "{d_real}");
+    let runs = report["mode_collapse"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "two methods for each of two seeds");
+    for r in runs {
+        let covered = r["coverage"]["modes_covered"].as_u64().unwrap();
+        assert!(covered <= 8);
+        assert_eq!(r["coverage"]["counts"].as_array().unwrap().len(), 8);
+    }
+    let plot = image::open(out.path().join("mode_collapse_seed4.png")).unwrap();
+    assert_eq!((plot.width(), plot.height()), (4 * 260, 560));
+}
+
+#[test]
+fn bad_flags_get_clear_errors() {
+    let output = run_toy2d(&["--seeds", "1,x"]);
+    let text = stderr(&output);
+    assert!(
+        !output.status.success() && text.contains("--seeds"),
+        "{text}"
+    );
+    let output = run_toy2d(&["--steps", "0"]);
+    let text = stderr(&output);
+    assert!(
+        !output.status.success() && text.contains("--steps"),
+        "{text}"
+    );
+    let output = run_toy2d(&["--experiment", "bogus"]);
+    let text = stderr(&output);
+    assert!(
+        !output.status.success() && text.contains("mode-collapse") && !text.contains("panicked"),
+        "{text}"
+    );
+}

@@ -1,0 +1,156 @@
+//! The `wgan` example end to end: a few steps of WGAN and WGAN-GP on the real data, their files
+//! and checkpoints, resuming, and the errors a user sees for bad flags.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use genmodels_train::checkpoint::Checkpoints;
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` so examples are built",
+        path.display()
+    );
+    path
+}
+
+fn run_wgan(args: &[&str]) -> Output {
+    Command::new(example("wgan"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the example starts")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_clean_failure(output: &Output, expected: &[&str]) {
+    let text = stderr(output);
+    assert!(!output.status.success(), "should fail: {text}");
+    assert!(
+        !text.contains("panicked"),
+        "panicked instead of an error: {text}"
+    );
+    for needle in expected {
+        assert!(text.contains(needle), "`{needle}` missing from: {text}");
+    }
+}
+
+fn common(out: &str) -> Vec<&str> {
+    vec![
+        "--backend",
+        "flex",
+        "--batch-size",
+        "16",
+        "--log-every",
+        "1",
+        "--n-critic",
+        "2",
+        "--out",
+        out,
+    ]
+}
+
+#[test]
+fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
+    let out = tempfile::tempdir().unwrap();
+    let args = common(out.path().to_str().unwrap());
+    let first = run_wgan(&[&args[..], &["--loss", "wgan-gp", "--max-steps", "2"]].concat());
+    assert!(first.status.success(), "{}", stderr(&first));
+    for file in [
+        "real.png",
+        "samples/epoch_001.png",
+        "config.json",
+        "metrics.csv",
+    ] {
+        assert!(out.path().join(file).exists(), "{file} missing");
+    }
+    let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (242, 242));
+    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert_eq!(
+        lines[0],
+        "step,epoch,loss_critic,loss_g,wasserstein,grad_norm,penalty,images_per_sec,elapsed_s"
+    );
+    assert_eq!(lines.len(), 1 + 2, "one row per generator step:\n{metrics}");
+    // The penalty is logged and positive while the gradient norm is far from 1.
+    let row: Vec<f64> = lines[1].split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(row[6] > 0.0, "penalty {}", row[6]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["loss"], "wgan-gp");
+    assert_eq!(config["gp_lambda"], 10.0);
+    assert_eq!(config["beta2"], 0.9);
+
+    let checkpoints = Checkpoints::new(out.path().join("checkpoints"));
+    let checkpoint = checkpoints.latest().unwrap().unwrap();
+    assert_eq!(checkpoint.state.step, 2);
+    assert_eq!(checkpoint.state.model, "wgan-gp");
+    assert!(checkpoint.dir.join("critic.bpk").exists());
+
+    let resumed = run_wgan(
+        &[
+            &args[..],
+            &["--loss", "wgan-gp", "--max-steps", "3", "--resume"],
+        ]
+        .concat(),
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
+    assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 3);
+
+    // A WGAN run cannot resume a WGAN-GP checkpoint.
+    let other = run_wgan(
+        &[
+            &args[..],
+            &["--loss", "wgan", "--max-steps", "4", "--resume"],
+        ]
+        .concat(),
+    );
+    assert_clean_failure(&other, &["wgan-gp", "not `wgan`"]);
+}
+
+#[test]
+fn wgan_with_clipping_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let args = common(out.path().to_str().unwrap());
+    let run = run_wgan(&[&args[..], &["--loss", "wgan", "--max-steps", "1"]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let row: Vec<f64> = metrics
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(row[6], 0.0, "no penalty with clipping");
+    assert!(row[5] > 0.0, "the gradient norm is reported");
+    let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
+        .latest()
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.state.model, "wgan");
+}
+
+#[test]
+fn bad_flags_get_clear_errors() {
+    assert_clean_failure(&run_wgan(&["--loss", "wgan-xx"]), &["--loss", "wgan-gp"]);
+    assert_clean_failure(&run_wgan(&["--n-critic", "0"]), &["--n-critic"]);
+    assert_clean_failure(&run_wgan(&["--clip", "-0.01"]), &["--clip", "positive"]);
+    assert_clean_failure(&run_wgan(&["--gp-lambda", "nan"]), &["--gp-lambda"]);
+}
