@@ -478,7 +478,7 @@ mod tests {
             .elbo_terms(images.clone(), Code::Mean)
             .loss(1.0)
             .into_scalar::<f32>();
-        for _ in 0..8 {
+        for _ in 0..40 {
             let loss = vae.elbo_terms(images.clone(), Code::Sample).loss(1.0);
             let grads = GradientsParams::from_grads(loss.backward(), &vae);
             vae = optimizer.step(1e-3, vae, grads);

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendChoice, select_device};
 use crate::checkpoint::{Checkpoint, Checkpoints, TrainingState};
 use crate::cli::CommonArgs;
+use crate::eval::FidMonitor;
 use crate::fsutil::write_atomic_with;
 use crate::grid::{PixelScale, image_grid};
 use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
@@ -228,6 +229,7 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
     let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
         common.data_dir.as_deref(),
     ))?;
+    let fid = FidMonitor::new(MODEL, common, &run, &data, PixelRange::MinusOneToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
@@ -269,7 +271,7 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
     let fixed_z = column_z.repeat_dim(0, NUM_CLASSES);
     let all_classes: Vec<usize> = (0..NUM_CLASSES).collect();
     let fixed_labels = repeated_labels(&all_classes, PER_CLASS, &sample_device);
-    let mut metrics = run.metrics(&METRICS)?;
+    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
     let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
     let started = Instant::now();
 
@@ -317,7 +319,7 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
                     &run.checkpoints,
                 )?;
                 let rate = throughput.take();
-                metrics.append(&[
+                let row = vec![
                     step as f64,
                     (epoch + 1) as f64,
                     mean[0],
@@ -326,7 +328,16 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
                     mean[3],
                     rate,
                     started.elapsed().as_secs_f64(),
-                ])?;
+                ];
+                let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
+                let row = fid.extend_row(row, completed, |count, seed| {
+                    // The classes in turn, so that FID compares against a class-balanced set.
+                    let z = fixed_normal([count, settings.latent_dim], seed, &sample_device);
+                    let classes: Vec<usize> = (0..count).map(|i| i % NUM_CLASSES).collect();
+                    let labels = repeated_labels(&classes, 1, &sample_device);
+                    Ok(model.generator.valid().forward(z, labels))
+                })?;
+                metrics.append(&row)?;
                 bar.set_message(format!(
                     "loss_d {:.3} loss_g {:.3} D(x) {:.2} D(G(z)) {:.2} {rate:.0} img/s",
                     mean[0], mean[1], mean[2], mean[3]

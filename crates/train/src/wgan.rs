@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
+use crate::eval::FidMonitor;
 use crate::grid::{PixelScale, save_grid};
 use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
 use crate::summary::{EpochReport, TrainSummary};
@@ -237,6 +238,7 @@ pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
     let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
         common.data_dir.as_deref(),
     ))?;
+    let fid = FidMonitor::new(model_name, common, &run, &data, PixelRange::MinusOneToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
@@ -288,7 +290,7 @@ pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
             &run.path("real.png"),
         )?;
     }
-    let mut metrics = run.metrics(&METRICS)?;
+    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
     let mut summary =
         TrainSummary::new(model_name, run.root.clone(), run.device.description.clone());
     let started = Instant::now();
@@ -342,7 +344,7 @@ pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
                     &run.checkpoints,
                 )?;
                 let rate = throughput.take();
-                metrics.append(&[
+                let row = vec![
                     step as f64,
                     (epoch + 1) as f64,
                     mean[0],
@@ -352,7 +354,13 @@ pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
                     mean[4],
                     rate,
                     started.elapsed().as_secs_f64(),
-                ])?;
+                ];
+                let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
+                let row = fid.extend_row(row, completed, |count, seed| {
+                    let z = fixed_normal([count, settings.latent_dim], seed, &sample_device);
+                    Ok(model.generator.valid().forward(z))
+                })?;
+                metrics.append(&row)?;
                 bar.set_message(format!(
                     "loss_c {:.3} loss_g {:.3} W {:.3} |grad| {:.2} {rate:.0} img/s",
                     mean[0], mean[1], mean[2], mean[3]
