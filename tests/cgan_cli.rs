@@ -1,69 +1,31 @@
 //! The `cgan` example end to end: a few steps on the real data, the per-class grid, drawing a
 //! chosen class from the checkpoint, and the errors a user sees for bad flags.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
-
-fn run_cgan(args: &[&str]) -> Output {
-    Command::new(example("cgan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_clean_failure(output: &Output, expected: &[&str]) {
-    let text = stderr(output);
-    assert!(!output.status.success(), "should fail: {text}");
-    assert!(
-        !text.contains("panicked"),
-        "panicked instead of an error: {text}"
-    );
-    for needle in expected {
-        assert!(text.contains(needle), "`{needle}` missing from: {text}");
-    }
-}
+use common::{assert_clean_failure, run_example, stderr};
 
 #[test]
 fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().to_str().unwrap();
-    let train = run_cgan(&[
-        "--backend",
-        "flex",
-        "--batch-size",
-        "16",
-        "--log-every",
-        "1",
-        "--max-steps",
-        "2",
-        "--out",
-        out_arg,
-    ]);
+    let train = run_example(
+        "cgan",
+        &[
+            "--backend",
+            "flex",
+            "--batch-size",
+            "16",
+            "--log-every",
+            "1",
+            "--max-steps",
+            "2",
+            "--out",
+            out_arg,
+        ],
+    );
     assert!(train.status.success(), "{}", stderr(&train));
     let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
     // 10 columns and 10 rows of 28 px tiles with 2 px padding, after a 110 px name strip.
@@ -77,19 +39,22 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     assert_eq!(checkpoint.state.model, "cgan");
 
     let output = out.path().join("sneakers.png");
-    let sample = run_cgan(&[
-        "sample",
-        "--class",
-        "7",
-        "--count",
-        "12",
-        "--backend",
-        "flex",
-        "--from",
-        out_arg,
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let sample = run_example(
+        "cgan",
+        &[
+            "sample",
+            "--class",
+            "7",
+            "--count",
+            "12",
+            "--backend",
+            "flex",
+            "--from",
+            out_arg,
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
     assert!(sample.status.success(), "{}", stderr(&sample));
     assert!(String::from_utf8_lossy(&sample.stdout).contains("Sneaker"));
     let grid = image::open(&output).unwrap();
@@ -99,17 +64,26 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(&run_cgan(&["sample", "--class", "10"]), &["--class", "10"]);
+    assert_clean_failure(
+        &run_example("cgan", &["sample", "--class", "10"]),
+        &["--class", "10"],
+    );
     let empty = tempfile::tempdir().unwrap();
     assert_clean_failure(
-        &run_cgan(&[
-            "sample",
-            "--class",
-            "1",
-            "--from",
-            empty.path().to_str().unwrap(),
-        ]),
+        &run_example(
+            "cgan",
+            &[
+                "sample",
+                "--class",
+                "1",
+                "--from",
+                empty.path().to_str().unwrap(),
+            ],
+        ),
         &["--from", "config.json"],
     );
-    assert_clean_failure(&run_cgan(&["--batch-size", "0"]), &["--batch-size"]);
+    assert_clean_failure(
+        &run_example("cgan", &["--batch-size", "0"]),
+        &["--batch-size"],
+    );
 }

@@ -1,8 +1,7 @@
 //! The feature network behind FID: the committed weights' accuracy on the real test split, and
 //! the `classifier` example end to end for a few steps.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
@@ -10,35 +9,7 @@ use burn::tensor::Device;
 use genmodels::ClassifierConfig;
 use genmodels_train::classifier::{WEIGHTS_FILE, evaluate, pretrained};
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
-
-fn run_classifier(args: &[&str]) -> Output {
-    Command::new(example("classifier"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{run_example, stderr};
 
 #[test]
 fn the_committed_weights_classify_at_least_91_percent_of_the_test_split() {
@@ -63,16 +34,19 @@ fn the_committed_weights_classify_at_least_91_percent_of_the_test_split() {
 #[test]
 fn a_few_steps_write_metrics_and_weights_that_load() {
     let out = tempfile::tempdir().unwrap();
-    let output = run_classifier(&[
-        "--backend",
-        "flex",
-        "--batch-size",
-        "32",
-        "--max-steps",
-        "2",
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let output = run_example(
+        "classifier",
+        &[
+            "--backend",
+            "flex",
+            "--batch-size",
+            "32",
+            "--max-steps",
+            "2",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
     let lines: Vec<&str> = metrics.lines().collect();
@@ -89,7 +63,7 @@ fn a_few_steps_write_metrics_and_weights_that_load() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    let output = run_classifier(&["--epochs", "0"]);
+    let output = run_example("classifier", &["--epochs", "0"]);
     let text = stderr(&output);
     assert!(
         !output.status.success() && !text.contains("panicked"),

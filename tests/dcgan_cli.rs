@@ -3,54 +3,13 @@
 //!
 //! The example binary is built by `cargo test` (examples are test targets' build inputs).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
 use burn::tensor::Device;
 use genmodels::GeneratorConfig;
 use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
-
-fn run_dcgan(args: &[&str]) -> Output {
-    Command::new(example("dcgan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_clean_failure(output: &Output, expected: &[&str]) {
-    let text = stderr(output);
-    assert!(!output.status.success(), "should fail: {text}");
-    assert!(
-        !text.contains("panicked"),
-        "panicked instead of an error: {text}"
-    );
-    for needle in expected {
-        assert!(text.contains(needle), "`{needle}` missing from: {text}");
-    }
-}
+use common::{assert_clean_failure, run_example, stderr};
 
 #[test]
 fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
@@ -66,7 +25,7 @@ fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
         "--out",
         out_arg,
     ];
-    let first = run_dcgan(&[&common[..], &["--max-steps", "3"]].concat());
+    let first = run_example("dcgan", &[&common[..], &["--max-steps", "3"]].concat());
     assert!(first.status.success(), "{}", stderr(&first));
 
     for file in [
@@ -103,7 +62,10 @@ fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
         "the loaded weights should differ from a fresh init"
     );
 
-    let resumed = run_dcgan(&[&common[..], &["--max-steps", "5", "--resume"]].concat());
+    let resumed = run_example(
+        "dcgan",
+        &[&common[..], &["--max-steps", "5", "--resume"]].concat(),
+    );
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
     let latest = Checkpoints::new(out.path().join("checkpoints"))
@@ -123,14 +85,20 @@ fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
 #[test]
 fn bad_flags_get_clear_errors() {
     assert_clean_failure(
-        &run_dcgan(&["--batch-size", "0"]),
+        &run_example("dcgan", &["--batch-size", "0"]),
         &["--batch-size", "at least 1"],
     );
-    assert_clean_failure(&run_dcgan(&["--lr", "-1"]), &["--lr", "positive"]);
-    assert_clean_failure(&run_dcgan(&["--backend", "tpu"]), &["tpu", "flex"]);
+    assert_clean_failure(
+        &run_example("dcgan", &["--lr", "-1"]),
+        &["--lr", "positive"],
+    );
+    assert_clean_failure(
+        &run_example("dcgan", &["--backend", "tpu"]),
+        &["tpu", "flex"],
+    );
     if !cfg!(feature = "cuda") {
         assert_clean_failure(
-            &run_dcgan(&["--backend", "cuda"]),
+            &run_example("dcgan", &["--backend", "cuda"]),
             &["--features cuda", "flex"],
         );
     }
@@ -149,14 +117,17 @@ fn corrupt_data_is_reported_by_file_name() {
     for name in names {
         std::fs::write(data.path().join(name), b"\x00\x00\x08\x03not an idx file").unwrap();
     }
-    let output = run_dcgan(&[
-        "--backend",
-        "flex",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let output = run_example(
+        "dcgan",
+        &[
+            "--backend",
+            "flex",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    );
     assert_clean_failure(&output, &["-idx"]);
     let checkpoints: Vec<_> = std::fs::read_dir(out.path().join("checkpoints"))
         .unwrap()

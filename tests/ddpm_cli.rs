@@ -1,52 +1,13 @@
 //! The `ddpm` example end to end with the tiny U-Net: a few steps on the real data, its grids and
 //! figures, its checkpoint with EMA weights, resuming, `sample` mode, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
-
-fn run_ddpm(args: &[&str]) -> Output {
-    Command::new(example("ddpm"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_clean_failure(output: &Output, expected: &[&str]) {
-    let text = stderr(output);
-    assert!(!output.status.success(), "should fail: {text}");
-    assert!(
-        !text.contains("panicked"),
-        "panicked instead of an error: {text}"
-    );
-    for needle in expected {
-        assert!(text.contains(needle), "`{needle}` missing from: {text}");
-    }
-}
+use common::{assert_clean_failure, run_example, stderr};
 
 fn dimensions(path: &Path) -> (u32, u32) {
     let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -73,7 +34,7 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
         "--out",
         out_arg,
     ];
-    let first = run_ddpm(&[&common[..], &["--max-steps", "3"]].concat());
+    let first = run_example("ddpm", &[&common[..], &["--max-steps", "3"]].concat());
     assert!(first.status.success(), "{}", stderr(&first));
 
     // 8 tiles of 28 px with 2 px padding: 8 * 30 + 2 = 242.
@@ -125,7 +86,10 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
         assert!(checkpoint.dir.join(file).exists(), "{file} missing");
     }
 
-    let resumed = run_ddpm(&[&common[..], &["--max-steps", "5", "--resume"]].concat());
+    let resumed = run_example(
+        "ddpm",
+        &[&common[..], &["--max-steps", "5", "--resume"]].concat(),
+    );
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
     assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 5);
@@ -137,23 +101,26 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     );
 
     let grid = out.path().join("drawn.png");
-    let sampled = run_ddpm(&[
-        "sample",
-        "--from",
-        out_arg,
-        "--count",
-        "10",
-        "--sampler",
-        "ddim",
-        "--sample-steps",
-        "3",
-        "--eta",
-        "1",
-        "--backend",
-        "flex",
-        "--output",
-        grid.to_str().unwrap(),
-    ]);
+    let sampled = run_example(
+        "ddpm",
+        &[
+            "sample",
+            "--from",
+            out_arg,
+            "--count",
+            "10",
+            "--sampler",
+            "ddim",
+            "--sample-steps",
+            "3",
+            "--eta",
+            "1",
+            "--backend",
+            "flex",
+            "--output",
+            grid.to_str().unwrap(),
+        ],
+    );
     assert!(sampled.status.success(), "{}", stderr(&sampled));
     // 10 images in 8 columns: two rows.
     assert_eq!(dimensions(&grid), (242, 2 * 30 + 2));
@@ -162,34 +129,49 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
 
 #[test]
 fn bad_input_gets_clear_errors() {
-    assert_clean_failure(&run_ddpm(&["--preset", "huge"]), &["huge", "small"]);
-    assert_clean_failure(&run_ddpm(&["--sampler", "euler"]), &["euler", "ddim"]);
-    assert_clean_failure(&run_ddpm(&["--eta=-1"]), &["--eta", ">= 0"]);
     assert_clean_failure(
-        &run_ddpm(&["--ema-decay", "1.5"]),
+        &run_example("ddpm", &["--preset", "huge"]),
+        &["huge", "small"],
+    );
+    assert_clean_failure(
+        &run_example("ddpm", &["--sampler", "euler"]),
+        &["euler", "ddim"],
+    );
+    assert_clean_failure(&run_example("ddpm", &["--eta=-1"]), &["--eta", ">= 0"]);
+    assert_clean_failure(
+        &run_example("ddpm", &["--ema-decay", "1.5"]),
         &["--ema-decay", "[0, 1)"],
     );
-    assert_clean_failure(&run_ddpm(&["--sample-steps", "0"]), &["--sample-steps"]);
+    assert_clean_failure(
+        &run_example("ddpm", &["--sample-steps", "0"]),
+        &["--sample-steps"],
+    );
     // More reverse steps than the schedule has: refused before any training.
     let out = tempfile::tempdir().unwrap();
-    let too_many = run_ddpm(&[
-        "--backend",
-        "flex",
-        "--preset",
-        "tiny",
-        "--sample-steps",
-        "1001",
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let too_many = run_example(
+        "ddpm",
+        &[
+            "--backend",
+            "flex",
+            "--preset",
+            "tiny",
+            "--sample-steps",
+            "1001",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    );
     assert_clean_failure(&too_many, &["1001", "1 to 1000"]);
     let empty = tempfile::tempdir().unwrap();
-    let no_checkpoint = run_ddpm(&[
-        "sample",
-        "--from",
-        empty.path().to_str().unwrap(),
-        "--backend",
-        "flex",
-    ]);
+    let no_checkpoint = run_example(
+        "ddpm",
+        &[
+            "sample",
+            "--from",
+            empty.path().to_str().unwrap(),
+            "--backend",
+            "flex",
+        ],
+    );
     assert_clean_failure(&no_checkpoint, &["has no checkpoint"]);
 }

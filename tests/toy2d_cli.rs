@@ -1,56 +1,30 @@
 //! The `toy2d` example end to end with a handful of steps: every plot and the report, and the
 //! errors a user sees for bad flags.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
-
-fn run_toy2d(args: &[&str]) -> Output {
-    Command::new(example("toy2d"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{run_example, stderr};
 
 #[test]
 fn a_few_steps_write_every_plot_and_the_report() {
     let out = tempfile::tempdir().unwrap();
-    let run = run_toy2d(&[
-        "--seeds",
-        "4,5",
-        "--steps",
-        "4",
-        "--d-steps",
-        "2",
-        "--optimal-d-steps",
-        "3",
-        "--equilibrium-steps",
-        "3",
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let run = run_example(
+        "toy2d",
+        &[
+            "--seeds",
+            "4,5",
+            "--steps",
+            "4",
+            "--d-steps",
+            "2",
+            "--optimal-d-steps",
+            "3",
+            "--equilibrium-steps",
+            "3",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    );
     assert!(run.status.success(), "{}", stderr(&run));
     for file in [
         "optimal_d.png",
@@ -81,19 +55,19 @@ fn a_few_steps_write_every_plot_and_the_report() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    let output = run_toy2d(&["--seeds", "1,x"]);
+    let output = run_example("toy2d", &["--seeds", "1,x"]);
     let text = stderr(&output);
     assert!(
         !output.status.success() && text.contains("--seeds"),
         "{text}"
     );
-    let output = run_toy2d(&["--steps", "0"]);
+    let output = run_example("toy2d", &["--steps", "0"]);
     let text = stderr(&output);
     assert!(
         !output.status.success() && text.contains("--steps"),
         "{text}"
     );
-    let output = run_toy2d(&["--experiment", "bogus"]);
+    let output = run_example("toy2d", &["--experiment", "bogus"]);
     let text = stderr(&output);
     assert!(
         !output.status.success() && text.contains("mode-collapse") && !text.contains("panicked"),

@@ -1,54 +1,11 @@
 //! The `vae` example end to end: a few steps on the real data, the per-epoch files, the
 //! analysis that follows training, `--analyze` on the checkpoint, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
+use std::path::Path;
 
-fn run_vae(args: &[&str]) -> Output {
-    Command::new(example("vae"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn assert_clean_failure(output: &Output, expected: &[&str]) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "should fail: {stderr}");
-    assert!(
-        !stderr.contains("panicked"),
-        "panicked instead of an error: {stderr}"
-    );
-    for needle in expected {
-        assert!(stderr.contains(needle), "`{needle}` missing from: {stderr}");
-    }
-}
+use common::{all_output, assert_clean_failure, run_example};
 
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
@@ -71,8 +28,11 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
         "--out",
         out_arg,
     ];
-    let first = run_vae(&[&common[..], &["--max-steps", "4"], &QUICK_ANALYSIS[..]].concat());
-    assert!(first.status.success(), "{}", text(&first));
+    let first = run_example(
+        "vae",
+        &[&common[..], &["--max-steps", "4"], &QUICK_ANALYSIS[..]].concat(),
+    );
+    assert!(first.status.success(), "{}", all_output(&first));
 
     for file in [
         "recon/epoch_001.png",
@@ -140,19 +100,22 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
 
     // --analyze on the run folder gives the same numbers (decoding mu is deterministic).
     std::fs::remove_file(out.path().join("report.json")).unwrap();
-    let again = run_vae(&[
-        "--backend",
-        "flex",
-        "--latent-dim",
-        "4",
-        "--analyze",
-        out_arg,
-        "--analysis-images",
-        "300",
-        "--tsne-epochs",
-        "250",
-    ]);
-    assert!(again.status.success(), "{}", text(&again));
+    let again = run_example(
+        "vae",
+        &[
+            "--backend",
+            "flex",
+            "--latent-dim",
+            "4",
+            "--analyze",
+            out_arg,
+            "--analysis-images",
+            "300",
+            "--tsne-epochs",
+            "250",
+        ],
+    );
+    assert!(again.status.success(), "{}", all_output(&again));
     let second_report = report(out.path());
     for key in [
         "test_reconstruction_bce",
@@ -170,48 +133,57 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     }
 
     // A wrong size or model is refused by name.
-    let wrong_size = run_vae(&[
-        "--backend",
-        "flex",
-        "--latent-dim",
-        "8",
-        "--analyze",
-        out_arg,
-    ]);
+    let wrong_size = run_example(
+        "vae",
+        &[
+            "--backend",
+            "flex",
+            "--latent-dim",
+            "8",
+            "--analyze",
+            out_arg,
+        ],
+    );
     assert_clean_failure(&wrong_size, &["--latent-dim 8"]);
-    let wrong_model = run_vae(&[
-        "--backend",
-        "flex",
-        "--latent-dim",
-        "4",
-        "--model",
-        "ae",
-        "--analyze",
-        out_arg,
-    ]);
+    let wrong_model = run_example(
+        "vae",
+        &[
+            "--backend",
+            "flex",
+            "--latent-dim",
+            "4",
+            "--model",
+            "ae",
+            "--analyze",
+            out_arg,
+        ],
+    );
     assert_clean_failure(&wrong_model, &["`vae` model, not `ae`"]);
 }
 
 #[test]
 fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
     let out = tempfile::tempdir().unwrap();
-    let output = run_vae(&[
-        "--backend",
-        "flex",
-        "--model",
-        "ae",
-        "--latent-dim",
-        "2",
-        "--batch-size",
-        "32",
-        "--max-steps",
-        "2",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--analysis-images",
-        "200",
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
+    let output = run_example(
+        "vae",
+        &[
+            "--backend",
+            "flex",
+            "--model",
+            "ae",
+            "--latent-dim",
+            "2",
+            "--batch-size",
+            "32",
+            "--max-steps",
+            "2",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--analysis-images",
+            "200",
+        ],
+    );
+    assert!(output.status.success(), "{}", all_output(&output));
     let report = report(out.path());
     assert_eq!(report["model"], "ae");
     assert_eq!(report["latent_map"], "mu");
@@ -225,15 +197,27 @@ fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(&run_vae(&["--latent-dim", "1"]), &["--latent-dim"]);
-    assert_clean_failure(&run_vae(&["--beta=-1"]), &["--beta", "zero or a positive"]);
-    assert_clean_failure(&run_vae(&["--model", "gan"]), &["gan", "vae", "ae"]);
+    assert_clean_failure(
+        &run_example("vae", &["--latent-dim", "1"]),
+        &["--latent-dim"],
+    );
+    assert_clean_failure(
+        &run_example("vae", &["--beta=-1"]),
+        &["--beta", "zero or a positive"],
+    );
+    assert_clean_failure(
+        &run_example("vae", &["--model", "gan"]),
+        &["gan", "vae", "ae"],
+    );
     let missing = tempfile::tempdir().unwrap();
-    let output = run_vae(&[
-        "--backend",
-        "flex",
-        "--analyze",
-        missing.path().join("nowhere").to_str().unwrap(),
-    ]);
+    let output = run_example(
+        "vae",
+        &[
+            "--backend",
+            "flex",
+            "--analyze",
+            missing.path().join("nowhere").to_str().unwrap(),
+        ],
+    );
     assert_clean_failure(&output, &["--analyze", "nowhere"]);
 }

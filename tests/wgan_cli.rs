@@ -1,54 +1,13 @@
 //! The `wgan` example end to end: a few steps of WGAN and WGAN-GP on the real data, their files
 //! and checkpoints, resuming, and the errors a user sees for bad flags.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test` so examples are built",
-        path.display()
-    );
-    path
-}
+use common::{assert_clean_failure, run_example, stderr};
 
-fn run_wgan(args: &[&str]) -> Output {
-    Command::new(example("wgan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the example starts")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_clean_failure(output: &Output, expected: &[&str]) {
-    let text = stderr(output);
-    assert!(!output.status.success(), "should fail: {text}");
-    assert!(
-        !text.contains("panicked"),
-        "panicked instead of an error: {text}"
-    );
-    for needle in expected {
-        assert!(text.contains(needle), "`{needle}` missing from: {text}");
-    }
-}
-
-fn common(out: &str) -> Vec<&str> {
+fn common_flags(out: &str) -> Vec<&str> {
     vec![
         "--backend",
         "flex",
@@ -66,8 +25,11 @@ fn common(out: &str) -> Vec<&str> {
 #[test]
 fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
     let out = tempfile::tempdir().unwrap();
-    let args = common(out.path().to_str().unwrap());
-    let first = run_wgan(&[&args[..], &["--loss", "wgan-gp", "--max-steps", "2"]].concat());
+    let args = common_flags(out.path().to_str().unwrap());
+    let first = run_example(
+        "wgan",
+        &[&args[..], &["--loss", "wgan-gp", "--max-steps", "2"]].concat(),
+    );
     assert!(first.status.success(), "{}", stderr(&first));
     for file in [
         "real.png",
@@ -102,7 +64,8 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
     assert_eq!(checkpoint.state.model, "wgan-gp");
     assert!(checkpoint.dir.join("critic.bpk").exists());
 
-    let resumed = run_wgan(
+    let resumed = run_example(
+        "wgan",
         &[
             &args[..],
             &["--loss", "wgan-gp", "--max-steps", "3", "--resume"],
@@ -114,7 +77,8 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
     assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 3);
 
     // A WGAN run cannot resume a WGAN-GP checkpoint.
-    let other = run_wgan(
+    let other = run_example(
+        "wgan",
         &[
             &args[..],
             &["--loss", "wgan", "--max-steps", "4", "--resume"],
@@ -127,8 +91,11 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
 #[test]
 fn wgan_with_clipping_runs() {
     let out = tempfile::tempdir().unwrap();
-    let args = common(out.path().to_str().unwrap());
-    let run = run_wgan(&[&args[..], &["--loss", "wgan", "--max-steps", "1"]].concat());
+    let args = common_flags(out.path().to_str().unwrap());
+    let run = run_example(
+        "wgan",
+        &[&args[..], &["--loss", "wgan", "--max-steps", "1"]].concat(),
+    );
     assert!(run.status.success(), "{}", stderr(&run));
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
     let row: Vec<f64> = metrics
@@ -149,8 +116,17 @@ fn wgan_with_clipping_runs() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(&run_wgan(&["--loss", "wgan-xx"]), &["--loss", "wgan-gp"]);
-    assert_clean_failure(&run_wgan(&["--n-critic", "0"]), &["--n-critic"]);
-    assert_clean_failure(&run_wgan(&["--clip", "-0.01"]), &["--clip", "positive"]);
-    assert_clean_failure(&run_wgan(&["--gp-lambda", "nan"]), &["--gp-lambda"]);
+    assert_clean_failure(
+        &run_example("wgan", &["--loss", "wgan-xx"]),
+        &["--loss", "wgan-gp"],
+    );
+    assert_clean_failure(&run_example("wgan", &["--n-critic", "0"]), &["--n-critic"]);
+    assert_clean_failure(
+        &run_example("wgan", &["--clip", "-0.01"]),
+        &["--clip", "positive"],
+    );
+    assert_clean_failure(
+        &run_example("wgan", &["--gp-lambda", "nan"]),
+        &["--gp-lambda"],
+    );
 }

@@ -13,9 +13,10 @@
 //! non-symmetric product `S_1 S_2`: with `A = S_1^{1/2}` (symmetric), `S_1 S_2 = A (A S_2 A) A^{-1}`
 //! is similar to the symmetric positive semi-definite `A S_2 A`, so both have the same
 //! eigenvalues and `Tr (S_1 S_2)^{1/2} = sum_i sqrt(lambda_i(A S_2 A))`. Both square roots come
-//! from the symmetric eigen-decomposition [`symmetric_eigen`] (the cyclic Jacobi method), with
-//! round-off negative eigenvalues set to zero.
+//! from nalgebra's symmetric eigen-decomposition, with round-off negative eigenvalues set to
+//! zero.
 
+pub use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 /// What can go wrong when comparing feature statistics.
@@ -35,184 +36,18 @@ pub enum FidError {
     NotFinite,
 }
 
-/// A square matrix of f64, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SquareMatrix {
-    n: usize,
-    values: Vec<f64>,
+/// `S^{1/2} = V diag(sqrt(max(lambda, 0))) V^T` for a symmetric positive semi-definite `S`,
+/// through nalgebra's symmetric eigen-decomposition `S = V diag(lambda) V^T`. Round-off
+/// negative eigenvalues count as zero.
+pub fn symmetric_sqrt(s: &DMatrix<f64>) -> DMatrix<f64> {
+    let eigen = symmetrised(s).symmetric_eigen();
+    let roots = eigen.eigenvalues.map(|lambda| lambda.max(0.0).sqrt());
+    &eigen.eigenvectors * DMatrix::from_diagonal(&roots) * eigen.eigenvectors.transpose()
 }
 
-impl SquareMatrix {
-    /// An `n x n` matrix from its rows, concatenated.
-    ///
-    /// # Panics
-    /// If `values` does not hold `n * n` numbers.
-    pub fn from_rows(n: usize, values: Vec<f64>) -> Self {
-        assert_eq!(
-            values.len(),
-            n * n,
-            "a {n} x {n} matrix needs {} values",
-            n * n
-        );
-        Self { n, values }
-    }
-
-    /// The `n x n` matrix with `diagonal` on its diagonal.
-    pub fn from_diagonal(diagonal: &[f64]) -> Self {
-        let n = diagonal.len();
-        let mut values = vec![0.0; n * n];
-        for (i, &d) in diagonal.iter().enumerate() {
-            values[i * n + i] = d;
-        }
-        Self { n, values }
-    }
-
-    /// Number of rows (and columns).
-    pub fn size(&self) -> usize {
-        self.n
-    }
-
-    /// Entry `(row, column)`.
-    pub fn get(&self, row: usize, column: usize) -> f64 {
-        self.values[row * self.n + column]
-    }
-
-    /// The rows, concatenated.
-    pub fn rows(&self) -> &[f64] {
-        &self.values
-    }
-
-    /// `sum_i a_ii`.
-    pub fn trace(&self) -> f64 {
-        (0..self.n).map(|i| self.get(i, i)).sum()
-    }
-
-    /// `A^T`.
-    pub fn transpose(&self) -> Self {
-        let n = self.n;
-        let mut values = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                values[j * n + i] = self.values[i * n + j];
-            }
-        }
-        Self { n, values }
-    }
-
-    /// The product `A B`.
-    pub fn matmul(&self, other: &Self) -> Self {
-        let n = self.n;
-        assert_eq!(n, other.n, "matrix sizes differ");
-        let mut values = vec![0.0; n * n];
-        for i in 0..n {
-            let out = &mut values[i * n..(i + 1) * n];
-            for k in 0..n {
-                let a = self.values[i * n + k];
-                if a == 0.0 {
-                    continue;
-                }
-                for (o, &b) in out.iter_mut().zip(&other.values[k * n..(k + 1) * n]) {
-                    *o += a * b;
-                }
-            }
-        }
-        Self { n, values }
-    }
-
-    /// `(A + A^T) / 2`: removes the round-off asymmetry of a product such as `A S A`.
-    pub fn symmetrised(&self) -> Self {
-        let t = self.transpose();
-        let values = self
-            .values
-            .iter()
-            .zip(&t.values)
-            .map(|(a, b)| 0.5 * (a + b))
-            .collect();
-        Self { n: self.n, values }
-    }
-}
-
-/// The eigen-decomposition `S = V diag(lambda) V^T` of a symmetric matrix.
-#[derive(Debug, Clone)]
-pub struct SymmetricEigen {
-    /// `lambda`, in no particular order.
-    pub eigenvalues: Vec<f64>,
-    /// `V`: column `i` is the unit eigenvector of `eigenvalues[i]`.
-    pub eigenvectors: SquareMatrix,
-}
-
-/// Sweeps of the Jacobi method at most; it converges quadratically, in well under 20 sweeps
-/// for the matrices met here.
-const MAX_SWEEPS: usize = 60;
-
-/// The eigenvalues and eigenvectors of a symmetric matrix by the cyclic Jacobi method (Golub &
-/// Van Loan, *Matrix Computations*, 4th ed., Algorithm 8.5.3): each off-diagonal entry
-/// `a_pq` in turn is zeroed by a plane rotation `J^T A J` with
-/// `theta = (a_qq - a_pp) / (2 a_pq)`, `t = sign(theta) / (|theta| + sqrt(theta^2 + 1))`,
-/// `c = 1 / sqrt(1 + t^2)`, `s = t c`, until the off-diagonal norm is negligible next to the
-/// whole norm. The rotations accumulate into `V`. Only the upper triangle's symmetry is
-/// assumed: pass a symmetric matrix.
-pub fn symmetric_eigen(matrix: &SquareMatrix) -> SymmetricEigen {
-    let n = matrix.n;
-    let mut a = matrix.values.clone();
-    let mut v = SquareMatrix::from_diagonal(&vec![1.0; n]).values;
-    let total: f64 = a.iter().map(|x| x * x).sum();
-    for _ in 0..MAX_SWEEPS {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * n + j] * a[i * n + j])
-            .sum();
-        if off <= f64::EPSILON * f64::EPSILON * total || off == 0.0 {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                // A <- A J: columns p and q.
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                }
-                // A <- J^T A: rows p and q.
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                // V <- V J.
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    SymmetricEigen {
-        eigenvalues: (0..n).map(|i| a[i * n + i]).collect(),
-        eigenvectors: SquareMatrix { n, values: v },
-    }
-}
-
-/// `S^{1/2} = V diag(sqrt(max(lambda, 0))) V^T` for a symmetric positive semi-definite `S`.
-pub fn symmetric_sqrt(s: &SquareMatrix) -> SquareMatrix {
-    let eigen = symmetric_eigen(&s.symmetrised());
-    let roots: Vec<f64> = eigen
-        .eigenvalues
-        .iter()
-        .map(|&lambda| lambda.max(0.0).sqrt())
-        .collect();
-    let v = &eigen.eigenvectors;
-    v.matmul(&SquareMatrix::from_diagonal(&roots))
-        .matmul(&v.transpose())
+/// `(A + A^T) / 2`: removes the round-off asymmetry of a product such as `A S A`.
+fn symmetrised(a: &DMatrix<f64>) -> DMatrix<f64> {
+    (a + a.transpose()) * 0.5
 }
 
 /// The mean and covariance of a set of feature vectors: one side of the FID.
@@ -250,8 +85,8 @@ impl FeatureStatistics {
     }
 
     /// The covariance as a matrix.
-    pub fn covariance_matrix(&self) -> SquareMatrix {
-        SquareMatrix::from_rows(self.dim(), self.covariance.clone())
+    pub fn covariance_matrix(&self) -> DMatrix<f64> {
+        DMatrix::from_row_slice(self.dim(), self.dim(), &self.covariance)
     }
 
     /// The Fréchet distance between these statistics and `other`; see [`frechet_distance`].
@@ -273,17 +108,17 @@ impl FeatureStatistics {
 /// Tiny negative results of round-off are returned as 0.
 pub fn frechet_distance(
     mu1: &[f64],
-    s1: &SquareMatrix,
+    s1: &DMatrix<f64>,
     mu2: &[f64],
-    s2: &SquareMatrix,
+    s2: &DMatrix<f64>,
 ) -> Result<f64, FidError> {
     let dim = mu1.len();
-    for size in [mu2.len(), s1.size(), s2.size()] {
+    for size in [mu2.len(), s1.nrows(), s1.ncols(), s2.nrows(), s2.ncols()] {
         if size != dim {
             return Err(FidError::DimensionMismatch(dim, size));
         }
     }
-    if ![mu1, mu2, s1.rows(), s2.rows()]
+    if ![mu1, mu2, s1.as_slice(), s2.as_slice()]
         .iter()
         .all(|values| values.iter().all(|v| v.is_finite()))
     {
@@ -291,9 +126,9 @@ pub fn frechet_distance(
     }
     let mean_term: f64 = mu1.iter().zip(mu2).map(|(a, b)| (a - b) * (a - b)).sum();
     let root1 = symmetric_sqrt(s1);
-    let product = root1.matmul(s2).matmul(&root1); // S_1^{1/2} S_2 S_1^{1/2}, symmetric PSD
-    let trace_root: f64 = symmetric_eigen(&product.symmetrised())
-        .eigenvalues
+    let product = &root1 * s2 * &root1; // S_1^{1/2} S_2 S_1^{1/2}, symmetric PSD
+    let trace_root: f64 = symmetrised(&product)
+        .symmetric_eigenvalues()
         .iter()
         .map(|&lambda| lambda.max(0.0).sqrt())
         .sum();
@@ -475,55 +310,35 @@ mod tests {
     fn diagonal_covariances_have_a_closed_form() {
         // For diagonal S_1, S_2 the root is elementwise:
         // FID = ||mu_1 - mu_2||^2 + sum_i (sqrt(s1_i) - sqrt(s2_i))^2.
-        let s1 = SquareMatrix::from_diagonal(&[4.0, 1.0, 0.25]);
-        let s2 = SquareMatrix::from_diagonal(&[1.0, 9.0, 0.25]);
+        let s1 = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![4.0, 1.0, 0.25]));
+        let s2 = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![1.0, 9.0, 0.25]));
         let expected = 5.0 + (2.0 - 1.0f64).powi(2) + (1.0 - 3.0f64).powi(2);
         let got = frechet_distance(&[1.0, 0.0, 2.0], &s1, &[0.0; 3], &s2).unwrap();
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
         let root = symmetric_sqrt(&s1);
-        assert!((root.get(0, 0) - 2.0).abs() < 1e-12 && root.get(0, 1).abs() < 1e-12);
+        assert!((root[(0, 0)] - 2.0).abs() < 1e-12 && root[(0, 1)].abs() < 1e-12);
     }
 
     #[test]
-    fn jacobi_eigen_decomposition_by_hand() {
-        // [[2, 1], [1, 2]] has eigenvalues 1 and 3, eigenvectors (1, -1) and (1, 1) / sqrt 2.
-        let eigen = symmetric_eigen(&SquareMatrix::from_rows(2, vec![2.0, 1.0, 1.0, 2.0]));
-        let mut values = eigen.eigenvalues.clone();
-        values.sort_by(f64::total_cmp);
-        assert!((values[0] - 1.0).abs() < 1e-14 && (values[1] - 3.0).abs() < 1e-14);
-        let v = &eigen.eigenvectors;
-        for i in 0..2 {
-            assert!((v.get(0, i).abs() - 0.5f64.sqrt()).abs() < 1e-14);
-        }
-        // A larger symmetric matrix: V is orthogonal and V diag(lambda) V^T gives A back.
+    fn the_square_root_squares_back() {
+        // [[2, 1], [1, 2]] = V diag(1, 3) V^T with V = [[1, 1], [-1, 1]] / sqrt 2, so its root
+        // is V diag(1, sqrt 3) V^T = [[1 + sqrt 3, sqrt 3 - 1], [sqrt 3 - 1, 1 + sqrt 3]] / 2.
+        let root = symmetric_sqrt(&DMatrix::from_row_slice(2, 2, &[2.0, 1.0, 1.0, 2.0]));
+        let r3 = 3f64.sqrt();
+        let expected =
+            DMatrix::from_row_slice(2, 2, &[1.0 + r3, r3 - 1.0, r3 - 1.0, 1.0 + r3]) / 2.0;
+        assert!((&root - &expected).amax() < 1e-14, "{root}");
+        // A larger symmetric positive definite matrix (a Hilbert matrix plus 0.5 I).
         let n = 12;
-        let mut values = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                values[i * n + j] =
-                    1.0 / (1.0 + i as f64 + j as f64) + if i == j { 0.5 } else { 0.0 };
-            }
-        }
-        let a = SquareMatrix::from_rows(n, values);
-        let eigen = symmetric_eigen(&a);
-        let v = &eigen.eigenvectors;
-        let identity = v.transpose().matmul(v);
-        let rebuilt = v
-            .matmul(&SquareMatrix::from_diagonal(&eigen.eigenvalues))
-            .matmul(&v.transpose());
-        for i in 0..n {
-            for j in 0..n {
-                let expected = if i == j { 1.0 } else { 0.0 };
-                assert!((identity.get(i, j) - expected).abs() < 1e-12);
-                assert!((rebuilt.get(i, j) - a.get(i, j)).abs() < 1e-12);
-            }
-        }
-        // The square root squares back.
+        let a = DMatrix::from_fn(n, n, |i, j| {
+            1.0 / (1.0 + i as f64 + j as f64) + if i == j { 0.5 } else { 0.0 }
+        });
         let root = symmetric_sqrt(&a);
-        let squared = root.matmul(&root);
-        for (got, want) in squared.rows().iter().zip(a.rows()) {
-            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-        }
+        assert!((&root * &root - &a).amax() < 1e-12);
+        assert!(
+            (&root - root.transpose()).amax() < 1e-14,
+            "the root is symmetric"
+        );
     }
 
     /// `n` rows of `dim` correlated features, drawn from a seeded generator.

@@ -71,8 +71,12 @@ impl AdapterSummary {
 
 /// Lists the wgpu adapters of this machine without creating a device.
 pub fn wgpu_adapters() -> Vec<AdapterSummary> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    // Vulkan, Metal and DX12 only: burn's wgpu kernels need compute shaders, and probing
+    // OpenGL prints EGL errors on machines without a display.
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(descriptor);
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     adapters
         .iter()
         .map(|adapter| {

@@ -29,8 +29,8 @@ use crate::cli::CommonArgs;
 use crate::eval::FidMonitor;
 use crate::fsutil::write_atomic_with;
 use crate::grid::{PixelScale, image_grid};
-use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
-use crate::summary::{EpochReport, TrainSummary};
+use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite, fixed_normal};
+use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "cgan";
@@ -77,7 +77,8 @@ impl CganSettings {
         }
     }
 
-    fn generator_config(&self) -> ConditionalGeneratorConfig {
+    /// The generator these settings train.
+    pub fn generator_config(&self) -> ConditionalGeneratorConfig {
         ConditionalGeneratorConfig::new()
             .with_num_classes(NUM_CLASSES)
             .with_latent_dim(self.latent_dim)
@@ -108,24 +109,6 @@ impl Cgan {
             optim_g: adam.init(),
             optim_d: adam.init(),
         }
-    }
-
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            generator: checkpoint.load_module("generator", self.generator)?,
-            discriminator: checkpoint.load_module("discriminator", self.discriminator)?,
-            optim_g: checkpoint.load_optimizer("generator", self.optim_g)?,
-            optim_d: checkpoint.load_optimizer("discriminator", self.optim_d)?,
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module("generator", &self.generator)?;
-        writer.module("discriminator", &self.discriminator)?;
-        writer.optimizer("generator", &self.optim_g)?;
-        writer.optimizer("discriminator", &self.optim_d)?;
-        writer.commit(state)
     }
 
     /// One D step on `(real, labels)` and fakes of the same labels, then one G step. Returns,
@@ -160,6 +143,26 @@ impl Cgan {
             ],
             0,
         )
+    }
+}
+
+impl Checkpointed for Cgan {
+    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
+        Ok(Self {
+            generator: checkpoint.load_module("generator", self.generator)?,
+            discriminator: checkpoint.load_module("discriminator", self.discriminator)?,
+            optim_g: checkpoint.load_optimizer("generator", self.optim_g)?,
+            optim_d: checkpoint.load_optimizer("discriminator", self.optim_d)?,
+        })
+    }
+
+    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
+        let writer = run.checkpoints.begin(state.step)?;
+        writer.module("generator", &self.generator)?;
+        writer.module("discriminator", &self.discriminator)?;
+        writer.optimizer("generator", &self.optim_g)?;
+        writer.optimizer("discriminator", &self.optim_d)?;
+        writer.commit(state)
     }
 }
 
@@ -226,32 +229,13 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
     let common = &settings.common;
     let run = RunDir::create(MODEL, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        common.data_dir.as_deref(),
-    ))?;
+    let data = run.load_data(common)?;
     let fid = FidMonitor::new(MODEL, common, &run, &data, PixelRange::MinusOneToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
-    let mut model = Cgan::new(settings, &device);
-    let mut step = 0u64;
-    let mut start_epoch = 0usize;
-    if common.resume {
-        match run.checkpoints.latest()? {
-            Some(checkpoint) => {
-                checkpoint.expect_model(MODEL)?;
-                model = model.load(&checkpoint)?;
-                step = checkpoint.state.step;
-                start_epoch = checkpoint.state.epoch;
-                device.seed(common.seed.wrapping_add(step));
-                println!(
-                    "{MODEL}: resumed from {} (step {step})",
-                    checkpoint.dir.display()
-                );
-            }
-            None => println!("{MODEL}: --resume: no checkpoint yet, starting from scratch"),
-        }
-    }
+    let model = Cgan::new(settings, &device);
+    let (mut model, start) = run.resume(common, model, &device)?;
 
     let loader = BatchLoader::new(
         Arc::new(data.train),
@@ -271,54 +255,35 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
     let fixed_z = column_z.repeat_dim(0, NUM_CLASSES);
     let all_classes: Vec<usize> = (0..NUM_CLASSES).collect();
     let fixed_labels = repeated_labels(&all_classes, PER_CLASS, &sample_device);
-    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
-    let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
+    let mut metrics = run.metrics(&fid.columns(&METRICS), start)?;
+    let mut summary = run.summary();
     let started = Instant::now();
+    let mut step = start.step;
 
-    'epochs: for epoch in start_epoch..settings.epochs {
+    for epoch in start.epoch..settings.epochs {
         let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let bar = epoch_bar(epoch + 1, settings.epochs, steps_per_epoch);
-        bar.set_position(done_in_epoch);
-        let epoch_started = Instant::now();
-        let mut epoch_images = 0usize;
-        let mut throughput = Throughput::default();
-        let mut interval: Option<Tensor<1>> = None;
-        let mut interval_steps = 0u64;
+        let mut progress =
+            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
+        let mut interval = StepMeans::default();
         let mut stop = false;
         for batch in loader
             .epoch(epoch as u64, &device)
             .skip(done_in_epoch as usize)
         {
             let batch_size = batch.images.dims()[0];
-            let values = model.step(batch.images, batch.labels, settings.lr);
-            interval = Some(match interval {
-                Some(sum) => sum + values,
-                None => values,
-            });
-            interval_steps += 1;
+            interval.add(model.step(batch.images, batch.labels, settings.lr));
             step += 1;
-            throughput.add(batch_size);
-            epoch_images += batch_size;
-            bar.inc(1);
+            progress.step(batch_size);
             stop = common.max_steps.is_some_and(|max| step >= max);
             let at_end = step % steps_per_epoch == 0 || stop;
             if step % common.log_every == 0 || at_end {
-                let sums = interval
-                    .take()
-                    .expect("at least one step")
-                    .into_data()
-                    .try_to_vec::<f32>()?;
-                let mean: Vec<f64> = sums
-                    .iter()
-                    .map(|&s| s as f64 / interval_steps as f64)
-                    .collect();
-                interval_steps = 0;
+                let mean = interval.take()?.expect("at least one step");
                 check_finite(
                     &[("loss_d", mean[0]), ("loss_g", mean[1])],
                     step,
                     &run.checkpoints,
                 )?;
-                let rate = throughput.take();
+                let rate = progress.images_per_sec();
                 let row = vec![
                     step as f64,
                     (epoch + 1) as f64,
@@ -338,7 +303,7 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
                     Ok(model.generator.valid().forward(z, labels))
                 })?;
                 metrics.append(&row)?;
-                bar.set_message(format!(
+                progress.bar.set_message(format!(
                     "loss_d {:.3} loss_g {:.3} D(x) {:.2} D(G(z)) {:.2} {rate:.0} img/s",
                     mean[0], mean[1], mean[2], mean[3]
                 ));
@@ -347,7 +312,7 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
                 break;
             }
         }
-        bar.finish();
+        let report = progress.finish();
         let completed = if stop { epoch } else { epoch + 1 };
         let samples = model
             .generator
@@ -359,21 +324,10 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
             PER_CLASS,
             &run.epoch_samples(epoch + 1),
         )?;
-        let state = TrainingState {
-            model: MODEL.into(),
-            step,
-            epoch: completed,
-            seed: common.seed,
-        };
-        let checkpoint = model.save(&run, &state)?;
-        summary.epochs.push(EpochReport::new(
-            epoch + 1,
-            epoch_images,
-            epoch_started.elapsed(),
-        ));
-        summary.checkpoint = Some(checkpoint.dir);
+        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
+        summary.record_epoch(report, checkpoint.dir);
         if stop {
-            break 'epochs;
+            break;
         }
     }
     summary.steps = step;

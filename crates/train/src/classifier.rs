@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
-use crate::run::{RunDir, Throughput, check_finite, epoch_bar};
-use crate::summary::{EpochReport, TrainSummary};
+use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite};
+use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "classifier";
@@ -149,6 +149,18 @@ impl Trainer {
         }
     }
 
+    /// One Adam step on the cross-entropy. Returns, detached, `[loss, correct predictions]`.
+    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>, lr: f64) -> Tensor<1> {
+        let loss_fn = CrossEntropyLossConfig::new().init(&images.device());
+        let logits = self.classifier.forward(images);
+        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &self.classifier);
+        self.classifier = self.optim.step(lr, self.classifier.clone(), grads);
+        Tensor::cat(vec![loss.detach(), correct(logits.detach(), labels)], 0)
+    }
+}
+
+impl Checkpointed for Trainer {
     fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
         Ok(Self {
             classifier: checkpoint.load_module("classifier", self.classifier)?,
@@ -162,16 +174,6 @@ impl Trainer {
         writer.optimizer("classifier", &self.optim)?;
         writer.commit(state)
     }
-
-    /// One Adam step on the cross-entropy. Returns, detached, `[loss, correct predictions]`.
-    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>, lr: f64) -> Tensor<1> {
-        let loss_fn = CrossEntropyLossConfig::new().init(&images.device());
-        let logits = self.classifier.forward(images);
-        let loss = loss_fn.forward(logits.clone(), labels.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &self.classifier);
-        self.classifier = self.optim.step(lr, self.classifier.clone(), grads);
-        Tensor::cat(vec![loss.detach(), correct(logits.detach(), labels)], 0)
-    }
 }
 
 /// Trains the classifier with `settings`, writing metrics, checkpoints and, at the end,
@@ -180,31 +182,12 @@ pub fn train(settings: &ClassifierSettings) -> Result<TrainSummary> {
     let common = &settings.common;
     let run = RunDir::create(MODEL, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        common.data_dir.as_deref(),
-    ))?;
+    let data = run.load_data(common)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
-    let mut model = Trainer::new(settings, &device);
-    let mut step = 0u64;
-    let mut start_epoch = 0usize;
-    if common.resume {
-        match run.checkpoints.latest()? {
-            Some(checkpoint) => {
-                checkpoint.expect_model(MODEL)?;
-                model = model.load(&checkpoint)?;
-                step = checkpoint.state.step;
-                start_epoch = checkpoint.state.epoch;
-                device.seed(common.seed.wrapping_add(step));
-                println!(
-                    "{MODEL}: resumed from {} (step {step})",
-                    checkpoint.dir.display()
-                );
-            }
-            None => println!("{MODEL}: --resume: no checkpoint yet, starting from scratch"),
-        }
-    }
+    let model = Trainer::new(settings, &device);
+    let (mut model, start) = run.resume(common, model, &device)?;
 
     let loader = BatchLoader::new(
         Arc::new(data.train),
@@ -218,20 +201,17 @@ pub fn train(settings: &ClassifierSettings) -> Result<TrainSummary> {
         .max_steps
         .unwrap_or(steps_per_epoch * settings.epochs as u64);
     let eval_device = run.device.device.clone();
-    let mut metrics = run.metrics(&METRICS)?;
-    let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
+    let mut metrics = run.metrics(&METRICS, start)?;
+    let mut summary = run.summary();
     let started = Instant::now();
+    let mut step = start.step;
     let mut test = None;
 
-    for epoch in start_epoch..settings.epochs {
+    for epoch in start.epoch..settings.epochs {
         let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let bar = epoch_bar(epoch + 1, settings.epochs, steps_per_epoch);
-        bar.set_position(done_in_epoch);
-        let epoch_started = Instant::now();
-        let mut epoch_images = 0usize;
-        let mut throughput = Throughput::default();
-        let mut epoch_sums: Option<Tensor<1>> = None;
-        let mut epoch_steps = 0u64;
+        let mut progress =
+            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
+        let mut epoch_sums = StepMeans::default();
         let mut stop = false;
         for batch in loader
             .epoch(epoch as u64, &device)
@@ -239,42 +219,32 @@ pub fn train(settings: &ClassifierSettings) -> Result<TrainSummary> {
         {
             let batch_size = batch.images.dims()[0];
             let lr = settings.lr_at(step, total_steps);
-            let values = model.step(batch.images, batch.labels, lr);
-            epoch_sums = Some(match epoch_sums {
-                Some(sum) => sum + values,
-                None => values,
-            });
+            epoch_sums.add(model.step(batch.images, batch.labels, lr));
             step += 1;
-            epoch_steps += 1;
-            throughput.add(batch_size);
-            epoch_images += batch_size;
-            bar.inc(1);
+            progress.step(batch_size);
             stop = common.max_steps.is_some_and(|max| step >= max);
             if step % common.log_every == 0 {
-                let sums = epoch_sums
-                    .clone()
-                    .expect("one step")
-                    .into_data()
-                    .try_to_vec::<f32>()?;
-                let loss = sums[0] as f64 / epoch_steps as f64;
+                let loss = epoch_sums.means()?.expect("one step")[0];
                 check_finite(&[("loss", loss)], step, &run.checkpoints)?;
-                bar.set_message(format!(
+                let correct = epoch_sums.sums()?.expect("one step")[1];
+                progress.bar.set_message(format!(
                     "loss {loss:.3} accuracy {:.3} lr {lr:.2e}",
-                    sums[1] as f64 / epoch_images as f64
+                    correct / progress.report().images as f64
                 ));
             }
             if stop {
                 break;
             }
         }
-        bar.finish();
-        let Some(sums) = epoch_sums else { break };
-        let sums = sums.into_data().try_to_vec::<f32>()?;
-        let train_loss = sums[0] as f64 / epoch_steps as f64;
-        let train_accuracy = sums[1] as f64 / epoch_images.max(1) as f64;
+        let report = progress.finish();
+        let (Some(means), Some(sums)) = (epoch_sums.means()?, epoch_sums.sums()?) else {
+            break;
+        };
+        // A step returns its mean loss and its number of correct predictions.
+        let train_loss = means[0];
+        let train_accuracy = sums[1] / report.images.max(1) as f64;
         check_finite(&[("loss", train_loss)], step, &run.checkpoints)?;
-        let rate = throughput.take();
-        let epoch_time = epoch_started.elapsed();
+        let rate = report.images_per_sec();
 
         let scores = evaluate(&model.classifier.valid(), &data.test, &eval_device);
         metrics.append(&[
@@ -296,17 +266,8 @@ pub fn train(settings: &ClassifierSettings) -> Result<TrainSummary> {
         test = Some(scores);
 
         let completed = if stop { epoch } else { epoch + 1 };
-        let state = TrainingState {
-            model: MODEL.into(),
-            step,
-            epoch: completed,
-            seed: common.seed,
-        };
-        let checkpoint = model.save(&run, &state)?;
-        summary
-            .epochs
-            .push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
-        summary.checkpoint = Some(checkpoint.dir);
+        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
+        summary.record_epoch(report, checkpoint.dir);
         if stop {
             break;
         }

@@ -17,8 +17,8 @@ use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
 use crate::eval::FidMonitor;
 use crate::grid::{PixelScale, save_grid};
-use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
-use crate::summary::{EpochReport, TrainSummary};
+use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite, fixed_normal};
+use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "dcgan";
@@ -89,24 +89,6 @@ impl Dcgan {
         }
     }
 
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            generator: checkpoint.load_module("generator", self.generator)?,
-            discriminator: checkpoint.load_module("discriminator", self.discriminator)?,
-            optim_g: checkpoint.load_optimizer("generator", self.optim_g)?,
-            optim_d: checkpoint.load_optimizer("discriminator", self.optim_d)?,
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module("generator", &self.generator)?;
-        writer.module("discriminator", &self.discriminator)?;
-        writer.optimizer("generator", &self.optim_g)?;
-        writer.optimizer("discriminator", &self.optim_d)?;
-        writer.commit(state)
-    }
-
     /// One D step on `real` and fresh fakes, then one G step. Returns, detached,
     /// `[loss_d, loss_g, mean D(x), mean D(G(z))]`.
     pub fn step(&mut self, real: Tensor<4>, lr: f64, g_loss: GeneratorLoss) -> Tensor<1> {
@@ -139,38 +121,36 @@ impl Dcgan {
     }
 }
 
+impl Checkpointed for Dcgan {
+    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
+        Ok(Self {
+            generator: checkpoint.load_module("generator", self.generator)?,
+            discriminator: checkpoint.load_module("discriminator", self.discriminator)?,
+            optim_g: checkpoint.load_optimizer("generator", self.optim_g)?,
+            optim_d: checkpoint.load_optimizer("discriminator", self.optim_d)?,
+        })
+    }
+
+    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
+        let writer = run.checkpoints.begin(state.step)?;
+        writer.module("generator", &self.generator)?;
+        writer.module("discriminator", &self.discriminator)?;
+        writer.optimizer("generator", &self.optim_g)?;
+        writer.optimizer("discriminator", &self.optim_d)?;
+        writer.commit(state)
+    }
+}
+
 /// Trains a DCGAN with `settings`, writing grids, metrics and checkpoints into the run folder.
 pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
     let common = &settings.common;
     let run = RunDir::create(MODEL, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        common.data_dir.as_deref(),
-    ))?;
+    let data = run.load_data(common)?;
     let fid = FidMonitor::new(MODEL, common, &run, &data, PixelRange::MinusOneToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
-
-    let mut model = Dcgan::new(settings, &device);
-    let mut step = 0u64;
-    let mut start_epoch = 0usize;
-    if common.resume {
-        match run.checkpoints.latest()? {
-            Some(checkpoint) => {
-                checkpoint.expect_model(MODEL)?;
-                model = model.load(&checkpoint)?;
-                step = checkpoint.state.step;
-                start_epoch = checkpoint.state.epoch;
-                // Fresh noise after a resume rather than a replay of the first steps' noise.
-                device.seed(common.seed.wrapping_add(step));
-                println!(
-                    "{MODEL}: resumed from {} (step {step})",
-                    checkpoint.dir.display()
-                );
-            }
-            None => println!("{MODEL}: --resume: no checkpoint yet, starting from scratch"),
-        }
-    }
+    let (mut model, start) = run.resume(common, Dcgan::new(settings, &device), &device)?;
 
     let loader = BatchLoader::new(
         Arc::new(data.train),
@@ -182,67 +162,36 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
     let steps_per_epoch = loader.num_batches() as u64;
     let sample_device = run.device.device.clone();
     let fixed_z = fixed_normal([GRID, settings.latent_dim], common.seed, &sample_device);
-    if !run.path("real.png").exists() {
-        let first = loader
-            .epoch(0, &sample_device)
-            .next()
-            .expect("the split is not empty");
-        save_grid(
-            first.images.narrow(0, 0, GRID.min(common.batch_size)),
-            8,
-            PixelScale::MinusOneToOne,
-            &run.path("real.png"),
-        )?;
-    }
-    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
-    let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
+    run.save_real_grid(&loader, GRID, PixelScale::MinusOneToOne)?;
+    let mut metrics = run.metrics(&fid.columns(&METRICS), start)?;
+    let mut summary = run.summary();
     let started = Instant::now();
+    let mut step = start.step;
 
-    'epochs: for epoch in start_epoch..settings.epochs {
+    for epoch in start.epoch..settings.epochs {
         let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let bar = epoch_bar(epoch + 1, settings.epochs, steps_per_epoch);
-        bar.set_position(done_in_epoch);
-        let epoch_started = Instant::now();
-        let mut epoch_images = 0usize;
-        let mut throughput = Throughput::default();
-        let mut interval: Option<Tensor<1>> = None;
-        let mut interval_steps = 0u64;
+        let mut progress =
+            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
+        let mut interval = StepMeans::default();
         let mut stop = false;
         for batch in loader
             .epoch(epoch as u64, &device)
             .skip(done_in_epoch as usize)
         {
             let batch_size = batch.images.dims()[0];
-            let values = model.step(batch.images, settings.lr, settings.g_loss);
-            interval = Some(match interval {
-                Some(sum) => sum + values,
-                None => values,
-            });
-            interval_steps += 1;
+            interval.add(model.step(batch.images, settings.lr, settings.g_loss));
             step += 1;
-            throughput.add(batch_size);
-            epoch_images += batch_size;
-            bar.inc(1);
+            progress.step(batch_size);
             stop = common.max_steps.is_some_and(|max| step >= max);
-            let at_end = step % steps_per_epoch == 0 || stop;
-            if step % common.log_every == 0 || at_end {
-                // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = interval
-                    .take()
-                    .expect("at least one step")
-                    .into_data()
-                    .try_to_vec::<f32>()?;
-                let mean: Vec<f64> = sums
-                    .iter()
-                    .map(|&s| s as f64 / interval_steps as f64)
-                    .collect();
-                interval_steps = 0;
+            let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
+            if step % common.log_every == 0 || completed.is_some() || stop {
+                let mean = interval.take()?.expect("at least one step");
                 check_finite(
                     &[("loss_d", mean[0]), ("loss_g", mean[1])],
                     step,
                     &run.checkpoints,
                 )?;
-                let rate = throughput.take();
+                let rate = progress.images_per_sec();
                 let row = vec![
                     step as f64,
                     (epoch + 1) as f64,
@@ -253,13 +202,12 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
                     rate,
                     started.elapsed().as_secs_f64(),
                 ];
-                let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
                 let row = fid.extend_row(row, completed, |count, seed| {
                     let z = fixed_normal([count, settings.latent_dim], seed, &sample_device);
                     Ok(model.generator.valid().forward(z))
                 })?;
                 metrics.append(&row)?;
-                bar.set_message(format!(
+                progress.bar.set_message(format!(
                     "loss_d {:.3} loss_g {:.3} D(x) {:.2} D(G(z)) {:.2} {rate:.0} img/s",
                     mean[0], mean[1], mean[2], mean[3]
                 ));
@@ -268,8 +216,7 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
                 break;
             }
         }
-        bar.finish();
-        let completed = if stop { epoch } else { epoch + 1 };
+        let report = progress.finish();
         let samples = model.generator.valid().forward(fixed_z.clone());
         save_grid(
             samples,
@@ -277,21 +224,11 @@ pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
             PixelScale::MinusOneToOne,
             &run.epoch_samples(epoch + 1),
         )?;
-        let state = TrainingState {
-            model: MODEL.into(),
-            step,
-            epoch: completed,
-            seed: common.seed,
-        };
-        let checkpoint = model.save(&run, &state)?;
-        summary.epochs.push(EpochReport::new(
-            epoch + 1,
-            epoch_images,
-            epoch_started.elapsed(),
-        ));
-        summary.checkpoint = Some(checkpoint.dir);
+        let completed = if stop { epoch } else { epoch + 1 };
+        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
+        summary.record_epoch(report, checkpoint.dir);
         if stop {
-            break 'epochs;
+            break;
         }
     }
     summary.steps = step;

@@ -23,9 +23,9 @@ use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
 use crate::eval::FidMonitor;
 use crate::grid::{PixelScale, save_grid};
-use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
+use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite, fixed_normal};
 use crate::select_device;
-use crate::summary::{EpochReport, TrainSummary};
+use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "ddpm";
@@ -171,30 +171,6 @@ impl Ddpm {
         })
     }
 
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        let ema_model = checkpoint.load_module("ema", self.ema.model)?;
-        Ok(Self {
-            unet: checkpoint.load_module("unet", self.unet)?,
-            ema: Ema {
-                model: ema_model,
-                decay: self.ema.decay,
-            },
-            optim: checkpoint.load_optimizer("unet", self.optim)?,
-            schedule: self.schedule,
-            timestep_rng: StdRng::seed_from_u64(
-                checkpoint.state.seed.wrapping_add(checkpoint.state.step),
-            ),
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module("unet", &self.unet)?;
-        writer.module("ema", &self.ema.model)?;
-        writer.optimizer("unet", &self.optim)?;
-        writer.commit(state)
-    }
-
     /// One Adam step on `||eps - eps_theta(x_t, t)||^2` for the batch `x0`, with the gradient's
     /// global norm clipped, then an EMA update. Returns, detached, `[loss, gradient norm]`.
     pub fn step(&mut self, x0: Tensor<4>, step: u64, settings: &DdpmSettings) -> Tensor<1> {
@@ -218,6 +194,32 @@ impl Ddpm {
     }
 }
 
+impl Checkpointed for Ddpm {
+    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
+        let ema_model = checkpoint.load_module("ema", self.ema.model)?;
+        Ok(Self {
+            unet: checkpoint.load_module("unet", self.unet)?,
+            ema: Ema {
+                model: ema_model,
+                decay: self.ema.decay,
+            },
+            optim: checkpoint.load_optimizer("unet", self.optim)?,
+            schedule: self.schedule,
+            timestep_rng: StdRng::seed_from_u64(
+                checkpoint.state.seed.wrapping_add(checkpoint.state.step),
+            ),
+        })
+    }
+
+    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
+        let writer = run.checkpoints.begin(state.step)?;
+        writer.module("unet", &self.unet)?;
+        writer.module("ema", &self.ema.model)?;
+        writer.optimizer("unet", &self.optim)?;
+        writer.commit(state)
+    }
+}
+
 /// Trains a DDPM with `settings`, writing grids, figures, metrics and checkpoints into the run
 /// folder.
 pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
@@ -225,32 +227,13 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     let common = &settings.common;
     let run = RunDir::create(MODEL, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        common.data_dir.as_deref(),
-    ))?;
+    let data = run.load_data(common)?;
     let fid = FidMonitor::new(MODEL, common, &run, &data, PixelRange::MinusOneToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
-    let mut model = Ddpm::new(settings, &device)?;
-    let mut step = 0u64;
-    let mut start_epoch = 0usize;
-    if common.resume {
-        match run.checkpoints.latest()? {
-            Some(checkpoint) => {
-                checkpoint.expect_model(MODEL)?;
-                model = model.load(&checkpoint)?;
-                step = checkpoint.state.step;
-                start_epoch = checkpoint.state.epoch;
-                device.seed(common.seed.wrapping_add(step));
-                println!(
-                    "{MODEL}: resumed from {} (step {step})",
-                    checkpoint.dir.display()
-                );
-            }
-            None => println!("{MODEL}: --resume: no checkpoint yet, starting from scratch"),
-        }
-    }
+    let model = Ddpm::new(settings, &device)?;
+    let (mut model, start) = run.resume(common, model, &device)?;
 
     let loader = BatchLoader::new(
         Arc::new(data.train),
@@ -274,55 +257,36 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
             &run.path("forward.png"),
         )?;
     }
-    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
-    let mut summary = TrainSummary::new(MODEL, run.root.clone(), run.device.description.clone());
+    let mut metrics = run.metrics(&fid.columns(&METRICS), start)?;
+    let mut summary = run.summary();
     let started = Instant::now();
+    let mut step = start.step;
     let mut stop = false;
 
-    for epoch in start_epoch..settings.epochs {
+    for epoch in start.epoch..settings.epochs {
         let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let bar = epoch_bar(epoch + 1, settings.epochs, steps_per_epoch);
-        bar.set_position(done_in_epoch);
-        let epoch_started = Instant::now();
-        let mut epoch_images = 0usize;
-        let mut throughput = Throughput::default();
-        let mut interval: Option<Tensor<1>> = None;
-        let mut interval_steps = 0u64;
+        let mut progress =
+            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
+        let mut interval = StepMeans::default();
         for batch in loader
             .epoch(epoch as u64, &device)
             .skip(done_in_epoch as usize)
         {
             let batch_size = batch.images.dims()[0];
             step += 1;
-            let values = model.step(batch.images, step, settings);
-            interval = Some(match interval {
-                Some(sum) => sum + values,
-                None => values,
-            });
-            interval_steps += 1;
-            throughput.add(batch_size);
-            epoch_images += batch_size;
-            bar.inc(1);
+            interval.add(model.step(batch.images, step, settings));
+            progress.step(batch_size);
             stop = common.max_steps.is_some_and(|max| step >= max);
             let at_end = step % steps_per_epoch == 0 || stop;
             if step % common.log_every == 0 || at_end {
                 // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = interval
-                    .take()
-                    .expect("at least one step")
-                    .into_data()
-                    .try_to_vec::<f32>()?;
-                let mean: Vec<f64> = sums
-                    .iter()
-                    .map(|&s| s as f64 / interval_steps as f64)
-                    .collect();
-                interval_steps = 0;
+                let mean = interval.take()?.expect("at least one step");
                 check_finite(
                     &[("loss", mean[0]), ("grad_norm", mean[1])],
                     step,
                     &run.checkpoints,
                 )?;
-                let rate = throughput.take();
+                let rate = progress.images_per_sec();
                 let row = vec![
                     step as f64,
                     (epoch + 1) as f64,
@@ -344,7 +308,7 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
                     )
                 })?;
                 metrics.append(&row)?;
-                bar.set_message(format!(
+                progress.bar.set_message(format!(
                     "loss {:.4} |g| {:.2} {rate:.0} img/s",
                     mean[0], mean[1]
                 ));
@@ -353,16 +317,9 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
                 break;
             }
         }
-        bar.finish();
-        let epoch_time = epoch_started.elapsed();
+        let report = progress.finish();
         let completed = if stop { epoch } else { epoch + 1 };
-        let state = TrainingState {
-            model: MODEL.into(),
-            step,
-            epoch: completed,
-            seed: common.seed,
-        };
-        let checkpoint = model.save(&run, &state)?;
+        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
         let ema = model.ema.model.clone();
         let sampled = Instant::now();
         let grid = sample(
@@ -386,10 +343,7 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
             describe(settings.epoch_sampling),
             sampled.elapsed().as_secs_f64()
         );
-        summary
-            .epochs
-            .push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
-        summary.checkpoint = Some(checkpoint.dir);
+        summary.record_epoch(report, checkpoint.dir);
         if stop {
             break;
         }

@@ -18,6 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use genmodels::Classifier;
+use genmodels::cgan::ConditionalGenerator;
 use genmodels::diffusion::{NoiseSchedule, UNet, leading_timesteps};
 use genmodels::fid::{FeatureMoments, FeatureStatistics};
 use genmodels::{Decoder, Generator, GeneratorConfig};
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{BackendChoice, select_device};
+use crate::cgan::CganSettings;
 use crate::checkpoint::Checkpoint;
 use crate::classifier::{pretrained, weights_sha256};
 use crate::cli::CommonArgs;
@@ -38,6 +40,7 @@ use crate::ddpm::{DdpmSettings, SamplingSettings};
 use crate::fsutil::write_atomic;
 use crate::run::{RunDir, fixed_normal};
 use crate::vae::VaeSettings;
+use crate::wgan::WganSettings;
 
 /// Samples behind the FID logged during training (`--fid-every`).
 pub const TRAINING_FID_SAMPLES: usize = 2000;
@@ -302,22 +305,38 @@ pub fn batch_seed(seed: u64, index: usize) -> u64 {
     seed.wrapping_add((index as u64) << 20)
 }
 
+/// A batch of generated images `[B, 1, 28, 28]`, with the class each was asked to be when the
+/// model is class-conditional.
+pub struct Drawn {
+    pub images: Tensor<4>,
+    pub requested: Option<Vec<usize>>,
+}
+
+impl From<Tensor<4>> for Drawn {
+    fn from(images: Tensor<4>) -> Self {
+        Self {
+            images,
+            requested: None,
+        }
+    }
+}
+
 /// Draws `count` images in batches of [`BATCH`] with `draw(batch size, batch seed)` and scores
 /// them.
-pub fn draw_and_score(
+pub fn draw_and_score<D: Into<Drawn>>(
     network: &FeatureNetwork,
     count: usize,
     seed: u64,
     range: PixelRange,
     keep_pixels: bool,
-    mut draw: impl FnMut(usize, u64) -> Result<Tensor<4>>,
+    mut draw: impl FnMut(usize, u64) -> Result<D>,
 ) -> Result<SampleScores> {
     let mut scores = SampleScores::new(network, keep_pixels);
     let batches = count.div_ceil(BATCH);
     for index in 0..batches {
         let size = BATCH.min(count - index * BATCH);
-        let images = draw(size, batch_seed(seed, index))?;
-        scores.add(network, images, range, None)?;
+        let drawn: Drawn = draw(size, batch_seed(seed, index))?.into();
+        scores.add(network, drawn.images, range, drawn.requested.as_deref())?;
     }
     Ok(scores)
 }
@@ -390,11 +409,11 @@ impl FidMonitor {
     /// `completed_epoch` (the row closes that epoch) is a multiple of N, NaN otherwise.
     /// `draw(count, seed)` returns `count` images, in the range given to [`FidMonitor::new`],
     /// the same seeds at every measurement.
-    pub fn extend_row(
+    pub fn extend_row<D: Into<Drawn>>(
         &self,
         mut row: Vec<f64>,
         completed_epoch: Option<usize>,
-        draw: impl FnMut(usize, u64) -> Result<Tensor<4>>,
+        draw: impl FnMut(usize, u64) -> Result<D>,
     ) -> Result<Vec<f64>> {
         let Some(active) = &self.active else {
             return Ok(row);
@@ -429,8 +448,11 @@ impl FidMonitor {
 
 /// A generator rebuilt from a checkpoint of any model of the project, with its run's settings.
 pub enum SampleSource {
-    /// The DCGAN generator, z ~ N(0, I).
-    Dcgan(Generator),
+    /// The DCGAN generator, z ~ N(0, I): trained as a DCGAN, a WGAN or a WGAN-GP.
+    Gan(Generator),
+    /// The conditional GAN's generator, z ~ N(0, I), the classes in turn (sample i asks for
+    /// class i mod 10), so that every class has the same share.
+    Conditional(ConditionalGenerator),
     /// The VAE's (or autoencoder's) decoder mean sigmoid(l(z)), z ~ N(0, I).
     Vae { decoder: Decoder, latent_dim: usize },
     /// The EMA U-Net of a DDPM run, through a DDIM or DDPM sampler.
@@ -466,7 +488,21 @@ impl SampleSource {
                 let generator = GeneratorConfig::new()
                     .with_latent_dim(settings.latent_dim)
                     .init(device);
-                Ok(Self::Dcgan(checkpoint.load_module("generator", generator)?))
+                Ok(Self::Gan(checkpoint.load_module("generator", generator)?))
+            }
+            "wgan" | "wgan-gp" => {
+                let settings: WganSettings = read_config(run_root, model)?;
+                let generator = GeneratorConfig::new()
+                    .with_latent_dim(settings.latent_dim)
+                    .init(device);
+                Ok(Self::Gan(checkpoint.load_module("generator", generator)?))
+            }
+            crate::cgan::MODEL => {
+                let settings: CganSettings = read_config(run_root, model)?;
+                let generator = settings.generator_config().init(device);
+                Ok(Self::Conditional(
+                    checkpoint.load_module("generator", generator)?,
+                ))
             }
             "vae" | "ae" => {
                 let settings: VaeSettings = read_config(run_root, model)?;
@@ -490,7 +526,8 @@ impl SampleSource {
                 })
             }
             other => bail!(
-                "{}: cannot sample from a `{other}` checkpoint (eval knows dcgan, vae, ae and ddpm)",
+                "{}: cannot sample from a `{other}` checkpoint (eval knows dcgan, wgan, wgan-gp, cgan, \
+                 vae, ae and ddpm)",
                 checkpoint.dir.display()
             ),
         }
@@ -500,14 +537,18 @@ impl SampleSource {
     pub fn range(&self) -> PixelRange {
         match self {
             Self::Vae { .. } => PixelRange::ZeroToOne,
-            Self::Dcgan(_) | Self::Ddpm { .. } => PixelRange::MinusOneToOne,
+            Self::Gan(_) | Self::Conditional(_) | Self::Ddpm { .. } => PixelRange::MinusOneToOne,
         }
     }
 
     /// How samples are drawn, in words.
     pub fn describe(&self) -> String {
         match self {
-            Self::Dcgan(generator) => format!("G(z), z ~ N(0, I) in R^{}", generator.latent_dim()),
+            Self::Gan(generator) => format!("G(z), z ~ N(0, I) in R^{}", generator.latent_dim()),
+            Self::Conditional(generator) => format!(
+                "G(z, y), z ~ N(0, I) in R^{}, y = 0, 1, ..., 9 in turn",
+                generator.latent_dim()
+            ),
             Self::Vae { latent_dim, .. } => {
                 format!("decoder mean sigmoid(l(z)), z ~ N(0, I) in R^{latent_dim}")
             }
@@ -518,22 +559,40 @@ impl SampleSource {
     }
 
     /// `count` images `[count, 1, 28, 28]` in [`SampleSource::range`], from noise drawn on the
-    /// host from `seed` (the same images on every backend).
-    pub fn draw(&self, count: usize, seed: u64, device: &Device) -> Result<Tensor<4>> {
+    /// host from `seed` (the same images on every backend), with the requested classes of a
+    /// class-conditional model.
+    pub fn draw(&self, count: usize, seed: u64, device: &Device) -> Result<Drawn> {
         match self {
-            Self::Dcgan(generator) => {
+            Self::Gan(generator) => {
                 let z = fixed_normal([count, generator.latent_dim()], seed, device);
-                Ok(generator.forward(z))
+                Ok(generator.forward(z).into())
+            }
+            Self::Conditional(generator) => {
+                let classes: Vec<usize> = (0..count).map(|i| i % NUM_CLASSES).collect();
+                let labels = classes.iter().map(|&c| c as i64).collect::<Vec<_>>();
+                let labels = Tensor::from_data(TensorData::new(labels, [count]), device);
+                let z = fixed_normal([count, generator.latent_dim()], seed, device);
+                Ok(Drawn {
+                    images: generator.forward(z, labels),
+                    requested: Some(classes),
+                })
             }
             Self::Vae {
                 decoder,
                 latent_dim,
-            } => Ok(decoder.decode(fixed_normal([count, *latent_dim], seed, device))),
+            } => Ok(decoder
+                .decode(fixed_normal([count, *latent_dim], seed, device))
+                .into()),
             Self::Ddpm {
                 unet,
                 schedule,
                 sampling,
-            } => crate::ddpm::sample(unet, schedule, *sampling, count, seed, device, |_, _| {}),
+            } => {
+                Ok(
+                    crate::ddpm::sample(unet, schedule, *sampling, count, seed, device, |_, _| {})?
+                        .into(),
+                )
+            }
         }
     }
 }
@@ -843,7 +902,7 @@ mod tests {
         let source = SampleSource::open(&root, &checkpoint, sampling(), &device).unwrap();
         assert_eq!(source.range(), PixelRange::ZeroToOne);
         let expected = vae.decoder.decode(fixed_normal([3, 5], 11, &device));
-        let drawn = source.draw(3, 11, &device).unwrap();
+        let drawn = source.draw(3, 11, &device).unwrap().images;
         assert!(drawn.all_close(expected, Some(1e-6), Some(1e-6)));
 
         let settings =
@@ -854,9 +913,35 @@ mod tests {
         let source = SampleSource::open(&root, &checkpoint, sampling(), &device).unwrap();
         assert_eq!(source.range(), PixelRange::MinusOneToOne);
         let expected = generator.forward(fixed_normal([2, 100], 5, &device));
-        let drawn = source.draw(2, 5, &device).unwrap();
+        let drawn = source.draw(2, 5, &device).unwrap().images;
         assert_eq!(drawn.dims(), [2, 1, 28, 28]);
         assert!(drawn.all_close(expected, Some(1e-6), Some(1e-6)));
+
+        // The WGAN-GP generator is the DCGAN one.
+        let settings = WganSettings::from_args(common.clone(), crate::wgan::WganLoss::WganGp);
+        let run = fake_run(&settings, "wgan-gp", "generator", &generator);
+        let (root, checkpoint) = crate::ddpm::open_checkpoint(run.path()).unwrap();
+        let source = SampleSource::open(&root, &checkpoint, sampling(), &device).unwrap();
+        let expected = generator.forward(fixed_normal([2, 100], 5, &device));
+        let drawn = source.draw(2, 5, &device).unwrap();
+        assert!(drawn.requested.is_none());
+        assert!(drawn.images.all_close(expected, Some(1e-6), Some(1e-6)));
+
+        // The conditional generator asks for the classes in turn.
+        let settings = CganSettings::from_args(common.clone());
+        let generator = settings.generator_config().init(&device);
+        let run = fake_run(&settings, "cgan", "generator", &generator);
+        let (root, checkpoint) = crate::ddpm::open_checkpoint(run.path()).unwrap();
+        let source = SampleSource::open(&root, &checkpoint, sampling(), &device).unwrap();
+        let drawn = source.draw(12, 5, &device).unwrap();
+        let classes = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1];
+        assert_eq!(drawn.requested.as_deref(), Some(&classes[..]));
+        let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        let expected = generator.forward(
+            fixed_normal([12, settings.latent_dim], 5, &device),
+            Tensor::from_data(TensorData::new(labels, [12]), &device),
+        );
+        assert!(drawn.images.all_close(expected, Some(1e-6), Some(1e-6)));
 
         let settings =
             DdpmSettings::from_args(common, crate::ddpm::Preset::Tiny, sampling(), 0.999, 0);
@@ -867,7 +952,7 @@ mod tests {
         let schedule = settings.schedule().unwrap();
         let expected =
             crate::ddpm::sample(&unet, &schedule, sampling(), 2, 3, &device, |_, _| {}).unwrap();
-        let drawn = source.draw(2, 3, &device).unwrap();
+        let drawn = source.draw(2, 3, &device).unwrap().images;
         assert!(drawn.all_close(expected, Some(1e-5), Some(1e-5)));
 
         // A checkpoint of another model is refused by name.

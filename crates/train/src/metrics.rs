@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::fsutil::write_atomic;
+
 /// An append-only CSV file with a fixed header.
 pub struct MetricsLog {
     path: PathBuf,
@@ -44,6 +46,29 @@ impl MetricsLog {
         })
     }
 
+    /// Opens `path` for a run that continues from `step`, as [`MetricsLog::open`] does, after
+    /// dropping the rows logged after `step` (by a run that stopped before its next
+    /// checkpoint), so that no step is logged twice. At step 0, a fresh run, the file starts
+    /// anew. The first column must be the step.
+    pub fn continue_at(path: &Path, header: &[&str], step: u64) -> Result<Self> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let kept: Vec<&str> = text
+                .lines()
+                .enumerate()
+                .filter(|&(i, line)| {
+                    let row_step = line.split(',').next().and_then(|v| v.parse::<f64>().ok());
+                    step > 0 && (i == 0 || row_step.is_some_and(|s| s <= step as f64))
+                })
+                .map(|(_, line)| line)
+                .collect();
+            if kept.len() < text.lines().count() {
+                let text: String = kept.iter().map(|line| format!("{line}\n")).collect();
+                write_atomic(path, text.as_bytes())?;
+            }
+        }
+        Self::open(path, header)
+    }
+
     /// Appends one row; numbers are written with enough digits to be read back exactly.
     pub fn append(&mut self, values: &[f64]) -> Result<()> {
         if values.len() != self.columns {
@@ -64,6 +89,26 @@ impl MetricsLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn continuing_drops_the_rows_after_the_checkpoint_and_a_fresh_run_starts_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        let mut log = MetricsLog::open(&path, &["step", "loss"]).unwrap();
+        for step in [50.0, 100.0, 150.0] {
+            log.append(&[step, 0.5]).unwrap();
+        }
+        // The last checkpoint was at step 100: the row of step 150 goes.
+        let mut log = MetricsLog::continue_at(&path, &["step", "loss"], 100).unwrap();
+        log.append(&[150.0, 0.25]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "step,loss\n50,0.5\n100,0.5\n150,0.25\n");
+        // A fresh run keeps nothing of the old file, not even another header.
+        let mut log = MetricsLog::continue_at(&path, &["step", "other"], 0).unwrap();
+        log.append(&[1.0, 2.0]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "step,other\n1,2\n");
+    }
 
     #[test]
     fn rows_append_across_reopen_and_headers_must_match() {

@@ -1,27 +1,49 @@
 //! A run folder and the pieces every training loop repeats: printing where it computes,
-//! progress bars, throughput, divergence checks, fixed noise.
+//! resuming from a checkpoint, progress bars, running means of the logged values, throughput,
+//! divergence checks, fixed noise.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
+use genmodels_data::BatchLoader;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
 use crate::backend::{SelectedDevice, select_device};
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{Checkpoint, Checkpoints, TrainingState};
 use crate::cli::CommonArgs;
 use crate::fsutil::write_atomic;
+use crate::grid::{PixelScale, save_grid};
 use crate::metrics::MetricsLog;
+use crate::summary::{EpochReport, TrainSummary};
 
 /// The folder a run writes into, with the device it computes on.
 pub struct RunDir {
+    /// The model trained: the name its checkpoints carry.
+    pub model: String,
     pub root: PathBuf,
     pub device: SelectedDevice,
     pub checkpoints: Checkpoints,
+}
+
+/// A model whose whole training state (networks and optimizers) goes into a checkpoint.
+pub trait Checkpointed: Sized {
+    /// The state saved in `checkpoint`, loaded into `self`.
+    fn load(self, checkpoint: &Checkpoint) -> Result<Self>;
+    /// Writes the state as a new checkpoint of `run`.
+    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint>;
+}
+
+/// Where training starts: step 0 of epoch 0, or where a resumed checkpoint stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Start {
+    pub step: u64,
+    /// Epochs completed.
+    pub epoch: usize,
 }
 
 impl RunDir {
@@ -38,14 +60,109 @@ impl RunDir {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("--out: cannot create {}", dir.display()))?;
         }
+        let checkpoints = Checkpoints::new(root.join("checkpoints"));
+        if !args.resume
+            && let Some(existing) = checkpoints.latest()?
+        {
+            bail!(
+                "--out {}: holds a run already (checkpoint {}); pass --resume to continue it, or \
+                 choose another --out",
+                root.display(),
+                existing.dir.display()
+            );
+        }
         println!("{model}: computing on {}", device.description);
         println!("{model}: writing to {}", root.display());
-        let checkpoints = Checkpoints::new(root.join("checkpoints"));
         Ok(Self {
+            model: model.into(),
             root,
             device,
             checkpoints,
         })
+    }
+
+    /// Loads the dataset from `--data-dir` (or its default), fetching it when absent.
+    pub fn load_data(&self, args: &CommonArgs) -> Result<genmodels_data::FashionMnist> {
+        let dir = genmodels_data::resolve_data_dir(args.data_dir.as_deref());
+        Ok(genmodels_data::load_or_fetch(&dir)?)
+    }
+
+    /// With `--resume`, loads the latest checkpoint (it must be one of this run's model) into
+    /// `model` and reseeds `device`, so that the noise after a resume is fresh rather than a
+    /// replay of the first steps' noise. Without it, or with no checkpoint yet, starts at 0.
+    pub fn resume<M: Checkpointed>(
+        &self,
+        args: &CommonArgs,
+        model: M,
+        device: &Device,
+    ) -> Result<(M, Start)> {
+        if !args.resume {
+            return Ok((model, Start::default()));
+        }
+        let name = &self.model;
+        let Some(checkpoint) = self.checkpoints.latest()? else {
+            println!("{name}: --resume: no checkpoint yet, starting from scratch");
+            return Ok((model, Start::default()));
+        };
+        checkpoint.expect_model(name)?;
+        let model = model.load(&checkpoint)?;
+        let start = Start {
+            step: checkpoint.state.step,
+            epoch: checkpoint.state.epoch,
+        };
+        device.seed(args.seed.wrapping_add(start.step));
+        println!(
+            "{name}: resumed from {} (step {})",
+            checkpoint.dir.display(),
+            start.step
+        );
+        Ok((model, start))
+    }
+
+    /// Saves `model` as the checkpoint of `step`, with `epoch` epochs completed.
+    pub fn save_checkpoint<M: Checkpointed>(
+        &self,
+        model: &M,
+        step: u64,
+        epoch: usize,
+        seed: u64,
+    ) -> Result<Checkpoint> {
+        let state = TrainingState {
+            model: self.model.clone(),
+            step,
+            epoch,
+            seed,
+        };
+        model.save(self, &state)
+    }
+
+    /// Writes the first `count` images of the first training batch to `real.png`, once: what
+    /// the generated grids are to be compared with.
+    pub fn save_real_grid(
+        &self,
+        loader: &BatchLoader,
+        count: usize,
+        scale: PixelScale,
+    ) -> Result<()> {
+        let path = self.path("real.png");
+        if path.exists() {
+            return Ok(());
+        }
+        let first = loader
+            .epoch(0, &self.device.device)
+            .next()
+            .context("the training split is empty")?;
+        let count = count.min(first.images.dims()[0]);
+        save_grid(first.images.narrow(0, 0, count), 8, scale, &path)
+    }
+
+    /// An empty summary of this run.
+    pub fn summary(&self) -> TrainSummary {
+        TrainSummary::new(
+            &self.model,
+            self.root.clone(),
+            self.device.description.clone(),
+        )
     }
 
     /// A path inside the run folder.
@@ -64,14 +181,15 @@ impl RunDir {
         write_atomic(&self.path("config.json"), text.as_bytes())
     }
 
-    /// Opens `metrics.csv` with the given columns.
-    pub fn metrics(&self, header: &[&str]) -> Result<MetricsLog> {
-        MetricsLog::open(&self.path("metrics.csv"), header)
+    /// Opens `metrics.csv` with the given columns for a run that starts at `start`: see
+    /// [`MetricsLog::continue_at`].
+    pub fn metrics(&self, header: &[&str], start: Start) -> Result<MetricsLog> {
+        MetricsLog::continue_at(&self.path("metrics.csv"), header, start.step)
     }
 }
 
 /// A progress bar over the steps of one epoch.
-pub fn epoch_bar(epoch: usize, epochs: usize, steps: u64) -> ProgressBar {
+fn epoch_bar(epoch: usize, epochs: usize, steps: u64) -> ProgressBar {
     let bar = ProgressBar::new(steps);
     let style = ProgressStyle::with_template(
         "epoch {prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
@@ -81,6 +199,99 @@ pub fn epoch_bar(epoch: usize, epochs: usize, steps: u64) -> ProgressBar {
     bar.set_style(style);
     bar.set_prefix(format!("{epoch}/{epochs}"));
     bar
+}
+
+/// One epoch under way: its progress bar, its clock and the images it has seen, with the
+/// throughput between two readings.
+pub struct EpochProgress {
+    pub bar: ProgressBar,
+    /// Counted from 1.
+    epoch: usize,
+    started: Instant,
+    images: usize,
+    throughput: Throughput,
+}
+
+impl EpochProgress {
+    /// Epoch `epoch` (counted from 1) of `epochs`, of `steps` steps of which `done` were done
+    /// before a resume.
+    pub fn start(epoch: usize, epochs: usize, steps: u64, done: u64) -> Self {
+        let bar = epoch_bar(epoch, epochs, steps);
+        bar.set_position(done);
+        Self {
+            bar,
+            epoch,
+            started: Instant::now(),
+            images: 0,
+            throughput: Throughput::default(),
+        }
+    }
+
+    /// One step on `images` images done.
+    pub fn step(&mut self, images: usize) {
+        self.bar.inc(1);
+        self.images += images;
+        self.throughput.add(images);
+    }
+
+    /// Images per second since the last reading.
+    pub fn images_per_sec(&mut self) -> f64 {
+        self.throughput.take()
+    }
+
+    /// The epoch's images and wall-clock time so far.
+    pub fn report(&self) -> EpochReport {
+        EpochReport::new(self.epoch, self.images, self.started.elapsed())
+    }
+
+    /// Closes the bar; the epoch's images and wall-clock time.
+    pub fn finish(&self) -> EpochReport {
+        self.bar.finish();
+        self.report()
+    }
+}
+
+/// Means over steps of the values a step returns (losses, accuracies), summed on the device so
+/// that only reading them synchronises it: once per log line, not once per step.
+#[derive(Default)]
+pub struct StepMeans {
+    sums: Option<Tensor<1>>,
+    steps: u64,
+}
+
+impl StepMeans {
+    /// Adds one step's values.
+    pub fn add(&mut self, values: Tensor<1>) {
+        self.sums = Some(match self.sums.take() {
+            Some(sum) => sum + values,
+            None => values,
+        });
+        self.steps += 1;
+    }
+
+    /// The sums so far (`None` before the first step).
+    pub fn sums(&self) -> Result<Option<Vec<f64>>> {
+        let Some(sums) = &self.sums else {
+            return Ok(None);
+        };
+        let sums = sums.clone().into_data().try_to_vec::<f32>()?;
+        Ok(Some(sums.into_iter().map(f64::from).collect()))
+    }
+
+    /// The means so far (`None` before the first step).
+    pub fn means(&self) -> Result<Option<Vec<f64>>> {
+        let steps = self.steps as f64;
+        Ok(self
+            .sums()?
+            .map(|sums| sums.into_iter().map(|s| s / steps).collect()))
+    }
+
+    /// The means so far, then starts over.
+    pub fn take(&mut self) -> Result<Option<Vec<f64>>> {
+        let means = self.means();
+        *self = Self::default();
+        means
+    }
 }
 
 /// Counts images over wall-clock time between two readings.

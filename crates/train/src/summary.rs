@@ -48,6 +48,12 @@ impl TrainSummary {
         }
     }
 
+    /// Records a finished epoch and the checkpoint written after it.
+    pub fn record_epoch(&mut self, report: EpochReport, checkpoint: PathBuf) {
+        self.epochs.push(report);
+        self.checkpoint = Some(checkpoint);
+    }
+
     /// Prints the epoch times and where the files are.
     pub fn print(&self) {
         let model = &self.model;

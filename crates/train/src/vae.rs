@@ -20,8 +20,8 @@ use crate::cli::CommonArgs;
 use crate::eval::FidMonitor;
 use crate::grid::{PixelScale, save_grid};
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
-use crate::run::{RunDir, Throughput, check_finite, epoch_bar, fixed_normal};
-use crate::summary::{EpochReport, TrainSummary};
+use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite, fixed_normal};
+use crate::summary::TrainSummary;
 
 /// One row per epoch: the training terms averaged over the epoch's batches, then the same
 /// terms on the whole test split (one sampled z per image). `neg_elbo` = recon + KL, whatever
@@ -137,20 +137,6 @@ impl Trainer {
         }
     }
 
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            vae: checkpoint.load_module("vae", self.vae)?,
-            optim: checkpoint.load_optimizer("vae", self.optim)?,
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module("vae", &self.vae)?;
-        writer.optimizer("vae", &self.optim)?;
-        writer.commit(state)
-    }
-
     /// One Adam step on `mean[recon + beta KL]`. Returns, detached, `[loss, recon, KL]`.
     pub fn step(&mut self, images: Tensor<4>, lr: f64, beta: f64) -> Tensor<1> {
         let terms = self.vae.elbo_terms(images, Code::Sample);
@@ -165,6 +151,22 @@ impl Trainer {
             ],
             0,
         )
+    }
+}
+
+impl Checkpointed for Trainer {
+    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
+        Ok(Self {
+            vae: checkpoint.load_module("vae", self.vae)?,
+            optim: checkpoint.load_optimizer("vae", self.optim)?,
+        })
+    }
+
+    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
+        let writer = run.checkpoints.begin(state.step)?;
+        writer.module("vae", &self.vae)?;
+        writer.optimizer("vae", &self.optim)?;
+        writer.commit(state)
     }
 }
 
@@ -189,32 +191,13 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
     let model_name = settings.model.name();
     let run = RunDir::create(model_name, common)?;
     run.write_config(settings)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        common.data_dir.as_deref(),
-    ))?;
+    let data = run.load_data(common)?;
     let fid = FidMonitor::new(model_name, common, &run, &data, PixelRange::ZeroToOne)?;
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
 
-    let mut model = Trainer::new(settings, &device);
-    let mut step = 0u64;
-    let mut start_epoch = 0usize;
-    if common.resume {
-        match run.checkpoints.latest()? {
-            Some(checkpoint) => {
-                checkpoint.expect_model(model_name)?;
-                model = model.load(&checkpoint)?;
-                step = checkpoint.state.step;
-                start_epoch = checkpoint.state.epoch;
-                device.seed(common.seed.wrapping_add(step));
-                println!(
-                    "{model_name}: resumed from {} (step {step})",
-                    checkpoint.dir.display()
-                );
-            }
-            None => println!("{model_name}: --resume: no checkpoint yet, starting from scratch"),
-        }
-    }
+    let model = Trainer::new(settings, &device);
+    let (mut model, start) = run.resume(common, model, &device)?;
 
     let loader = BatchLoader::new(
         Arc::new(data.train),
@@ -229,20 +212,16 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
     let recon_originals =
         data.test
             .images_tensor(&recon_indices, PixelRange::ZeroToOne, &eval_device);
-    let mut metrics = run.metrics(&fid.columns(&METRICS))?;
-    let mut summary =
-        TrainSummary::new(model_name, run.root.clone(), run.device.description.clone());
+    let mut metrics = run.metrics(&fid.columns(&METRICS), start)?;
+    let mut summary = run.summary();
     let started = Instant::now();
+    let mut step = start.step;
 
-    'epochs: for epoch in start_epoch..settings.epochs {
+    for epoch in start.epoch..settings.epochs {
         let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let bar = epoch_bar(epoch + 1, settings.epochs, steps_per_epoch);
-        bar.set_position(done_in_epoch);
-        let epoch_started = Instant::now();
-        let mut epoch_images = 0usize;
-        let mut throughput = Throughput::default();
-        let mut epoch_sums: Option<Tensor<1>> = None;
-        let mut epoch_steps = 0u64;
+        let mut progress =
+            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
+        let mut epoch_sums = StepMeans::default();
         let mut stop = false;
         let mut beta = settings.beta_at(step, steps_per_epoch);
         for batch in loader
@@ -251,50 +230,32 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
         {
             let batch_size = batch.images.dims()[0];
             beta = settings.beta_at(step, steps_per_epoch);
-            let values = model.step(batch.images, settings.lr, beta);
-            epoch_sums = Some(match epoch_sums {
-                Some(sum) => sum + values,
-                None => values,
-            });
-            epoch_steps += 1;
+            epoch_sums.add(model.step(batch.images, settings.lr, beta));
             step += 1;
-            throughput.add(batch_size);
-            epoch_images += batch_size;
-            bar.inc(1);
+            progress.step(batch_size);
             stop = common.max_steps.is_some_and(|max| step >= max);
             if step % common.log_every == 0 {
-                // Reading the sums synchronises the device: once per interval, not per step.
-                let sums = epoch_sums
-                    .clone()
-                    .expect("one step")
-                    .into_data()
-                    .try_to_vec::<f32>()?;
-                let loss = sums[0] as f64 / epoch_steps as f64;
+                let loss = epoch_sums.means()?.expect("one step")[0];
                 check_finite(&[("loss", loss)], step, &run.checkpoints)?;
-                bar.set_message(format!(
-                    "loss {loss:.2} {:.0} img/s",
-                    epoch_images as f64 / epoch_started.elapsed().as_secs_f64()
-                ));
+                let rate = progress.report().images_per_sec();
+                progress
+                    .bar
+                    .set_message(format!("loss {loss:.2} {rate:.0} img/s"));
             }
             if stop {
                 break;
             }
         }
-        bar.finish();
-        let Some(sums) = epoch_sums else { break };
-        let train: Vec<f64> = sums
-            .into_data()
-            .try_to_vec::<f32>()?
-            .iter()
-            .map(|&s| s as f64 / epoch_steps as f64)
-            .collect();
+        let report = progress.finish();
+        let Some(train) = epoch_sums.means()? else {
+            break;
+        };
         check_finite(
             &[("loss", train[0]), ("recon", train[1]), ("kl", train[2])],
             step,
             &run.checkpoints,
         )?;
-        let rate = throughput.take();
-        let epoch_time = epoch_started.elapsed();
+        let rate = report.images_per_sec();
 
         let vae = model.vae.valid();
         let test = score_split(&vae, &data.test, Code::Sample, &eval_device);
@@ -340,19 +301,10 @@ pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
         )?;
 
         let completed = if stop { epoch } else { epoch + 1 };
-        let state = TrainingState {
-            model: model_name.into(),
-            step,
-            epoch: completed,
-            seed: common.seed,
-        };
-        let checkpoint = model.save(&run, &state)?;
-        summary
-            .epochs
-            .push(EpochReport::new(epoch + 1, epoch_images, epoch_time));
-        summary.checkpoint = Some(checkpoint.dir);
+        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
+        summary.record_epoch(report, checkpoint.dir);
         if stop {
-            break 'epochs;
+            break;
         }
     }
     summary.steps = step;
