@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use genmodels_train::cgan::{CganSettings, SampleRequest, sample_class, train};
+use genmodels_train::cli::parse_non_negative_f64;
 use genmodels_train::{BackendChoice, CommonArgs};
 
 /// Train a conditional GAN (Mirza & Osindero, 2014) on Fashion-MNIST, or sample one class.
@@ -23,6 +24,10 @@ struct Cli {
     mode: Option<Mode>,
     #[command(flatten)]
     common: CommonArgs,
+    /// Weight λ of the mode-seeking term (Mao et al., 2019) in the generator's loss, which keeps
+    /// the generator from ignoring z; 0 trains the plain conditional GAN.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative_f64)]
+    mode_seeking: f64,
 }
 
 #[derive(Subcommand)]
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
             output: args.output,
         })
         .map(|_| ()),
-        None => train(&CganSettings::from_args(cli.common)).map(|_| ()),
+        None => train(&CganSettings::from_args(cli.common, cli.mode_seeking)).map(|_| ()),
     };
     genmodels_train::exit_on_error(result)
 }

@@ -32,6 +32,16 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     assert_eq!((grid.width(), grid.height()), (110 + 302, 302));
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 1 + 2, "{metrics}");
+    // The mode-seeking term is on by default: a positive 1 / (d_I / d_z + eps) in its column.
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let column = header
+        .iter()
+        .position(|&name| name == "mode_seeking")
+        .unwrap();
+    for row in metrics.lines().skip(1) {
+        let value: f64 = row.split(',').nth(column).unwrap().parse().unwrap();
+        assert!(value.is_finite() && value > 0.0, "{row}");
+    }
     let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
         .latest()
         .unwrap()
@@ -67,6 +77,10 @@ fn bad_flags_get_clear_errors() {
     assert_clean_failure(
         &run_example("cgan", &["sample", "--class", "10"]),
         &["--class", "10"],
+    );
+    assert_clean_failure(
+        &run_example("cgan", &["--mode-seeking=-1"]),
+        &["--mode-seeking", "-1"],
     );
     let empty = tempfile::tempdir().unwrap();
     assert_clean_failure(

@@ -68,6 +68,7 @@ fn a_dcgan_checkpoint_is_scored_cached_and_exported() {
     let kl = report["coverage"]["kl_to_uniform"].as_f64().unwrap();
     assert!((0.0..=10f64.ln() + 1e-9).contains(&kl), "{kl}");
     assert!(report["conditional_accuracy"].is_null());
+    assert!(report["within_class_spread"].is_null());
 
     // The export reads back through the data crate: 120 whole images.
     let pixels = read_images(&export).unwrap();

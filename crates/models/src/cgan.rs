@@ -1,19 +1,27 @@
 //! The conditional GAN of Mirza & Osindero (2014) on DCGAN networks: both players see the class
 //! label y, so the generator learns p(x | y) and `G(z, y)` draws an image of a chosen class.
 //!
-//! - Generator: a learned embedding e(y) in R^k joined to z, `G(z, y) = G_dcgan([z, e(y)])`,
-//!   the DCGAN generator with a latent size of `latent_dim + k`.
+//! - Generator: z and a learned label embedding e(y) in R^k are projected to 7x7 feature maps on
+//!   separate branches, each with its own BatchNorm, then joined and upsampled as in DCGAN:
+//!   `G(z, y) = up([BN(W_z z); BN(W_e e(y))])`. Normalising the noise branch on its own keeps z's
+//!   share of the features fixed; with `[z, e(y)]` through one projection and one BatchNorm the
+//!   generator can let the class fill all the variance and ignore z (one image per class).
 //! - Discriminator: a second learned embedding maps y to a 28x28 map, given to the DCGAN
 //!   discriminator as an extra input channel: `D(x, y) = D_dcgan([x; m(y)])`.
 //!
 //! The objectives are those of [`crate::gan_loss`], with both terms conditioned on y.
 
-use burn::nn::{Embedding, EmbeddingConfig};
+use burn::nn::conv::ConvTranspose2d;
+use burn::nn::{BatchNorm, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use burn::tensor::activation::{relu, tanh};
 
-use crate::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
-use crate::layers::dcgan_weight_init;
+use crate::dcgan::{Discriminator, DiscriminatorConfig};
+use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
+
+/// Side of the generator's first feature maps, as in DCGAN.
+const BASE_SIDE: usize = 7;
 
 /// Side of the images and of the discriminator's label map.
 const IMAGE_SIDE: usize = 28;
@@ -27,29 +35,59 @@ pub struct ConditionalGeneratorConfig {
     /// Size of the noise vector z.
     #[config(default = 100)]
     pub latent_dim: usize,
-    /// Size k of the label embedding joined to z.
+    /// Size k of the label embedding.
     #[config(default = 50)]
     pub embedding_dim: usize,
+    /// Channels of the 7x7 map projected from z.
+    #[config(default = 256)]
+    pub noise_channels: usize,
+    /// Channels of the 7x7 map projected from e(y).
+    #[config(default = 64)]
+    pub label_channels: usize,
 }
 
 /// G(z, y): noise and class -> image in `[-1, 1]`.
 #[derive(Module, Debug)]
 pub struct ConditionalGenerator {
     label_embedding: Embedding,
-    generator: Generator,
+    project_noise: Linear,
+    noise_norm: BatchNorm,
+    project_label: Linear,
+    label_norm: BatchNorm,
+    upsample: ConvTranspose2d,
+    upsample_norm: BatchNorm,
+    to_image: ConvTranspose2d,
     latent_dim: usize,
+    noise_channels: usize,
+    label_channels: usize,
 }
 
 impl ConditionalGeneratorConfig {
-    /// The label embedding ~ N(0, 1) (burn's default) and a DCGAN generator for `[z, e(y)]`.
+    /// The label embedding ~ N(0, 1) (burn's default); every other layer as in DCGAN.
     pub fn init(&self, device: &Device) -> ConditionalGenerator {
+        let map = BASE_SIDE * BASE_SIDE;
+        let project = |inputs: usize, channels: usize| {
+            LinearConfig::new(inputs, channels * map)
+                .with_bias(false)
+                .with_initializer(dcgan_weight_init())
+                .init(device)
+        };
+        let joined = self.noise_channels + self.label_channels;
+        let half = joined / 2;
+        let up = |channels, bias| dcgan_upsample(channels, bias, device);
         ConditionalGenerator {
             label_embedding: EmbeddingConfig::new(self.num_classes, self.embedding_dim)
                 .init(device),
-            generator: GeneratorConfig::new()
-                .with_latent_dim(self.latent_dim + self.embedding_dim)
-                .init(device),
+            project_noise: project(self.latent_dim, self.noise_channels),
+            noise_norm: dcgan_batch_norm(self.noise_channels, device),
+            project_label: project(self.embedding_dim, self.label_channels),
+            label_norm: dcgan_batch_norm(self.label_channels, device),
+            upsample: up([joined, half], false),
+            upsample_norm: dcgan_batch_norm(half, device),
+            to_image: up([half, 1], true),
             latent_dim: self.latent_dim,
+            noise_channels: self.noise_channels,
+            label_channels: self.label_channels,
         }
     }
 }
@@ -64,9 +102,17 @@ fn embed(embedding: &Embedding, labels: Tensor<1, Int>) -> Tensor<2> {
 impl ConditionalGenerator {
     /// Maps noise `[B, latent_dim]` and labels `[B]` to images `[B, 1, 28, 28]` in `[-1, 1]`.
     pub fn forward(&self, z: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<4> {
+        let [batch, _] = z.dims();
+        let to_map =
+            |x: Tensor<2>, channels: usize| x.reshape([batch, channels, BASE_SIDE, BASE_SIDE]);
+        let noise = to_map(self.project_noise.forward(z), self.noise_channels); // [B, 256, 7, 7]
+        let noise = relu(self.noise_norm.forward(noise)); // [B, 256, 7, 7]
         let e = embed(&self.label_embedding, labels); // [B, k]
-        let joined = Tensor::cat(vec![z, e], 1); // [B, latent_dim + k]
-        self.generator.forward(joined) // [B, 1, 28, 28]
+        let label = to_map(self.project_label.forward(e), self.label_channels); // [B, 64, 7, 7]
+        let label = relu(self.label_norm.forward(label)); // [B, 64, 7, 7]
+        let x = Tensor::cat(vec![noise, label], 1); // [B, 320, 7, 7]
+        let x = relu(self.upsample_norm.forward(self.upsample.forward(x))); // [B, 160, 14, 14]
+        tanh(self.to_image.forward(x)) // [B, 1, 28, 28]
     }
 
     /// Draws `count` noise vectors from N(0, I): `[count, latent_dim]`.
@@ -149,6 +195,19 @@ mod tests {
         assert_eq!(images.dims(), [3, 1, 28, 28]);
         let logits = discriminator.forward(images, labels(&[0, 4, 9], &device));
         assert_eq!(logits.dims(), [3, 1]);
+    }
+
+    #[test]
+    fn parameter_count_matches_the_two_branches() {
+        let device = Device::flex();
+        let generator = ConditionalGeneratorConfig::new().init(&device);
+        // burn counts a BatchNorm's running mean and variance beside gamma and beta: 4 vectors.
+        let expected = 10 * 50 // label embedding
+            + 100 * 256 * 49 + 4 * 256 // noise branch: projection (no bias), BatchNorm
+            + 50 * 64 * 49 + 4 * 64 // label branch: projection (no bias), BatchNorm
+            + 320 * 160 * 16 + 4 * 160 // transposed conv 320 -> 160 (no bias), BatchNorm
+            + 160 * 16 + 1; // transposed conv 160 -> 1 with bias
+        assert_eq!(generator.num_params(), expected);
     }
 
     #[test]

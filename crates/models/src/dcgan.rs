@@ -7,13 +7,13 @@
 //! Both use BatchNorm, ReLU in the generator and LeakyReLU(0.2) in the discriminator, no
 //! pooling, and the paper's N(0, 0.02) initialisation.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{leaky_relu, relu, tanh};
 
-use crate::layers::{dcgan_batch_norm, dcgan_weight_init};
+use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
 
 /// Side of the generator's first feature map; two 2x upsamplings give 28.
 const BASE_SIDE: usize = 7;
@@ -51,14 +51,7 @@ impl GeneratorConfig {
     pub fn init(&self, device: &Device) -> Generator {
         let projected = self.base_channels * BASE_SIDE * BASE_SIDE;
         let half = self.base_channels / 2;
-        let up = |channels: [usize; 2], bias: bool| {
-            ConvTranspose2dConfig::new(channels, [4, 4])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
-                .with_bias(bias)
-                .with_initializer(dcgan_weight_init())
-                .init(device)
-        };
+        let up = |channels, bias| dcgan_upsample(channels, bias, device);
         Generator {
             project: LinearConfig::new(self.latent_dim, projected)
                 .with_bias(false)

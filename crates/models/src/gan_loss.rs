@@ -48,6 +48,29 @@ pub fn generator_loss(fake_logits: Tensor<2>, kind: GeneratorLoss) -> Tensor<1> 
     }
 }
 
+/// The mode-seeking term of Mao et al. (2019, "Mode Seeking Generative Adversarial Networks for
+/// Diverse Image Synthesis"), added to a conditional generator's loss with a weight λ:
+///
+/// `L_ms = 1 / (d_I(G(z1, y), G(z2, y)) / d_z(z1, z2) + ε)`, with `d` the mean absolute
+/// difference and ε = 1e-5.
+///
+/// Minimising it pushes two images of the same condition apart in proportion to how far apart
+/// their noise is, so the generator cannot ignore z and draw one image per condition. `images_a`
+/// `[B, C, H, W]` and `images_b` come from `z_a` and `z_b` `[B, d]` with the same conditions.
+pub fn mode_seeking_loss(
+    images_a: Tensor<4>,
+    images_b: Tensor<4>,
+    z_a: Tensor<2>,
+    z_b: Tensor<2>,
+) -> Tensor<1> {
+    let image_distance = (images_a - images_b).abs().mean(); // [1]
+    let noise_distance = (z_a - z_b).abs().mean().detach(); // [1]
+    (image_distance / noise_distance + MODE_SEEKING_EPSILON).recip()
+}
+
+/// ε of [`mode_seeking_loss`], as in the paper's code.
+const MODE_SEEKING_EPSILON: f64 = 1e-5;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +128,42 @@ mod tests {
             "{got_ns} vs {non_saturating}"
         );
         assert!((got_mm - minimax).abs() < 1e-5, "{got_mm} vs {minimax}");
+    }
+
+    #[test]
+    fn mode_seeking_loss_and_its_gradient_by_hand() {
+        let device = Device::flex().autodiff();
+        let images_b: [f32; 8] = [0.5, -0.5, 1.0, -0.1, 0.2, -0.2, 0.2, -0.2];
+        let z_b: [f32; 6] = [1.0, -1.0, 2.0, 0.25, 0.5, -0.5];
+        let a = Tensor::<4>::zeros([2, 1, 2, 2], &device);
+        let b = Tensor::<4>::from_data(TensorData::new(images_b.to_vec(), [2, 1, 2, 2]), &device)
+            .require_grad();
+        let z_a = Tensor::<2>::zeros([2, 3], &device);
+        let z_b_tensor = Tensor::<2>::from_data(TensorData::new(z_b.to_vec(), [2, 3]), &device);
+        let loss = mode_seeking_loss(a, b.clone(), z_a, z_b_tensor);
+        // d_I = mean |b| = 2.9 / 8, d_z = mean |z_b| = 5.25 / 6, L = 1 / (d_I / d_z + 1e-5).
+        let d_image = 2.9 / 8.0;
+        let d_noise = 5.25 / 6.0;
+        let ratio = d_image / d_noise;
+        let expected = 1.0 / (ratio + 1e-5);
+        let got = loss.clone().into_scalar::<f32>() as f64;
+        assert!(
+            (got - expected).abs() < 1e-4 * expected,
+            "{got} vs {expected}"
+        );
+        // dL/db_i = -(ratio + eps)^-2 * sign(b_i) / (8 d_z): the loss pushes b away from a.
+        let grads = loss.backward();
+        let gradient = b
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let scale = (ratio + 1e-5).powi(-2) / (8.0 * d_noise);
+        for (g, &value) in gradient.iter().zip(&images_b) {
+            let want = -scale * f64::from(value.signum());
+            assert!((f64::from(*g) - want).abs() < 1e-4 * scale, "{g} vs {want}");
+        }
     }
 
     #[test]

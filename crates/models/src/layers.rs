@@ -1,6 +1,7 @@
 //! Layer arithmetic and initialisation shared by the networks.
 
 use burn::module::Param;
+use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer};
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -78,4 +79,15 @@ mod tests {
             assert_eq!(conv_output_size(up, 2, 1, 4), Some(input));
         }
     }
+}
+
+/// The DCGAN generator's upsampling step: a 4x4 transposed convolution, stride 2, padding 1
+/// (doubles the side: 7 -> 14 -> 28), weights N(0, 0.02).
+pub fn dcgan_upsample(channels: [usize; 2], bias: bool, device: &Device) -> ConvTranspose2d {
+    ConvTranspose2dConfig::new(channels, [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_bias(bias)
+        .with_initializer(dcgan_weight_init())
+        .init(device)
 }

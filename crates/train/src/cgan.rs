@@ -17,7 +17,7 @@ use genmodels::cgan::{
     ConditionalDiscriminator, ConditionalDiscriminatorConfig, ConditionalGenerator,
     ConditionalGeneratorConfig,
 };
-use genmodels::gan_loss::{GeneratorLoss, discriminator_loss, generator_loss};
+use genmodels::gan_loss::{GeneratorLoss, discriminator_loss, generator_loss, mode_seeking_loss};
 use genmodels_data::{BatchLoader, CLASS_NAMES, NUM_CLASSES, PixelRange};
 use image::RgbImage;
 use plotters::prelude::*;
@@ -34,13 +34,14 @@ use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
 pub const MODEL: &str = "cgan";
-const METRICS: [&str; 8] = [
+const METRICS: [&str; 9] = [
     "step",
     "epoch",
     "loss_d",
     "loss_g",
     "d_real",
     "d_fake",
+    "mode_seeking",
     "images_per_sec",
     "elapsed_s",
 ];
@@ -60,11 +61,16 @@ pub struct CganSettings {
     pub epsilon: f64,
     pub latent_dim: usize,
     pub embedding_dim: usize,
+    /// Weight λ of the mode-seeking term in G's loss ([`mode_seeking_loss`]); 0 for the plain
+    /// cGAN (and for runs from before the term existed).
+    #[serde(default)]
+    pub mode_seeking: f64,
 }
 
 impl CganSettings {
-    /// DCGAN's settings (Adam 2e-4, betas 0.5 / 0.999, epsilon 1e-8) where a flag is absent.
-    pub fn from_args(common: CommonArgs) -> Self {
+    /// DCGAN's settings (Adam 2e-4, betas 0.5 / 0.999, epsilon 1e-8) where a flag is absent,
+    /// and the mode-seeking weight λ.
+    pub fn from_args(common: CommonArgs, mode_seeking: f64) -> Self {
         Self {
             epochs: common.epochs.unwrap_or(10),
             lr: common.lr.unwrap_or(2e-4),
@@ -74,6 +80,7 @@ impl CganSettings {
             epsilon: 1e-8,
             latent_dim: 100,
             embedding_dim: 50,
+            mode_seeking,
         }
     }
 
@@ -92,6 +99,7 @@ pub struct Cgan {
     pub discriminator: ConditionalDiscriminator,
     optim_g: ModuleOptimizer,
     optim_d: ModuleOptimizer,
+    mode_seeking: f64,
 }
 
 impl Cgan {
@@ -108,30 +116,55 @@ impl Cgan {
                 .init(device),
             optim_g: adam.init(),
             optim_d: adam.init(),
+            mode_seeking: settings.mode_seeking,
         }
     }
 
-    /// One D step on `(real, labels)` and fakes of the same labels, then one G step. Returns,
-    /// detached, `[loss_d, loss_g, mean D(x, y), mean D(G(z, y), y)]`.
+    /// One D step on `(real, labels)` and as many fakes, then one G step. Returns, detached,
+    /// `[loss_d, loss_g, mean D(x, y), mean D(G(z, y), y), mode-seeking term]`.
+    ///
+    /// The fakes take the real batch's labels, except with the mode-seeking term: then the
+    /// second half of the fakes repeats the first half's labels with its own z, so that fakes
+    /// `i` and `i + B/2` form the pairs of [`mode_seeking_loss`].
     pub fn step(&mut self, real: Tensor<4>, labels: Tensor<1, Int>, lr: f64) -> Tensor<1> {
         let [batch, ..] = real.dims();
         let device = real.device();
+        let half = batch / 2;
+        let seek_modes = self.mode_seeking > 0.0 && half > 0;
+        let fake_labels = if seek_modes {
+            let first = labels.clone().slice(0..half);
+            let rest = labels.clone().slice(2 * half..batch);
+            Tensor::cat(vec![first.clone(), first, rest], 0)
+        } else {
+            labels.clone()
+        };
         let z = self.generator.sample_latent(batch, &device);
-        let fake = self.generator.forward(z, labels.clone());
+        let fake = self.generator.forward(z.clone(), fake_labels.clone());
 
-        let real_logits = self.discriminator.forward(real, labels.clone());
+        let real_logits = self.discriminator.forward(real, labels);
         let fake_logits = self
             .discriminator
-            .forward(fake.clone().detach(), labels.clone());
+            .forward(fake.clone().detach(), fake_labels.clone());
         let loss_d = discriminator_loss(real_logits.clone(), fake_logits.clone());
         let grads = GradientsParams::from_grads(loss_d.backward(), &self.discriminator);
         self.discriminator = self.optim_d.step(lr, self.discriminator.clone(), grads);
 
         let loss_g = generator_loss(
-            self.discriminator.forward(fake, labels),
+            self.discriminator.forward(fake.clone(), fake_labels),
             GeneratorLoss::NonSaturating,
         );
-        let grads = GradientsParams::from_grads(loss_g.backward(), &self.generator);
+        let mode_seeking = if seek_modes {
+            mode_seeking_loss(
+                fake.clone().slice(0..half),
+                fake.slice(half..2 * half),
+                z.clone().slice(0..half),
+                z.slice(half..2 * half),
+            )
+        } else {
+            Tensor::zeros([1], &device)
+        };
+        let total = loss_g.clone() + mode_seeking.clone().mul_scalar(self.mode_seeking);
+        let grads = GradientsParams::from_grads(total.backward(), &self.generator);
         self.generator = self.optim_g.step(lr, self.generator.clone(), grads);
 
         Tensor::cat(
@@ -140,6 +173,7 @@ impl Cgan {
                 loss_g.detach(),
                 sigmoid(real_logits.detach()).mean(),
                 sigmoid(fake_logits.detach()).mean(),
+                mode_seeking.detach(),
             ],
             0,
         )
@@ -153,6 +187,7 @@ impl Checkpointed for Cgan {
             discriminator: checkpoint.load_module("discriminator", self.discriminator)?,
             optim_g: checkpoint.load_optimizer("generator", self.optim_g)?,
             optim_d: checkpoint.load_optimizer("discriminator", self.optim_d)?,
+            mode_seeking: self.mode_seeking,
         })
     }
 
@@ -291,6 +326,7 @@ pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
                     mean[1],
                     mean[2],
                     mean[3],
+                    mean[4],
                     rate,
                     started.elapsed().as_secs_f64(),
                 ];

@@ -227,11 +227,111 @@ fn class_name(class: usize) -> String {
         .map_or_else(|| format!("class {class}"), |name| name.to_string())
 }
 
+/// How much the images of each class differ among themselves: per class, the standard deviation
+/// of each pixel (in [0, 1]) across that class's images, averaged over the pixels. A generator
+/// that ignores its noise and draws one image per class scores 0, however good its classes look
+/// to FID and the classifier.
+#[derive(Debug, Clone)]
+pub struct WithinClassSpread {
+    counts: [usize; NUM_CLASSES],
+    sums: Vec<f64>,
+    squares: Vec<f64>,
+}
+
+impl Default for WithinClassSpread {
+    fn default() -> Self {
+        Self {
+            counts: [0; NUM_CLASSES],
+            sums: vec![0.0; NUM_CLASSES * IMAGE_PIXELS],
+            squares: vec![0.0; NUM_CLASSES * IMAGE_PIXELS],
+        }
+    }
+}
+
+impl WithinClassSpread {
+    /// The spread of labelled 8-bit images (`labels[i]` is the class of the i-th image).
+    pub fn of(pixels: &[u8], labels: impl IntoIterator<Item = usize>) -> Self {
+        let mut spread = Self::default();
+        for (image, class) in pixels.chunks_exact(IMAGE_PIXELS).zip(labels) {
+            spread.add(class, image);
+        }
+        spread
+    }
+
+    /// Adds one 8-bit image of `class`.
+    pub fn add(&mut self, class: usize, image: &[u8]) {
+        self.counts[class] += 1;
+        let range = class * IMAGE_PIXELS..(class + 1) * IMAGE_PIXELS;
+        for ((sum, square), &byte) in self.sums[range.clone()]
+            .iter_mut()
+            .zip(&mut self.squares[range])
+            .zip(image)
+        {
+            let x = f64::from(byte) / 255.0;
+            *sum += x;
+            *square += x * x;
+        }
+    }
+
+    /// Per class, the mean over pixels of the (population) standard deviation across its
+    /// images; `None` for a class with fewer than two images.
+    pub fn per_class(&self) -> Vec<Option<f64>> {
+        (0..NUM_CLASSES)
+            .map(|class| {
+                let n = self.counts[class] as f64;
+                (self.counts[class] >= 2).then(|| {
+                    let range = class * IMAGE_PIXELS..(class + 1) * IMAGE_PIXELS;
+                    let total: f64 = self.sums[range.clone()]
+                        .iter()
+                        .zip(&self.squares[range])
+                        .map(|(&sum, &square)| {
+                            let mean = sum / n;
+                            (square / n - mean * mean).max(0.0).sqrt()
+                        })
+                        .sum();
+                    total / IMAGE_PIXELS as f64
+                })
+            })
+            .collect()
+    }
+}
+
+/// The within-class spread of conditional samples (by requested class) beside that of the
+/// test images (by label).
+#[derive(Debug, Clone, Serialize)]
+pub struct SpreadReport {
+    /// Per class, the samples' spread.
+    pub samples: Vec<Option<f64>>,
+    /// Per class, the test images' spread.
+    pub test: Vec<Option<f64>>,
+    /// The mean over classes of the samples' spread divided by the test images' spread: 1 when
+    /// the samples vary as much as the data, 0 for one image per class.
+    pub mean_ratio: f64,
+}
+
+impl SpreadReport {
+    fn new(samples: &WithinClassSpread, test: &WithinClassSpread) -> Self {
+        let (samples, test) = (samples.per_class(), test.per_class());
+        let ratios: Vec<f64> = samples
+            .iter()
+            .zip(&test)
+            .filter_map(|(s, t)| Some(s.as_ref()? / t.as_ref()?))
+            .collect();
+        let mean_ratio = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+        Self {
+            samples,
+            test,
+            mean_ratio,
+        }
+    }
+}
+
 /// Generated images as they are scored: 8-bit pixels, their feature statistics and classes.
 pub struct SampleScores {
     moments: FeatureMoments,
     counts: [usize; NUM_CLASSES],
     requested: (usize, usize),
+    spread: WithinClassSpread,
     pixels: Option<Vec<u8>>,
 }
 
@@ -242,6 +342,7 @@ impl SampleScores {
             moments: FeatureMoments::new(network.feature_dim()),
             counts: [0; NUM_CLASSES],
             requested: (0, 0),
+            spread: WithinClassSpread::default(),
             pixels: keep_pixels.then(Vec::new),
         }
     }
@@ -263,6 +364,8 @@ impl SampleScores {
             if let Some(&wanted) = requested.and_then(|r| r.get(i)) {
                 self.requested.0 += usize::from(wanted == class);
                 self.requested.1 += 1;
+                self.spread
+                    .add(wanted, &pixels[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
             }
         }
         if let Some(kept) = &mut self.pixels {
@@ -291,6 +394,11 @@ impl SampleScores {
     pub fn conditional_accuracy(&self) -> Option<f64> {
         let (correct, total) = self.requested;
         (total > 0).then(|| correct as f64 / total as f64)
+    }
+
+    /// The within-class spread of the samples by requested class (conditional models only).
+    pub fn spread(&self) -> Option<&WithinClassSpread> {
+        (self.requested.1 > 0).then_some(&self.spread)
     }
 
     /// The kept bytes of every image, in order.
@@ -639,6 +747,8 @@ pub struct EvalReport {
     pub coverage: ModeCoverage,
     /// For class-conditional models: the fraction of samples classified as requested.
     pub conditional_accuracy: Option<f64>,
+    /// For class-conditional models: how much the samples of a class vary, against the data.
+    pub within_class_spread: Option<SpreadReport>,
     pub export: Option<PathBuf>,
     pub sampling_seconds: f64,
 }
@@ -679,6 +789,21 @@ impl EvalReport {
         }
         if let Some(accuracy) = self.conditional_accuracy {
             println!("  accuracy of the requested class {accuracy:.4}");
+        }
+        if let Some(spread) = &self.within_class_spread {
+            let format = |values: &[Option<f64>]| {
+                values
+                    .iter()
+                    .map(|v| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "  within-class spread (mean pixel std by class; samples / test images): {:.3} of the data's",
+                spread.mean_ratio
+            );
+            println!("    samples {}", format(&spread.samples));
+            println!("    test    {}", format(&spread.test));
         }
     }
 }
@@ -754,6 +879,10 @@ pub fn evaluate_checkpoint(request: &EvalRequest) -> Result<EvalReport> {
         feature_dim: network.feature_dim(),
         coverage: scores.coverage(),
         conditional_accuracy: scores.conditional_accuracy(),
+        within_class_spread: scores.spread().map(|samples| {
+            let labels = data.test.labels.iter().map(|&label| usize::from(label));
+            SpreadReport::new(samples, &WithinClassSpread::of(&data.test.images, labels))
+        }),
         export: request.export.clone(),
         sampling_seconds,
     };
@@ -782,6 +911,52 @@ pub fn check_sample_count(samples: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_class_spread_by_hand() {
+        // Class 0: one black and one white image, so every pixel's std is 0.5. Class 1: the
+        // same image three times, std 0. Class 2: pixels 0 and 51 (0.2) in half the pixels,
+        // so std 0.1 there and 0 elsewhere: mean 0.05. Class 3: one image only.
+        let black = vec![0u8; IMAGE_PIXELS];
+        let white = vec![255u8; IMAGE_PIXELS];
+        let half: Vec<u8> = (0..IMAGE_PIXELS)
+            .map(|i| if i % 2 == 0 { 51 } else { 0 })
+            .collect();
+        let images = [
+            &black, &white, &white, &white, &white, &black, &half, &black,
+        ];
+        let labels = [0, 0, 1, 1, 1, 2, 2, 3];
+        let pixels: Vec<u8> = images
+            .iter()
+            .flat_map(|image| image.iter().copied())
+            .collect();
+        let spread = WithinClassSpread::of(&pixels, labels).per_class();
+        let expected = [Some(0.5), Some(0.0), Some(0.05), None];
+        for (class, want) in expected.iter().enumerate() {
+            match (spread[class], want) {
+                (Some(got), Some(want)) => {
+                    assert!((got - want).abs() < 1e-12, "class {class}: {got}")
+                }
+                (got, want) => assert_eq!(got, *want, "class {class}"),
+            }
+        }
+        assert!(spread[4..].iter().all(Option::is_none));
+
+        // Samples half as spread as the data in class 0, as spread in class 2.
+        let data = WithinClassSpread::of(&pixels, labels);
+        let dim: Vec<u8> = vec![128; IMAGE_PIXELS];
+        let samples_pixels: Vec<u8> = [&black, &dim, &black, &half]
+            .iter()
+            .flat_map(|image| image.iter().copied())
+            .collect();
+        let samples = WithinClassSpread::of(&samples_pixels, [0, 0, 2, 2]);
+        let report = SpreadReport::new(&samples, &data);
+        let class0 = 64.0 / 255.0 / 0.5;
+        assert!(
+            (report.mean_ratio - (class0 + 1.0) / 2.0).abs() < 1e-12,
+            "{report:?}"
+        );
+    }
 
     #[test]
     fn mode_coverage_by_hand() {
@@ -928,7 +1103,7 @@ mod tests {
         assert!(drawn.images.all_close(expected, Some(1e-6), Some(1e-6)));
 
         // The conditional generator asks for the classes in turn.
-        let settings = CganSettings::from_args(common.clone());
+        let settings = CganSettings::from_args(common.clone(), 1.0);
         let generator = settings.generator_config().init(&device);
         let run = fake_run(&settings, "cgan", "generator", &generator);
         let (root, checkpoint) = crate::ddpm::open_checkpoint(run.path()).unwrap();
