@@ -22,9 +22,9 @@ pub mod wgan;
 pub use backend::{BackendChoice, SelectedDevice, select_device};
 
 /// mimalloc keeps freed memory for reuse, where glibc's malloc returns large blocks to the
-/// kernel and their fresh pages fault in again at every training step: the small VAE trains
-/// about 1.4x faster on flex with it (benches/RESULTS.md). Turn off the default `mimalloc`
-/// feature to choose another global allocator.
+/// kernel and their fresh pages fault in again at every training step: on flex a training step
+/// is 5-7% faster on an idle machine, and up to 1.4x faster on a busy one (benches/RESULTS.md).
+/// Turn off the default `mimalloc` feature to choose another global allocator.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
