@@ -481,14 +481,20 @@ mod tests {
         for _ in 0..40 {
             let loss = vae.elbo_terms(images.clone(), Code::Sample).loss(1.0);
             let grads = GradientsParams::from_grads(loss.backward(), &vae);
-            vae = optimizer.step(1e-3, vae, grads);
+            vae = optimizer.step(5e-3, vae, grads);
         }
         let after = vae
             .elbo_terms(images, Code::Mean)
             .loss(1.0)
             .into_scalar::<f32>();
-        // 784 ln 2 = 543 nats at sigmoid(0); the pixel marginals alone are worth ~100 nats.
-        assert!(after < initial - 50.0, "loss {initial} -> {after}");
+        // Predicting 1/2 for every pixel costs 784 ln 2 = 543.4 nats; the pixel marginal p = 0.3
+        // alone would bring that down to 784 H(0.3) = 479.0. The starting loss depends on the
+        // random weights (here 510-580 nats), so the bar is absolute: 40 nats under 543.4.
+        let uninformed = 784.0 * std::f32::consts::LN_2;
+        assert!(
+            after < initial && after < uninformed - 40.0,
+            "loss {initial} -> {after}"
+        );
     }
 
     #[test]
