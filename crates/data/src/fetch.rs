@@ -56,6 +56,7 @@ pub const IMAGES_PER_CLASS: usize = 7000;
 /// Images per class that go to the training split; the rest go to the test split.
 pub const TRAIN_PER_CLASS: usize = 6000;
 /// Seed of the shuffle applied to each split (the date Fashion-MNIST was published).
+#[allow(clippy::inconsistent_digit_grouping)] // grouped as a date: 2017-08-25
 pub const SHUFFLE_SEED: u64 = 2017_08_25;
 
 /// SHA-256 (hex) of the *uncompressed* content of each converted file.

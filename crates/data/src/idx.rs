@@ -123,7 +123,7 @@ pub(crate) fn write_images_hashed(
     pixels: &[u8],
     encoding: Encoding,
 ) -> Result<String, DataError> {
-    if pixels.len() % IMAGE_PIXELS != 0 {
+    if !pixels.len().is_multiple_of(IMAGE_PIXELS) {
         return Err(DataError::BadDimensions {
             path: path.to_path_buf(),
             detail: format!(

@@ -182,7 +182,7 @@ impl FeatureMoments {
     /// Adds a batch of feature vectors, row after row (`len / dim` rows of `dim` values).
     pub fn update(&mut self, batch: &[f32]) -> Result<(), FidError> {
         let dim = self.dim;
-        if dim == 0 || batch.len() % dim != 0 {
+        if dim == 0 || !batch.len().is_multiple_of(dim) {
             return Err(FidError::RaggedBatch {
                 len: batch.len(),
                 dim,

@@ -51,6 +51,17 @@ pub fn dcgan_batch_norm(num_features: usize, device: &Device) -> BatchNorm {
     norm
 }
 
+/// The DCGAN generator's upsampling step: a 4x4 transposed convolution, stride 2, padding 1
+/// (doubles the side: 7 -> 14 -> 28), weights N(0, 0.02).
+pub fn dcgan_upsample(channels: [usize; 2], bias: bool, device: &Device) -> ConvTranspose2d {
+    ConvTranspose2dConfig::new(channels, [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_bias(bias)
+        .with_initializer(dcgan_weight_init())
+        .init(device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,15 +90,4 @@ mod tests {
             assert_eq!(conv_output_size(up, 2, 1, 4), Some(input));
         }
     }
-}
-
-/// The DCGAN generator's upsampling step: a 4x4 transposed convolution, stride 2, padding 1
-/// (doubles the side: 7 -> 14 -> 28), weights N(0, 0.02).
-pub fn dcgan_upsample(channels: [usize; 2], bias: bool, device: &Device) -> ConvTranspose2d {
-    ConvTranspose2dConfig::new(channels, [4, 4])
-        .with_stride([2, 2])
-        .with_padding([1, 1])
-        .with_bias(bias)
-        .with_initializer(dcgan_weight_init())
-        .init(device)
 }

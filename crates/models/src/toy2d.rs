@@ -351,8 +351,8 @@ mod tests {
 
         // Just outside 3 std (0.061 > 0.06) does not count; 200 points, 1 per mode is 0.5%.
         let mut points = vec![(2.0 + 0.061) as f32, 0.0];
-        for k in 0..MODES {
-            points.extend([centres[k][0] as f32, centres[k][1] as f32]);
+        for centre in &centres {
+            points.extend([centre[0] as f32, centre[1] as f32]);
         }
         points.extend(std::iter::repeat_n(5.0f32, 2 * 191));
         let coverage = mode_coverage(&points, &centres, data.std);

@@ -555,6 +555,8 @@ impl FidMonitor {
 }
 
 /// A generator rebuilt from a checkpoint of any model of the project, with its run's settings.
+// Built once per evaluation, so the variants' different sizes cost nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum SampleSource {
     /// The DCGAN generator, z ~ N(0, I): trained as a DCGAN, a WGAN or a WGAN-GP.
     Gan(Generator),

@@ -415,14 +415,16 @@ impl Method {
 /// Snapshots of the generated points over training.
 const SNAPSHOTS: usize = 4;
 
-/// Trains one method on the 8 Gaussians; returns the snapshots `(step, points)` and the final
-/// coverage.
+/// The generated points `(step, [x0, y0, x1, y1, ...])` at a few steps of training.
+type Snapshots = Vec<(usize, Vec<f32>)>;
+
+/// Trains one method on the 8 Gaussians; returns the snapshots and the final coverage.
 fn train_on_eight_gaussians(
     settings: &Toy2dSettings,
     method: Method,
     seed: u64,
     device: &Device,
-) -> Result<(Vec<(usize, Vec<f32>)>, ModeCoverage)> {
+) -> Result<(Snapshots, ModeCoverage)> {
     device.seed(seed);
     let data = EightGaussians::default();
     let mut g = settings.mlp(settings.noise_dim, 2, device);

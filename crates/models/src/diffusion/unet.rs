@@ -73,7 +73,7 @@ impl UNetConfig {
             self.attention_levels
         );
         assert!(
-            self.time_embedding_dim >= 4 && self.time_embedding_dim % 2 == 0,
+            self.time_embedding_dim >= 4 && self.time_embedding_dim.is_multiple_of(2),
             "time embedding dim must be even, >= 4"
         );
         let channels: Vec<usize> = self
