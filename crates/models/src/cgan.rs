@@ -15,7 +15,9 @@ use burn::nn::conv::ConvTranspose2d;
 use burn::nn::{BatchNorm, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{relu, tanh};
+use burn::tensor::activation::tanh;
+use genmodels_kernels::Activation;
+use genmodels_kernels::nn::{batch_norm, conv_transpose2d};
 
 use crate::dcgan::{Discriminator, DiscriminatorConfig};
 use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
@@ -106,13 +108,14 @@ impl ConditionalGenerator {
         let to_map =
             |x: Tensor<2>, channels: usize| x.reshape([batch, channels, BASE_SIDE, BASE_SIDE]);
         let noise = to_map(self.project_noise.forward(z), self.noise_channels); // [B, 256, 7, 7]
-        let noise = relu(self.noise_norm.forward(noise)); // [B, 256, 7, 7]
+        let noise = batch_norm(&self.noise_norm, noise, Activation::Relu); // [B, 256, 7, 7]
         let e = embed(&self.label_embedding, labels); // [B, k]
         let label = to_map(self.project_label.forward(e), self.label_channels); // [B, 64, 7, 7]
-        let label = relu(self.label_norm.forward(label)); // [B, 64, 7, 7]
+        let label = batch_norm(&self.label_norm, label, Activation::Relu); // [B, 64, 7, 7]
         let x = Tensor::cat(vec![noise, label], 1); // [B, 320, 7, 7]
-        let x = relu(self.upsample_norm.forward(self.upsample.forward(x))); // [B, 160, 14, 14]
-        tanh(self.to_image.forward(x)) // [B, 1, 28, 28]
+        let x = conv_transpose2d(&self.upsample, x); // [B, 160, 14, 14]
+        let x = batch_norm(&self.upsample_norm, x, Activation::Relu); // [B, 160, 14, 14]
+        tanh(conv_transpose2d(&self.to_image, x)) // [B, 1, 28, 28]
     }
 
     /// Draws `count` noise vectors from N(0, I): `[count, latent_dim]`.

@@ -16,6 +16,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use genmodels_kernels::Activation;
+use genmodels_kernels::nn::{batch_norm, conv2d};
 
 /// Side of the image after the two 2x2 poolings: 28 -> 14 -> 7.
 const POOLED_SIDE: usize = 7;
@@ -77,9 +79,9 @@ impl ClassifierConfig {
 impl Classifier {
     /// The penultimate features `f(x)`: images `[B, 1, 28, 28]` in `[0, 1]` -> `[B, 128]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.norm1.forward(self.conv1.forward(images))); // [B, 16, 28, 28]
+        let x = batch_norm(&self.norm1, conv2d(&self.conv1, images), Activation::Relu); // [B, 16, 28, 28]
         let x = self.pool.forward(x); // [B, 16, 14, 14]
-        let x = relu(self.norm2.forward(self.conv2.forward(x))); // [B, 32, 14, 14]
+        let x = batch_norm(&self.norm2, conv2d(&self.conv2, x), Activation::Relu); // [B, 32, 14, 14]
         let x = self.pool.forward(x); // [B, 32, 7, 7]
         let x = self.dropout.forward(x.flatten(1, 3)); // [B, 1568]
         relu(self.hidden.forward(x)) // [B, 128]

@@ -11,7 +11,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{leaky_relu, relu, tanh};
+use burn::tensor::activation::{leaky_relu, tanh};
+use genmodels_kernels::Activation;
+use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d};
 
 use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
 
@@ -72,10 +74,11 @@ impl Generator {
     pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
         let [batch, _] = z.dims();
         let x = self.project.forward(z); // [B, 256*7*7]
-        let x = relu(self.project_norm.forward(x)); // [B, 256*7*7]
+        let x = batch_norm(&self.project_norm, x, Activation::Relu); // [B, 256*7*7]
         let x = x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]); // [B, 256, 7, 7]
-        let x = relu(self.upsample_norm.forward(self.upsample.forward(x))); // [B, 128, 14, 14]
-        tanh(self.to_image.forward(x)) // [B, 1, 28, 28]
+        let x = conv_transpose2d(&self.upsample, x); // [B, 128, 14, 14]
+        let x = batch_norm(&self.upsample_norm, x, Activation::Relu); // [B, 128, 14, 14]
+        tanh(conv_transpose2d(&self.to_image, x)) // [B, 1, 28, 28]
     }
 
     /// Draws `count` latent vectors from the prior N(0, I): `[count, latent_dim]`.
@@ -139,9 +142,13 @@ impl DiscriminatorConfig {
 impl Discriminator {
     /// Maps images `[B, C, 28, 28]` to logits `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = leaky_relu(self.downsample1.forward(images), LEAKY_SLOPE); // [B, 64, 14, 14]
-        let x = self.downsample2_norm.forward(self.downsample2.forward(x)); // [B, 128, 7, 7]
-        let x = leaky_relu(x, LEAKY_SLOPE); // [B, 128, 7, 7]
+        let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = conv2d(&self.downsample2, x); // [B, 128, 7, 7]
+        let x = batch_norm(
+            &self.downsample2_norm,
+            x,
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        ); // [B, 128, 7, 7]
         self.classify.forward(x.flatten(1, 3)) // [B, 1]
     }
 }

@@ -20,6 +20,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{relu, sigmoid};
+use genmodels_kernels::nn::{conv_transpose2d, conv2d};
 
 use crate::gan_loss::stable_softplus;
 
@@ -79,8 +80,8 @@ impl EncoderConfig {
 impl Encoder {
     /// Maps images `[B, 1, 28, 28]` in [0, 1] to the posterior's mean and log-variance.
     pub fn forward(&self, images: Tensor<4>) -> Posterior {
-        let x = relu(self.downsample1.forward(images)); // [B, 32, 14, 14]
-        let x = relu(self.downsample2.forward(x)); // [B, 64, 7, 7]
+        let x = relu(conv2d(&self.downsample1, images)); // [B, 32, 14, 14]
+        let x = relu(conv2d(&self.downsample2, x)); // [B, 64, 7, 7]
         let x = relu(self.hidden.forward(x.flatten(1, 3))); // [B, 256]
         let stats = self.to_posterior.forward(x); // [B, 2d]
         let [mu, log_var] = stats
@@ -138,8 +139,8 @@ impl Decoder {
         let x = relu(self.hidden.forward(z)); // [B, 256]
         let x = relu(self.project.forward(x)); // [B, 3136]
         let x = x.reshape([batch, CHANNELS[1], BASE_SIDE, BASE_SIDE]); // [B, 64, 7, 7]
-        let x = relu(self.upsample.forward(x)); // [B, 32, 14, 14]
-        self.to_logits.forward(x) // [B, 1, 28, 28]
+        let x = relu(conv_transpose2d(&self.upsample, x)); // [B, 32, 14, 14]
+        conv_transpose2d(&self.to_logits, x) // [B, 1, 28, 28]
     }
 
     /// The decoder's mean image `E[x | z] = sigmoid(l(z))`, `[B, 1, 28, 28]` in [0, 1].

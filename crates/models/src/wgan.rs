@@ -23,8 +23,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
-use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
+use genmodels_kernels::conv_transpose2d;
+use genmodels_kernels::nn::conv2d;
 
 use crate::layers::{conv_output_size, dcgan_weight_init};
 
@@ -116,8 +117,8 @@ fn conv2d_input_gradient(conv: &Conv2d, output_grad: Tensor<4>, input_side: usiz
 impl Critic {
     /// Maps images `[B, C, 28, 28]` to scores `f(x)`, `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = leaky_relu(self.downsample1.forward(images), LEAKY_SLOPE); // [B, 64, 14, 14]
-        let x = leaky_relu(self.downsample2.forward(x), LEAKY_SLOPE); // [B, 128, 7, 7]
+        let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = leaky_relu(conv2d(&self.downsample2, x), LEAKY_SLOPE); // [B, 128, 7, 7]
         self.score.forward(x.flatten(1, 3)) // [B, 1]
     }
 
@@ -139,10 +140,8 @@ impl Critic {
     /// The LeakyReLU derivatives of the two hidden layers at `images`: `[B, 64, 14, 14]` and
     /// `[B, 128, 7, 7]`, constants (no gradient flows through them).
     fn slopes(&self, images: Tensor<4>) -> [Tensor<4>; 2] {
-        let a1 = self.downsample1.forward(images); // [B, 64, 14, 14]
-        let a2 = self
-            .downsample2
-            .forward(leaky_relu(a1.clone(), LEAKY_SLOPE)); // [B, 128, 7, 7]
+        let a1 = conv2d(&self.downsample1, images); // [B, 64, 14, 14]
+        let a2 = conv2d(&self.downsample2, leaky_relu(a1.clone(), LEAKY_SLOPE)); // [B, 128, 7, 7]
         [
             leaky_relu_slope(a1, LEAKY_SLOPE),
             leaky_relu_slope(a2, LEAKY_SLOPE),

@@ -77,3 +77,51 @@ fn dcgan_forward_is_the_same_on_every_backend() {
         eprintln!("{name}: generator {image_error:.2e}, discriminator {logit_error:.2e}");
     }
 }
+
+/// Training mode: batch statistics in every BatchNorm, and the backward pass through every layer
+/// (the kernels' hand-written backward on flex, burn's on the others).
+#[test]
+fn dcgan_training_gradients_are_the_same_on_every_backend() {
+    let reference = Device::flex();
+    reference.seed(5);
+    let generator = GeneratorConfig::new()
+        .with_latent_dim(8)
+        .with_base_channels(16)
+        .init(&reference);
+    let discriminator = DiscriminatorConfig::new()
+        .with_base_channels(8)
+        .init(&reference);
+    let z = Tensor::<2>::random([4, 8], Distribution::Normal(0.0, 1.0), &reference);
+    // The logit sum and its gradient with respect to z, on an autodiff device.
+    let run = |device: &Device| {
+        let train = device.clone().autodiff();
+        let g = generator.clone().to_device(&train);
+        let d = discriminator.clone().to_device(&train);
+        let z = z.clone().to_device(&train).autodiff().require_grad();
+        let score = d.forward(g.forward(z.clone())).sum();
+        let grads = score.backward();
+        let score = score.inner().into_data().try_to_vec::<f32>().unwrap();
+        let dz = z
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        (score, dz)
+    };
+    let (expected_score, expected_dz) = run(&reference);
+    for (name, device) in other_devices() {
+        let (score, dz) = run(&device);
+        let score_error = max_relative_difference(&score, &expected_score, 1e-2);
+        let grad_error = max_relative_difference(&dz, &expected_dz, 1e-2);
+        assert!(
+            score_error < 1e-4,
+            "{name}: score differs from flex by {score_error}"
+        );
+        assert!(
+            grad_error < 1e-3,
+            "{name}: dL/dz differs from flex by {grad_error}"
+        );
+        eprintln!("{name}: score {score_error:.2e}, dL/dz {grad_error:.2e}");
+    }
+}

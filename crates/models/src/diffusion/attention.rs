@@ -4,6 +4,8 @@
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use genmodels_kernels::Activation;
+use genmodels_kernels::nn::group_norm;
 
 /// `softmax(scale Q K^T + M) V` over the last two axes: `[..., N_q, d]`, `[..., N_k, d]`,
 /// `[..., N_k, d_v]` -> `[..., N_q, d_v]`.
@@ -50,7 +52,7 @@ impl SelfAttention2d {
     /// `[B, C, H, W]` -> `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [batch, channels, height, width] = x.dims();
-        let h = self.norm.forward(x.clone()); // [B, C, H, W]
+        let h = group_norm(&self.norm, x.clone(), Activation::Identity); // [B, C, H, W]
         let h = h.reshape([batch, channels, height * width]).swap_dims(1, 2); // [B, HW, C]
         let qkv = self.query_key_value.forward(h).chunk(3, 2); // 3 x [B, HW, C]
         let [q, k, v] = <[Tensor<3>; 3]>::try_from(qkv).expect("three chunks");

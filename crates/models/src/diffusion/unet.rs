@@ -13,6 +13,8 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use genmodels_kernels::Activation;
+use genmodels_kernels::nn::{conv2d, group_norm};
 
 use super::attention::SelfAttention2d;
 
@@ -175,7 +177,7 @@ impl UNet {
     /// Shapes in the comments are those of the `full` preset on 28x28 images.
     pub fn forward(&self, x: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
         let time = self.time_embedding.forward(t); // [B, 256]
-        let mut h = self.stem.forward(x); // [B, 64, 28, 28]
+        let mut h = conv2d(&self.stem, x); // [B, 64, 28, 28]
         let mut skips = Vec::new();
         for level in &self.down {
             for block in &level.blocks {
@@ -186,7 +188,7 @@ impl UNet {
                 h = attention.forward(h); // [B, 128, 7, 7]
             }
             if let Some(downsample) = &level.downsample {
-                h = downsample.forward(h); // [B, 64|128, 14|7, ..]
+                h = conv2d(downsample, h); // [B, 64|128, 14|7, ..]
             }
         }
         h = self.middle.forward(h, time.clone()); // [B, 128, 7, 7]
@@ -202,8 +204,8 @@ impl UNet {
                 h = upsample.forward(h); // [B, 128, 14|28, ..]
             }
         }
-        let h = silu(self.out_norm.forward(h)); // [B, 64, 28, 28]
-        self.out_conv.forward(h) // [B, 1, 28, 28]
+        let h = group_norm(&self.out_norm, h, Activation::Silu); // [B, 64, 28, 28]
+        conv2d(&self.out_conv, h) // [B, 1, 28, 28]
     }
 }
 
@@ -262,12 +264,14 @@ impl ResidualBlock {
 
     /// `[B, C_in, H, W]`, time `[B, T]` -> `[B, C_out, H, W]`.
     fn forward(&self, x: Tensor<4>, time: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone()))); // [B, C_out, H, W]
+        let h = group_norm(&self.norm1, x.clone(), Activation::Silu); // [B, C_in, H, W]
+        let h = conv2d(&self.conv1, h); // [B, C_out, H, W]
         let time = self.time.forward(silu(time)); // [B, C_out]
         let h = h + time.unsqueeze_dims::<4>(&[2, 3]); // [B, C_out, H, W]
-        let h = self.conv2.forward(silu(self.norm2.forward(h))); // [B, C_out, H, W]
+        let h = group_norm(&self.norm2, h, Activation::Silu); // [B, C_out, H, W]
+        let h = conv2d(&self.conv2, h); // [B, C_out, H, W]
         let skip = match &self.skip {
-            Some(conv) => conv.forward(x), // [B, C_out, H, W]
+            Some(conv) => conv2d(conv, x), // [B, C_out, H, W]
             None => x,
         };
         h + skip
@@ -319,7 +323,7 @@ impl Upsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options =
             InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]);
-        self.conv.forward(interpolate(x, options)) // [B, C, 2H, 2W]
+        conv2d(&self.conv, interpolate(x, options)) // [B, C, 2H, 2W]
     }
 }
 

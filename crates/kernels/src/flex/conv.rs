@@ -1,0 +1,569 @@
+//! Convolution as one GEMM over unfolded patches (im2col), for contiguous f32 NCHW data.
+//!
+//! Every convolution pass of a network is one of three products between the weight matrix
+//! `W [m, r]` (r = channels · kh · kw, the patch length), the unfolded patches `U(x) [r, p]` of an
+//! image `x` (p = output pixels) and an output-side matrix `Y [m, p]`:
+//!
+//! | pass                         | product                       |
+//! |------------------------------|-------------------------------|
+//! | convolution                  | `Y = W · U(x)`                |
+//! | its weight gradient          | `dW = dY · U(x)ᵀ`             |
+//! | its input gradient           | `dx = fold(Wᵀ · dY)`          |
+//!
+//! where `fold` (col2im) is the adjoint of `U`: it adds every patch entry back onto the pixel it
+//! came from. A transposed convolution is the same geometry read the other way round (its output
+//! is the "image" side), so its forward pass is [`image_grad`], its input gradient [`forward`] and
+//! its weight gradient [`weight_grad`] with the two operands swapped.
+//!
+//! Several samples are unfolded side by side (`U [r, count · p]`), so that one GEMM covers a
+//! whole chunk of the batch: at 7x7 outputs a per-sample GEMM would have only 49 columns. Chunks
+//! are sized so that the patch matrix stays near [`PATCH_BUDGET`] floats, and its buffer is reused
+//! from chunk to chunk. Packing loops run in parallel on rayon's pool, one patch row (unfold) or
+//! one image plane (fold) per task, so that no two tasks write the same memory.
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+/// Floats of patch matrix per chunk (16 MiB): large enough for a wide GEMM, small enough to stay
+/// out of the way of the activations.
+const PATCH_BUDGET: usize = 4 << 20;
+
+thread_local! {
+    /// The patch matrix and the output-side matrix of the last call on this thread, kept for
+    /// the next one: reusing them saves an allocation of up to [`PATCH_BUDGET`] floats per
+    /// pass and the page faults of touching it afresh.
+    static SCRATCH: Cell<[Vec<f32>; 2]> = const { Cell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` on two scratch buffers of at least `sizes` floats (contents unspecified: every
+/// user overwrites what it reads). A nested call gets buffers of its own.
+fn with_scratch<R>(sizes: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    let [mut first, mut second] = SCRATCH.take();
+    for (buffer, size) in [(&mut first, sizes[0]), (&mut second, sizes[1])] {
+        if buffer.len() < size {
+            buffer.resize(size, 0.0);
+        }
+    }
+    let result = f(&mut first[..sizes[0]], &mut second[..sizes[1]]);
+    SCRATCH.set([first, second]);
+    result
+}
+
+/// The image side of a 2-D convolution (dilation 1, one group) and the output grid it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Channels of the image side.
+    pub channels: usize,
+    /// Height and width of the image side.
+    pub image: [usize; 2],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Zero padding before the first row and column (the padding after them only shows in the
+    /// output size).
+    pub padding: [usize; 2],
+    /// Height and width of the output grid.
+    pub output: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// Entries of one patch: `channels · kh · kw`, the inner dimension of the GEMMs.
+    pub fn patch_len(&self) -> usize {
+        self.channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Pixels of the output grid.
+    pub fn out_pixels(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// Floats of one image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.image[0] * self.image[1]
+    }
+
+    /// Samples per chunk for a batch of `batch`.
+    fn chunk(&self, batch: usize) -> usize {
+        (PATCH_BUDGET / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, batch.max(1))
+    }
+
+    /// The output positions `o` along one axis whose input index `o·s + k − pad` falls inside
+    /// `0..size`, for kernel offset `k`.
+    fn valid(&self, axis: usize, k: usize) -> std::ops::Range<usize> {
+        let (s, pad, size, out) = (
+            self.stride[axis],
+            self.padding[axis],
+            self.image[axis],
+            self.output[axis],
+        );
+        let low = pad.saturating_sub(k).div_ceil(s);
+        // Largest o with o·s + k − pad <= size − 1.
+        let high = match (size + pad).checked_sub(k + 1) {
+            Some(span) => (span / s + 1).min(out),
+            None => 0,
+        };
+        low.min(high)..high
+    }
+}
+
+/// A row-major or strided matrix view over a slice, for [`matmul`].
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// The view as a faer matrix. Every view this module builds has a unit column stride (a
+    /// row-major matrix) or a unit row stride (the transpose of one).
+    fn mat(self) -> faer::MatRef<'a, f32> {
+        if self.col_stride == 1 {
+            faer::MatRef::from_row_major_slice_with_stride(
+                self.data,
+                self.rows,
+                self.cols,
+                self.row_stride,
+            )
+        } else {
+            assert_eq!(self.row_stride, 1, "a GEMM operand needs one unit stride");
+            faer::MatRef::from_row_major_slice_with_stride(
+                self.data,
+                self.cols,
+                self.rows,
+                self.col_stride,
+            )
+            .transpose()
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// `dst [m, n] (row-major) = (accumulate ? dst : 0) + lhs [m, k] · rhs [k, n]`, through faer's
+/// matmul on all of rayon's threads.
+fn matmul(dst: &mut [f32], accumulate: bool, lhs: View<'_>, rhs: View<'_>) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "inner dimensions differ");
+    assert!(
+        dst.len() >= m * n && lhs.fits() && rhs.fits(),
+        "matrix out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let accum = if accumulate {
+        faer::Accum::Add
+    } else {
+        faer::Accum::Replace
+    };
+    let dst = faer::MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
+    faer::linalg::matmul::matmul(
+        dst,
+        accum,
+        lhs.mat(),
+        rhs.mat(),
+        1.0f32,
+        faer::Par::rayon(0),
+    );
+}
+
+/// Unfolds `count` images (contiguous, starting at `images[0]`) into `patches [r, count · p]`:
+/// row `(c, ki, kj)`, column `(n, oh, ow)` holds `x[n, c, oh·sh + ki − ph, ow·sw + kj − pw]`, or 0
+/// in the padding.
+fn unfold(g: &ConvGeometry, images: &[f32], count: usize, patches: &mut [f32]) {
+    let p = g.out_pixels();
+    let row_len = count * p;
+    let [kh, kw] = g.kernel;
+    let [h, w] = g.image;
+    let [oh_count, ow_count] = g.output;
+    patches[..g.patch_len() * row_len]
+        .par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (c, ki, kj) = (row / (kh * kw), (row / kw) % kh, row % kw);
+            let rows = g.valid(0, ki);
+            let cols = g.valid(1, kj);
+            for n in 0..count {
+                let plane = &images[(n * g.channels + c) * h * w..][..h * w];
+                let out = &mut dst[n * p..][..p];
+                for oh in 0..oh_count {
+                    let line = &mut out[oh * ow_count..][..ow_count];
+                    if !rows.contains(&oh) {
+                        line.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[(oh * g.stride[0] + ki - g.padding[0]) * w..][..w];
+                    line[..cols.start].fill(0.0);
+                    line[cols.end..].fill(0.0);
+                    if cols.is_empty() {
+                        continue;
+                    }
+                    let first = cols.start * g.stride[1] + kj - g.padding[1];
+                    if g.stride[1] == 1 {
+                        line[cols.clone()].copy_from_slice(&src[first..first + cols.len()]);
+                    } else {
+                        let taken = src[first..].iter().step_by(g.stride[1]);
+                        for (d, s) in line[cols.clone()].iter_mut().zip(taken) {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Folds `patches [r, count · p]` back onto `count` images: the adjoint of [`unfold`]. Each image
+/// plane starts at `fill[c]` (a bias, or 0) and gathers every patch entry that came from it.
+fn fold(g: &ConvGeometry, patches: &[f32], count: usize, fill: Option<&[f32]>, images: &mut [f32]) {
+    let p = g.out_pixels();
+    let row_len = count * p;
+    let [kh, kw] = g.kernel;
+    let [h, w] = g.image;
+    let ow_count = g.output[1];
+    images[..count * g.image_len()]
+        .par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(index, plane)| {
+            let (n, c) = (index / g.channels, index % g.channels);
+            plane.fill(fill.map_or(0.0, |values| values[c]));
+            for ki in 0..kh {
+                let rows = g.valid(0, ki);
+                for kj in 0..kw {
+                    let cols = g.valid(1, kj);
+                    if cols.is_empty() {
+                        continue;
+                    }
+                    let row = (c * kh + ki) * kw + kj;
+                    let src = &patches[row * row_len + n * p..][..p];
+                    for oh in rows.clone() {
+                        let line = &src[oh * ow_count..][..ow_count];
+                        let dst = &mut plane[(oh * g.stride[0] + ki - g.padding[0]) * w..][..w];
+                        let first = cols.start * g.stride[1] + kj - g.padding[1];
+                        let targets = dst[first..].iter_mut().step_by(g.stride[1]);
+                        for (d, s) in targets.zip(&line[cols.clone()]) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Copies the samples `first..first + count` of `y [batch, m, p]` into `matrix [m, count · p]`.
+fn gather(y: &[f32], m: usize, p: usize, first: usize, count: usize, matrix: &mut [f32]) {
+    matrix[..m * count * p]
+        .par_chunks_mut(count * p)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            for n in 0..count {
+                dst[n * p..][..p].copy_from_slice(&y[((first + n) * m + row) * p..][..p]);
+            }
+        });
+}
+
+/// `y [batch, m, p] = W [m, r] · U(x_n) (+ bias [m])` for every sample: a convolution, or the
+/// input gradient of a transposed convolution.
+pub fn forward(
+    g: &ConvGeometry,
+    batch: usize,
+    images: &[f32],
+    weight: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (r, p) = (g.patch_len(), g.out_pixels());
+    assert_eq!(images.len(), batch * g.image_len(), "image size");
+    assert_eq!(weight.len(), m * r, "weight size");
+    let chunk = g.chunk(batch);
+    let mut out = vec![0.0f32; batch * m * p];
+    with_scratch([r * chunk * p, m * chunk * p], |patches, product| {
+        for first in (0..batch).step_by(chunk) {
+            let count = chunk.min(batch - first);
+            let columns = count * p;
+            unfold(g, &images[first * g.image_len()..], count, patches);
+            matmul(
+                product,
+                false,
+                View::row_major(weight, m, r),
+                View::row_major(&patches[..r * columns], r, columns),
+            );
+            // [m, count · p] -> [count, m, p], adding the bias on the way.
+            out[first * m * p..(first + count) * m * p]
+                .par_chunks_mut(p)
+                .enumerate()
+                .for_each(|(index, dst)| {
+                    let (n, row) = (index / m, index % m);
+                    let src = &product[row * columns + n * p..][..p];
+                    let shift = bias.map_or(0.0, |b| b[row]);
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = s + shift;
+                    }
+                });
+        }
+    });
+    out
+}
+
+/// `dW [m, r] = Σ_n dY_n [m, p] · U(x_n)ᵀ`: the weight gradient of a convolution (`dY` its
+/// output gradient, `x` its input), or of a transposed convolution (`dY` its input, `x` its
+/// output gradient).
+pub fn weight_grad(
+    g: &ConvGeometry,
+    batch: usize,
+    images: &[f32],
+    output_grad: &[f32],
+    m: usize,
+) -> Vec<f32> {
+    let (r, p) = (g.patch_len(), g.out_pixels());
+    assert_eq!(images.len(), batch * g.image_len(), "image size");
+    assert_eq!(output_grad.len(), batch * m * p, "gradient size");
+    let chunk = g.chunk(batch);
+    let mut grad = vec![0.0f32; m * r];
+    with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
+        for (index, first) in (0..batch).step_by(chunk).enumerate() {
+            let count = chunk.min(batch - first);
+            let columns = count * p;
+            unfold(g, &images[first * g.image_len()..], count, patches);
+            gather(output_grad, m, p, first, count, rows);
+            matmul(
+                &mut grad,
+                index > 0,
+                View::row_major(&rows[..m * columns], m, columns),
+                View::row_major(&patches[..r * columns], r, columns).t(),
+            );
+        }
+    });
+    grad
+}
+
+/// `x [batch, channels, h, w] = fold(Wᵀ · dY_n) (+ bias [channels])`: the input gradient of a
+/// convolution, or the forward pass of a transposed convolution (with its bias).
+pub fn image_grad(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    m: usize,
+    output_grad: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (r, p) = (g.patch_len(), g.out_pixels());
+    assert_eq!(weight.len(), m * r, "weight size");
+    assert_eq!(output_grad.len(), batch * m * p, "gradient size");
+    let chunk = g.chunk(batch);
+    let mut images = vec![0.0f32; batch * g.image_len()];
+    with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
+        for first in (0..batch).step_by(chunk) {
+            let count = chunk.min(batch - first);
+            let columns = count * p;
+            gather(output_grad, m, p, first, count, rows);
+            matmul(
+                patches,
+                false,
+                View::row_major(weight, m, r).t(),
+                View::row_major(&rows[..m * columns], m, columns),
+            );
+            fold(
+                g,
+                patches,
+                count,
+                bias,
+                &mut images[first * g.image_len()..],
+            );
+        }
+    });
+    images
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A direct seven-loop convolution, the definition the GEMM form must match.
+    fn direct(g: &ConvGeometry, batch: usize, x: &[f32], w: &[f32], m: usize) -> Vec<f32> {
+        let [kh, kw] = g.kernel;
+        let [h, wd] = g.image;
+        let [oh, ow] = g.output;
+        let mut y = vec![0.0f32; batch * m * oh * ow];
+        for n in 0..batch {
+            for o in 0..m {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut acc = 0.0f64;
+                        for c in 0..g.channels {
+                            for a in 0..kh {
+                                for b in 0..kw {
+                                    let ih = (i * g.stride[0] + a) as isize - g.padding[0] as isize;
+                                    let iw = (j * g.stride[1] + b) as isize - g.padding[1] as isize;
+                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd
+                                    {
+                                        let xv = x[((n * g.channels + c) * h + ih as usize) * wd
+                                            + iw as usize];
+                                        let wv = w[((o * g.channels + c) * kh + a) * kw + b];
+                                        acc += xv as f64 * wv as f64;
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * m + o) * oh + i) * ow + j] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A fixed, irregular sequence in [-1, 1): enough to catch any index error.
+        (0..len)
+            .map(|i| {
+                let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                (v % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |channels, image: [usize; 2], kernel: [usize; 2], stride, padding: [usize; 2]| {
+            let out = |axis: usize| (image[axis] + 2 * padding[axis] - kernel[axis]) / stride + 1;
+            ConvGeometry {
+                channels,
+                image,
+                kernel,
+                stride: [stride; 2],
+                padding,
+                output: [out(0), out(1)],
+            }
+        };
+        vec![
+            g(3, [28, 28], [4, 4], 2, [1, 1]), // the DCGAN discriminator's first layer
+            g(4, [7, 9], [3, 3], 1, [1, 1]),   // the U-Net's 3x3 convolution, odd sizes
+            g(2, [6, 5], [1, 1], 1, [0, 0]),   // a 1x1 skip convolution
+            g(2, [11, 8], [5, 3], 3, [2, 0]),  // uneven kernel, stride 3
+        ]
+    }
+
+    #[test]
+    fn gemm_forward_matches_the_direct_convolution() {
+        for g in geometries() {
+            let (batch, m) = (3, 5);
+            let x = values(batch * g.image_len(), 1);
+            let w = values(m * g.patch_len(), 2);
+            let bias = values(m, 3);
+            let expected = direct(&g, batch, &x, &w, m);
+            let got = forward(&g, batch, &x, &w, m, Some(&bias));
+            let p = g.out_pixels();
+            for (i, (e, v)) in expected.iter().zip(&got).enumerate() {
+                let e = e + bias[(i / p) % m];
+                assert!(
+                    (e - v).abs() <= 1e-5 * (1.0 + e.abs()),
+                    "{g:?} at {i}: {e} vs {v}"
+                );
+            }
+        }
+    }
+
+    /// The input and weight gradients are the adjoints of the forward map:
+    /// <dY, conv(x, W)> = <fold(Wᵀ·dY), x> = <dW(x, dY), W>.
+    #[test]
+    fn gradients_are_the_adjoints_of_the_forward_pass() {
+        for g in geometries() {
+            let (batch, m) = (3, 5);
+            let x = values(batch * g.image_len(), 4);
+            let w = values(m * g.patch_len(), 5);
+            let dy = values(batch * m * g.out_pixels(), 6);
+            let y = forward(&g, batch, &x, &w, m, None);
+            let dx = image_grad(&g, batch, &w, m, &dy, None);
+            let dw = weight_grad(&g, batch, &x, &dy, m);
+            let reference = dot(&dy, &y);
+            for other in [dot(&dx, &x), dot(&dw, &w)] {
+                assert!(
+                    (reference - other).abs() <= 1e-4 * (1.0 + reference.abs()),
+                    "{g:?}: {reference} vs {other}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_chunks_give_the_same_result_as_one() {
+        // A geometry whose patch matrix is larger than the budget splits the batch into chunks.
+        let g = ConvGeometry {
+            channels: 64,
+            image: [28, 28],
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            output: [28, 28],
+        };
+        let batch = 12;
+        assert!(g.chunk(batch) < batch);
+        let m = 2;
+        let x = values(batch * g.image_len(), 7);
+        let w = values(m * g.patch_len(), 8);
+        let dy = values(batch * m * g.out_pixels(), 9);
+        let one_sample_at_a_time = |n: usize| {
+            let x_n = &x[n * g.image_len()..(n + 1) * g.image_len()];
+            forward(&g, 1, x_n, &w, m, None)
+        };
+        let y = forward(&g, batch, &x, &w, m, None);
+        for n in [0, 5, 11] {
+            let per = m * g.out_pixels();
+            assert_eq!(
+                &y[n * per..(n + 1) * per],
+                one_sample_at_a_time(n).as_slice()
+            );
+        }
+        let dw = weight_grad(&g, batch, &x, &dy, m);
+        let mut dw_sum = vec![0.0f64; dw.len()];
+        for n in 0..batch {
+            let x_n = &x[n * g.image_len()..(n + 1) * g.image_len()];
+            let dy_n = &dy[n * m * g.out_pixels()..(n + 1) * m * g.out_pixels()];
+            for (s, v) in dw_sum.iter_mut().zip(weight_grad(&g, 1, x_n, dy_n, m)) {
+                *s += v as f64;
+            }
+        }
+        for (a, b) in dw.iter().zip(&dw_sum) {
+            assert!((*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Fast differentiable operations for genmodels, as a burn backend extension.
+//!
+//! burn's CPU backend (flex) computes a convolution's gradients through burn's generic
+//! definitions (a second convolution over batch/channel-swapped copies for the weight gradient,
+//! a transposed convolution for the input gradient) and BatchNorm's statistics and gradients
+//! through about a dozen separate tensor passes. This crate gives each of those one kernel:
+//!
+//! - [`conv2d`] and [`conv_transpose2d`]: forward pass, input gradient and weight gradient as one
+//!   GEMM each over unfolded patches, several samples per GEMM, packing in parallel
+//!   ([`flex::conv`] has the algebra);
+//! - [`batch_norm_train`] and [`group_norm`]: the normalisation fused with the activation after
+//!   it (ReLU, LeakyReLU, SiLU), one pass for the statistics and one for the output, the same
+//!   backward ([`flex::norm`]).
+//!
+//! On every other backend (ndarray, wgpu, cuda) the same functions run burn's own ops, so a
+//! network computes the same numbers everywhere. On an autodiff device each function is one node
+//! of the graph with a hand-written backward pass that calls the inner backend's gradient
+//! kernels. [`nn`] applies them to burn's `Conv2d`, `ConvTranspose2d` and `BatchNorm` modules,
+//! so that networks keep their modules (and their records) and only change the call.
+
+mod backend;
+mod fallback;
+pub mod flex;
+pub mod nn;
+
+use burn::backend::Dispatch;
+use burn::tensor::Tensor;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+pub use backend::KernelBackend;
+
+/// The activation fused into [`batch_norm_train`] and [`group_norm`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// No activation.
+    Identity,
+    /// `max(z, 0)`.
+    Relu,
+    /// `z` for `z > 0`, `slope · z` otherwise.
+    LeakyRelu(f64),
+    /// `z · σ(z)` (SiLU, or swish).
+    Silu,
+}
+
+impl Activation {
+    /// `act(z)`.
+    pub fn apply(self, z: f32) -> f32 {
+        match self {
+            Self::Identity => z,
+            Self::Relu => z.max(0.0),
+            Self::LeakyRelu(slope) => {
+                if z > 0.0 {
+                    z
+                } else {
+                    z * slope as f32
+                }
+            }
+            Self::Silu => z / (1.0 + (-z).exp()),
+        }
+    }
+
+    /// `act'(z)`; at the kink of ReLU and LeakyReLU (z = 0) the left derivative, as burn takes it.
+    pub fn derivative(self, z: f32) -> f32 {
+        match self {
+            Self::Identity => 1.0,
+            Self::Relu => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Self::LeakyRelu(slope) => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    slope as f32
+                }
+            }
+            Self::Silu => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                s * (1.0 + z * (1.0 - s))
+            }
+        }
+    }
+}
+
+/// A 2-D convolution of `x [batch, channels_in, h, w]` by `weight [channels_out, channels_in,
+/// kh, kw]`, plus `bias [channels_out]`: the same function as `burn::tensor::module::conv2d`.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let bias = bias_or_zeros(bias, &weight, 0);
+    Tensor::from_dispatch(<Dispatch as KernelBackend>::kernel_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        options,
+    ))
+}
+
+/// A 2-D transposed convolution of `x [batch, channels_in, h, w]` by `weight [channels_in,
+/// channels_out, kh, kw]`, plus `bias [channels_out]`: the same function as
+/// `burn::tensor::module::conv_transpose2d`.
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvTransposeOptions<2>,
+) -> Tensor<4> {
+    let bias = bias_or_zeros(bias, &weight, 1);
+    Tensor::from_dispatch(<Dispatch as KernelBackend>::kernel_conv_transpose2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        options,
+    ))
+}
+
+/// The bias, or zeros as long as the output channels (axis `axis` of the weight): the
+/// extension's routing takes no optional tensors, and adding 0 changes no value.
+fn bias_or_zeros(bias: Option<Tensor<1>>, weight: &Tensor<4>, axis: usize) -> Tensor<1> {
+    bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[axis]], &weight.device()))
+}
+
+/// What [`batch_norm_train`] returns.
+#[derive(Debug, Clone)]
+pub struct BatchNormTrain<const D: usize> {
+    /// `activation(γ (x − μ) / √(σ² + ε) + β)`.
+    pub output: Tensor<D>,
+    /// The batch mean per channel, μ.
+    pub mean: Tensor<1>,
+    /// The biased batch variance per channel, σ².
+    pub variance: Tensor<1>,
+}
+
+/// Batch normalisation of `x [batch, channels, ...]` with the statistics of the batch, followed
+/// by `activation`: `activation(γ (x − μ) / √(σ² + ε) + β)` with μ and σ² (biased) taken per
+/// channel over the batch and every other axis. Differentiable in `x`, `gamma` and `beta`.
+pub fn batch_norm_train<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    activation: Activation,
+) -> BatchNormTrain<D> {
+    let (output, mean, variance) = <Dispatch as KernelBackend>::kernel_batch_norm_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+        activation,
+    );
+    BatchNormTrain {
+        output: Tensor::from_dispatch(output),
+        mean: Tensor::from_dispatch(mean),
+        variance: Tensor::from_dispatch(variance),
+    }
+}
+
+/// What [`group_norm`] returns.
+#[derive(Debug, Clone)]
+pub struct GroupNormOutput<const D: usize> {
+    /// `activation(γ (x − μ) / √(σ² + ε) + β)`.
+    pub output: Tensor<D>,
+    /// The mean per `[batch, groups]`.
+    pub mean: Tensor<2>,
+    /// `1 / √(σ² + ε)` per `[batch, groups]`.
+    pub inv_std: Tensor<2>,
+}
+
+/// Group normalisation (Wu & He, 2018) of `x [batch, channels, ...]` followed by `activation`:
+/// the channels split into `groups` consecutive groups, μ and σ² (biased) taken per sample over a
+/// group's channels and every spatial position, then `activation(γ_c (x − μ) / √(σ² + ε) + β_c)`.
+/// Differentiable in `x`, `gamma` and `beta`.
+pub fn group_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    groups: usize,
+    epsilon: f64,
+    activation: Activation,
+) -> GroupNormOutput<D> {
+    let channels = x.dims()[1];
+    assert!(
+        groups > 0 && channels % groups == 0,
+        "{channels} channels do not split into {groups} groups"
+    );
+    let (output, mean, inv_std) = <Dispatch as KernelBackend>::kernel_group_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        groups,
+        epsilon,
+        activation,
+    );
+    GroupNormOutput {
+        output: Tensor::from_dispatch(output),
+        mean: Tensor::from_dispatch(mean),
+        inv_std: Tensor::from_dispatch(inv_std),
+    }
+}

@@ -1,0 +1,400 @@
+//! Every kernel against burn's own composition of the same function: forward pass and the
+//! gradient of every input, on random inputs, for the exact layers of the project's networks and
+//! for odd sizes, on flex (the kernels) and ndarray (burn's ops through the extension's routing).
+//!
+//! Tolerance: the norm-wise relative error ‖ours − burn‖₂ / ‖burn‖₂ must stay below 1e-5 for
+//! every output and gradient. Both sides are f32 sums of up to a few thousand products taken in
+//! different orders; element-wise relative error is meaningless where a sum cancels to near 0.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::module::{conv_transpose2d, conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use genmodels_kernels::Activation;
+
+const TOLERANCE: f64 = 1e-5;
+
+fn devices() -> Vec<(&'static str, Device)> {
+    #[allow(deprecated)] // ndarray stays for comparisons
+    let ndarray = Device::ndarray();
+    vec![("flex", Device::flex()), ("ndarray", ndarray)]
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
+    tensor
+        .into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .expect("f64 data")
+}
+
+fn assert_close<const D: usize>(what: &str, ours: Tensor<D>, reference: Tensor<D>) {
+    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
+    let (a, b) = (values(ours), values(reference));
+    let diff: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    let error = diff / norm.max(1e-30);
+    assert!(
+        error <= TOLERANCE,
+        "{what}: relative error {error:.2e} above {TOLERANCE:.0e}"
+    );
+}
+
+/// A random tensor, the same values on every device (drawn on flex, then moved).
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex()).to_device(device)
+}
+
+/// `(y, dL/dx, dL/dw, dL/db)` for `L = Σ y · r` with a fixed random `r`.
+fn forward_and_grads(
+    inputs: (&Tensor<4>, &Tensor<4>, Option<&Tensor<1>>),
+    r: &Tensor<4>,
+    op: impl Fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>) -> Tensor<4>,
+) -> (Tensor<4>, Tensor<4>, Tensor<4>, Option<Tensor<1>>) {
+    let x = inputs.0.clone().autodiff().require_grad();
+    let w = inputs.1.clone().autodiff().require_grad();
+    let b = inputs.2.map(|b| b.clone().autodiff().require_grad());
+    let y = op(x.clone(), w.clone(), b.clone());
+    let grads = (y.clone() * r.clone().autodiff()).sum().backward();
+    let dx = x.grad(&grads).expect("input gradient");
+    let dw = w.grad(&grads).expect("weight gradient");
+    let db = b.map(|b| b.grad(&grads).expect("bias gradient"));
+    (y.inner(), dx, dw, db)
+}
+
+struct ConvCase {
+    name: &'static str,
+    batch: usize,
+    channels: [usize; 2],
+    image: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+    bias: bool,
+}
+
+fn conv_cases() -> Vec<ConvCase> {
+    let case = |name, batch, channels, image, kernel, stride, padding, bias| ConvCase {
+        name,
+        batch,
+        channels,
+        image,
+        kernel,
+        stride,
+        padding,
+        bias,
+    };
+    vec![
+        // The DCGAN / WGAN / VAE discriminators and encoders.
+        case(
+            "dcgan-d1",
+            4,
+            [1, 64],
+            [28, 28],
+            [4, 4],
+            [2, 2],
+            [(1, 1); 2],
+            true,
+        ),
+        case(
+            "dcgan-d2",
+            4,
+            [64, 128],
+            [14, 14],
+            [4, 4],
+            [2, 2],
+            [(1, 1); 2],
+            false,
+        ),
+        // The U-Net: 3x3 same convolutions, 1x1 skips, strided downsampling.
+        case(
+            "unet-3x3",
+            3,
+            [32, 64],
+            [14, 14],
+            [3, 3],
+            [1, 1],
+            [(1, 1); 2],
+            true,
+        ),
+        case(
+            "unet-1x1",
+            3,
+            [64, 32],
+            [7, 7],
+            [1, 1],
+            [1, 1],
+            [(0, 0); 2],
+            true,
+        ),
+        case(
+            "unet-down",
+            3,
+            [32, 32],
+            [28, 28],
+            [3, 3],
+            [2, 2],
+            [(1, 1); 2],
+            true,
+        ),
+        // Odd sizes: uneven kernel, stride 3, asymmetric padding, one sample.
+        case(
+            "odd",
+            1,
+            [3, 5],
+            [11, 8],
+            [5, 3],
+            [3, 1],
+            [(2, 1), (0, 2)],
+            true,
+        ),
+    ]
+}
+
+#[test]
+fn conv2d_and_its_gradients_match_burn() {
+    for (device_name, device) in devices() {
+        for case in conv_cases() {
+            let [c_in, c_out] = case.channels;
+            let [kh, kw] = case.kernel;
+            let x = random([case.batch, c_in, case.image[0], case.image[1]], &device);
+            let w = random([c_out, c_in, kh, kw], &device);
+            let b = case.bias.then(|| random([c_out], &device));
+            let options = ConvOptions::new_with_padding(case.stride, case.padding, [1, 1], 1);
+            let probe = conv2d(x.clone(), w.clone(), b.clone(), options.clone());
+            let r = random(probe.dims(), &device);
+            let ours = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
+                genmodels_kernels::conv2d(x, w, b, options.clone())
+            });
+            let reference = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
+                conv2d(x, w, b, options.clone())
+            });
+            let what = |t: &str| format!("conv2d {} on {device_name}: {t}", case.name);
+            assert_close(&what("output"), ours.0, reference.0);
+            assert_close(&what("input gradient"), ours.1, reference.1);
+            assert_close(&what("weight gradient"), ours.2, reference.2);
+            if let (Some(a), Some(b)) = (ours.3, reference.3) {
+                assert_close(&what("bias gradient"), a, b);
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_transpose2d_and_its_gradients_match_burn() {
+    // (name, batch, [c_in, c_out], input side, kernel, stride, padding, padding_out, bias)
+    let cases = [
+        ("dcgan-g1", 4, [256, 128], [7, 7], 4, 2, 1, 0, false),
+        ("dcgan-g2", 4, [128, 1], [14, 14], 4, 2, 1, 0, true),
+        ("vae-up", 3, [64, 32], [7, 7], 4, 2, 1, 0, true),
+        ("odd", 2, [3, 5], [5, 6], 3, 3, 1, 2, true),
+        ("stride1", 2, [4, 2], [6, 5], 3, 1, 0, 0, true),
+    ];
+    for (device_name, device) in devices() {
+        for (name, batch, [c_in, c_out], [h, w_side], k, s, p, op, bias) in cases {
+            let x = random([batch, c_in, h, w_side], &device);
+            let w = random([c_in, c_out, k, k], &device);
+            let b = bias.then(|| random([c_out], &device));
+            let options = ConvTransposeOptions::new([s, s], [p, p], [op, op], [1, 1], 1);
+            let probe = conv_transpose2d(x.clone(), w.clone(), b.clone(), options.clone());
+            let r = random(probe.dims(), &device);
+            let ours = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
+                genmodels_kernels::conv_transpose2d(x, w, b, options.clone())
+            });
+            let reference = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
+                conv_transpose2d(x, w, b, options.clone())
+            });
+            let what = |t: &str| format!("conv_transpose2d {name} on {device_name}: {t}");
+            assert_close(&what("output"), ours.0, reference.0);
+            assert_close(&what("input gradient"), ours.1, reference.1);
+            assert_close(&what("weight gradient"), ours.2, reference.2);
+            if let (Some(a), Some(b)) = (ours.3, reference.3) {
+                assert_close(&what("bias gradient"), a, b);
+            }
+        }
+    }
+}
+
+/// burn's composition: `batch_norm_train`, then the activation as separate ops.
+fn reference_batch_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    activation: Activation,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let result = burn::tensor::module::batch_norm_train(x, gamma, beta, 1e-5);
+    let output = match activation {
+        Activation::Identity => result.output,
+        Activation::Relu => burn::tensor::activation::relu(result.output),
+        Activation::LeakyRelu(slope) => burn::tensor::activation::leaky_relu(result.output, slope),
+        Activation::Silu => burn::tensor::activation::silu(result.output),
+    };
+    (output, result.mean, result.variance)
+}
+
+fn check_batch_norm<const D: usize>(device_name: &str, device: &Device, shape: [usize; D]) {
+    let channels = shape[1];
+    let x = random(shape, device).mul_scalar(2.0).add_scalar(0.5);
+    let gamma = random([channels], device).add_scalar(1.0);
+    let beta = random([channels], device);
+    let r = random(shape, device);
+    for activation in [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::LeakyRelu(0.2),
+        Activation::Silu,
+    ] {
+        let run = |fused: bool| {
+            let x = x.clone().autodiff().require_grad();
+            let g = gamma.clone().autodiff().require_grad();
+            let b = beta.clone().autodiff().require_grad();
+            let (y, mean, var) = if fused {
+                let out = genmodels_kernels::batch_norm_train(
+                    x.clone(),
+                    g.clone(),
+                    b.clone(),
+                    1e-5,
+                    activation,
+                );
+                (out.output, out.mean, out.variance)
+            } else {
+                reference_batch_norm(x.clone(), g.clone(), b.clone(), activation)
+            };
+            let grads = (y.clone() * r.clone().autodiff()).sum().backward();
+            (
+                y.inner(),
+                mean.inner(),
+                var.inner(),
+                x.grad(&grads).unwrap(),
+                g.grad(&grads).unwrap(),
+                b.grad(&grads).unwrap(),
+            )
+        };
+        let (ours, reference) = (run(true), run(false));
+        let what = |t: &str| format!("batch norm {shape:?} {activation:?} on {device_name}: {t}");
+        assert_close(&what("output"), ours.0, reference.0);
+        assert_close(&what("mean"), ours.1, reference.1);
+        assert_close(&what("variance"), ours.2, reference.2);
+        assert_close(&what("input gradient"), ours.3, reference.3);
+        assert_close(&what("gamma gradient"), ours.4, reference.4);
+        assert_close(&what("beta gradient"), ours.5, reference.5);
+    }
+}
+
+#[test]
+fn batch_norm_and_its_gradients_match_burn() {
+    for (device_name, device) in devices() {
+        // After the DCGAN generator's projection (2-D, many features) and after convolutions.
+        check_batch_norm(device_name, &device, [16, 784]);
+        check_batch_norm(device_name, &device, [8, 128, 7, 7]);
+        check_batch_norm(device_name, &device, [3, 5, 4, 6]);
+        check_batch_norm(device_name, &device, [9, 3, 5]);
+    }
+}
+
+#[test]
+fn layers_give_the_modules_own_results() {
+    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use burn::nn::{BatchNormConfig, PaddingConfig2d};
+    let device = Device::flex();
+    let x = random([2, 3, 9, 8], &device);
+    for padding in [
+        PaddingConfig2d::Same,
+        PaddingConfig2d::Valid,
+        PaddingConfig2d::Explicit(1, 0, 2, 1),
+    ] {
+        let conv = Conv2dConfig::new([3, 4], [4, 3])
+            .with_stride([2, 1])
+            .with_padding(padding.clone())
+            .init(&device);
+        assert_close(
+            &format!("Conv2d {padding:?}"),
+            genmodels_kernels::nn::conv2d(&conv, x.clone()),
+            conv.forward(x.clone()),
+        );
+    }
+    let up = ConvTranspose2dConfig::new([3, 2], [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .init(&device);
+    assert_close(
+        "ConvTranspose2d",
+        genmodels_kernels::nn::conv_transpose2d(&up, x.clone()),
+        up.forward(x.clone()),
+    );
+
+    // BatchNorm in training: same output and the same running statistics afterwards.
+    let train = device.autodiff();
+    let x = x.autodiff();
+    let norm = BatchNormConfig::new(3).init(&train);
+    let ours = genmodels_kernels::nn::batch_norm(&norm, x.clone(), Activation::Relu);
+    let ours_running = norm.running_mean.value();
+    let norm = BatchNormConfig::new(3).init(&train);
+    let reference = burn::tensor::activation::relu(norm.forward(x));
+    assert_close("BatchNorm output", ours.inner(), reference.inner());
+    assert_close(
+        "BatchNorm running mean",
+        ours_running.inner(),
+        norm.running_mean.value().inner(),
+    );
+}
+
+fn check_group_norm(device_name: &str, device: &Device, shape: [usize; 4], groups: usize) {
+    use burn::module::Param;
+    use burn::nn::GroupNormConfig;
+    let channels = shape[1];
+    let x = random(shape, device).mul_scalar(1.5).add_scalar(-0.3);
+    let gamma = random([channels], device).add_scalar(1.0);
+    let beta = random([channels], device);
+    let r = random(shape, device);
+    for activation in [Activation::Identity, Activation::Silu, Activation::Relu] {
+        let run = |fused: bool| {
+            let train = device.clone().autodiff();
+            let mut norm = GroupNormConfig::new(groups, channels).init(&train);
+            norm.gamma = Some(Param::from_tensor(gamma.clone().autodiff()));
+            norm.beta = Some(Param::from_tensor(beta.clone().autodiff()));
+            let x = x.clone().autodiff().require_grad();
+            let y = if fused {
+                genmodels_kernels::nn::group_norm(&norm, x.clone(), activation)
+            } else {
+                let y = norm.forward(x.clone());
+                match activation {
+                    Activation::Silu => burn::tensor::activation::silu(y),
+                    Activation::Relu => burn::tensor::activation::relu(y),
+                    _ => y,
+                }
+            };
+            let grads = (y.clone() * r.clone().autodiff()).sum().backward();
+            let param_grad =
+                |p: &Option<Param<Tensor<1>>>| p.as_ref().unwrap().val().grad(&grads).unwrap();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                param_grad(&norm.gamma),
+                param_grad(&norm.beta),
+            )
+        };
+        let (ours, reference) = (run(true), run(false));
+        let what =
+            |t: &str| format!("group norm {shape:?}/{groups} {activation:?} on {device_name}: {t}");
+        assert_close(&what("output"), ours.0, reference.0);
+        assert_close(&what("input gradient"), ours.1, reference.1);
+        assert_close(&what("gamma gradient"), ours.2, reference.2);
+        assert_close(&what("beta gradient"), ours.3, reference.3);
+    }
+}
+
+#[test]
+fn group_norm_and_its_gradients_match_burn() {
+    for (device_name, device) in devices() {
+        // The U-Net's residual blocks and attention (8 groups), and odd sizes.
+        check_group_norm(device_name, &device, [4, 64, 14, 14], 8);
+        check_group_norm(device_name, &device, [3, 128, 7, 7], 8);
+        check_group_norm(device_name, &device, [2, 6, 5, 3], 3);
+    }
+}
