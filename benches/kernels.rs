@@ -50,6 +50,8 @@ enum Op {
     Norm2([usize; 2], Activation),
     /// The same on `[batch, channels, h, w]`.
     Norm4([usize; 4], Activation),
+    /// GroupNorm (the groups given) then an activation, on `[batch, channels, h, w]`.
+    Group([usize; 4], usize, Activation),
 }
 
 struct Case {
@@ -79,6 +81,7 @@ impl Case {
             }
             Op::Norm2(d, a) => format!("batch_norm:{}:{}", dims(&d), act(a)),
             Op::Norm4(d, a) => format!("batch_norm:{}:{}", dims(&d), act(a)),
+            Op::Group(d, g, a) => format!("group_norm:{}:{g}:{}", dims(&d), act(a)),
         }
     }
 
@@ -137,6 +140,14 @@ fn cases() -> Vec<Case> {
             name: "DCGAN D BatchNorm2d+LeakyReLU 128x7x7",
             op: Op::Norm4([128, 128, 7, 7], leaky),
         },
+        Case {
+            name: "U-Net GroupNorm(8)+SiLU 128x64x28x28",
+            op: Op::Group([128, 64, 28, 28], 8, Activation::Silu),
+        },
+        Case {
+            name: "U-Net GroupNorm(8)+SiLU 128x128x14x14",
+            op: Op::Group([128, 128, 14, 14], 8, Activation::Silu),
+        },
     ]
 }
 
@@ -163,7 +174,7 @@ fn inputs(op: Op, device: &Device) -> Inputs {
             (d, Some([d[1], o, k, k]), [d[0], o, out(d[2]), out(d[3])])
         }
         Op::Norm2([n, c], _) => ([n, c, 1, 1], None, [n, c, 1, 1]),
-        Op::Norm4(d, _) => (d, None, d),
+        Op::Norm4(d, _) | Op::Group(d, ..) => (d, None, d),
     };
     Inputs {
         x: random(x, device),
@@ -187,6 +198,7 @@ fn run_once(op: Op, inputs: &Inputs, ours: bool) {
             false => burn::tensor::module::conv_transpose2d(x, w, None, transposed_options(s, p)),
         },
         (Op::Norm2(_, a) | Op::Norm4(_, a), _) => batch_norm(x, a, ours),
+        (Op::Group(_, groups, a), _) => group_norm(x, groups, a, ours),
         _ => unreachable!("convolutions have weights"),
     };
     drop((y * inputs.r.clone()).sum().backward());
@@ -207,6 +219,20 @@ fn batch_norm(x: Tensor<4>, activation: Activation, ours: bool) -> Tensor<4> {
         Activation::Relu => burn::tensor::activation::relu(y),
         Activation::LeakyRelu(s) => burn::tensor::activation::leaky_relu(y, s),
         Activation::Silu => burn::tensor::activation::silu(y),
+    }
+}
+
+fn group_norm(x: Tensor<4>, groups: usize, activation: Activation, ours: bool) -> Tensor<4> {
+    let device = x.device();
+    let channels = x.dims()[1];
+    let norm = burn::nn::GroupNormConfig::new(groups, channels).init(&device);
+    if ours {
+        return genmodels_kernels::nn::group_norm(&norm, x, activation);
+    }
+    let y = norm.forward(x);
+    match activation {
+        Activation::Silu => burn::tensor::activation::silu(y),
+        _ => y,
     }
 }
 

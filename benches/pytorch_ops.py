@@ -39,8 +39,15 @@ def build(case):
         gamma = torch.ones(dims[1], requires_grad=True)
         beta = torch.zeros(dims[1], requires_grad=True)
         act = {"identity": lambda v: v, "relu": F.relu,
-               "leaky_relu": lambda v: F.leaky_relu(v, 0.2)}[activation]
+               "leaky_relu": lambda v: F.leaky_relu(v, 0.2), "silu": F.silu}[activation]
         return lambda: act(F.batch_norm(x, None, None, gamma, beta, True, 0.1, 1e-5))
+    if op == "group_norm":
+        groups, activation = int(fields[1]), fields[2]
+        x = torch.randn(*dims, requires_grad=True)
+        gamma = torch.ones(dims[1], requires_grad=True)
+        beta = torch.zeros(dims[1], requires_grad=True)
+        act = {"identity": lambda v: v, "silu": F.silu}[activation]
+        return lambda: act(F.group_norm(x, groups, gamma, beta, 1e-5))
     raise SystemExit(f"unknown case {case!r}")
 
 

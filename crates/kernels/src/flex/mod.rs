@@ -1,6 +1,7 @@
 //! The kernels on burn's CPU backend (flex), for f32 tensors. Anything they do not cover (other
 //! dtypes, grouped or dilated convolutions) goes to burn's own ops, like every other backend.
 
+pub mod activation;
 pub mod conv;
 pub mod norm;
 

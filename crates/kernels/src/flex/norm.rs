@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::activation as act;
 use crate::Activation;
 
 /// Partial sums per BatchNorm statistic: enough groups to keep both cores busy, few enough that
@@ -41,12 +42,38 @@ impl NormShape {
     }
 }
 
-/// Per-channel sums `(Σ a, Σ b)` over the batch and spatial axes, where `term(i, c)` gives the
-/// terms of the value at flat index `i`, in channel `c`; in f64, in a fixed order.
-fn channel_sums(
-    shape: NormShape,
-    term: impl Fn(usize, usize) -> (f64, f64) + Sync,
-) -> [Vec<f64>; 2] {
+/// `(Σ a, Σ a·b)` over two equally long slices, in eight f32 lanes reduced in f64: a loop the
+/// compiler vectorises, with partial sums short enough to stay exact to f32 rounding.
+fn sum_and_dot(a: &[f32], b: &[f32]) -> (f64, f64) {
+    const LANES: usize = 8;
+    let (mut sum, mut dot) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let (mut total, mut total_dot) = (0.0f64, 0.0f64);
+    for (block_a, block_b) in a.chunks(LANES * 64).zip(b.chunks(LANES * 64)) {
+        let (ca, cb) = (block_a.chunks_exact(LANES), block_b.chunks_exact(LANES));
+        let (rest_a, rest_b) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for lane in 0..LANES {
+                sum[lane] += x[lane];
+                dot[lane] += x[lane] * y[lane];
+            }
+        }
+        for (x, y) in rest_a.iter().zip(rest_b) {
+            total += *x as f64;
+            total_dot += *x as f64 * *y as f64;
+        }
+        for lane in 0..LANES {
+            total += sum[lane] as f64;
+            total_dot += dot[lane] as f64;
+        }
+        sum = [0.0; LANES];
+        dot = [0.0; LANES];
+    }
+    (total, total_dot)
+}
+
+/// Per-channel `(Σ a, Σ a·b)` over the batch and spatial axes of two `[batch, channels,
+/// spatial]` arrays; in a fixed order whatever the scheduling.
+fn channel_sums(shape: NormShape, a: &[f32], b: &[f32]) -> [Vec<f64>; 2] {
     let NormShape {
         batch,
         channels,
@@ -57,26 +84,23 @@ fn channel_sums(
         .into_par_iter()
         .map(|group| {
             let mut acc = vec![0.0f64; 2 * channels];
+            let (first, second) = acc.split_at_mut(channels);
             for n in group * per_group..((group + 1) * per_group).min(batch) {
+                let row = n * channels * spatial..(n + 1) * channels * spatial;
+                let (a, b) = (&a[row.clone()], &b[row]);
                 if spatial == 1 {
                     // After a linear layer: one value per channel, a contiguous row per sample.
                     for c in 0..channels {
-                        let (ta, tb) = term(n * channels + c, c);
-                        acc[c] += ta;
-                        acc[channels + c] += tb;
+                        first[c] += a[c] as f64;
+                        second[c] += a[c] as f64 * b[c] as f64;
                     }
                     continue;
                 }
                 for c in 0..channels {
-                    let start = (n * channels + c) * spatial;
-                    let (mut a, mut b) = (0.0f64, 0.0f64);
-                    for i in start..start + spatial {
-                        let (ta, tb) = term(i, c);
-                        a += ta;
-                        b += tb;
-                    }
-                    acc[c] += a;
-                    acc[channels + c] += b;
+                    let range = c * spatial..(c + 1) * spatial;
+                    let (sa, sab) = sum_and_dot(&a[range.clone()], &b[range]);
+                    first[c] += sa;
+                    second[c] += sab;
                 }
             }
             acc
@@ -106,10 +130,7 @@ pub fn batch_norm_forward(
     activation: Activation,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), shape.len(), "input size");
-    let [sum, sum_sq] = channel_sums(shape, |i, _| {
-        let v = x[i] as f64;
-        (v, v * v)
-    });
+    let [sum, sum_sq] = channel_sums(shape, x, x);
     let count = (shape.batch * shape.spatial) as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
     let variance: Vec<f64> = sum_sq
@@ -123,20 +144,26 @@ pub fn batch_norm_forward(
     y.par_chunks_mut(shape.sample_len())
         .zip(x.par_chunks(shape.sample_len()))
         .for_each(|(out, sample)| {
-            if spatial == 1 {
-                for ((o, v), &(a, b)) in out.iter_mut().zip(sample).zip(&affine) {
-                    *o = activation.apply(v * a + b);
-                }
-                return;
-            }
-            for (c, &(a, b)) in affine.iter().enumerate() {
-                let range = c * spatial..(c + 1) * spatial;
-                for (o, v) in out[range.clone()].iter_mut().zip(&sample[range]) {
-                    *o = activation.apply(v * a + b);
-                }
-            }
+            pre_activation(out, sample, &affine, spatial);
+            act::apply(activation, out);
         });
     (y, to_f32(&mean), to_f32(&variance))
+}
+
+/// `out = a_c x + b_c` over one sample `[channels, spatial]`.
+fn pre_activation(out: &mut [f32], sample: &[f32], affine: &[(f32, f32)], spatial: usize) {
+    if spatial == 1 {
+        for ((o, v), &(a, b)) in out.iter_mut().zip(sample).zip(affine) {
+            *o = v * a + b;
+        }
+        return;
+    }
+    for (c, &(a, b)) in affine.iter().enumerate() {
+        let range = c * spatial..(c + 1) * spatial;
+        for (o, v) in out[range.clone()].iter_mut().zip(&sample[range]) {
+            *o = v * a + b;
+        }
+    }
 }
 
 /// `z = a_c x + b_c` with `a = γ / √(σ² + ε)` and `b = β − μ a`, per channel.
@@ -175,15 +202,18 @@ pub fn batch_norm_backward(
     let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
     let var64: Vec<f64> = variance.iter().map(|&v| v as f64).collect();
     let affine = per_channel_affine(gamma, beta, &mean64, &var64, epsilon);
-    let grad_at = |i: usize, c: usize| {
-        let (a, b) = affine[c];
-        output_grad[i] * activation.derivative(x[i] * a + b)
-    };
+    let spatial = shape.spatial;
+    // g = dy · act'(z), written where dx will go.
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(shape.sample_len())
+        .zip(x.par_chunks(shape.sample_len()))
+        .zip(output_grad.par_chunks(shape.sample_len()))
+        .for_each(|((g, sample), dy)| {
+            pre_activation(g, sample, &affine, spatial);
+            act::backward(activation, g, dy);
+        });
     // Σg and Σg·x per channel; then Σg·x̂ = (Σg·x − μ Σg) / σ.
-    let [sum_g, sum_gx] = channel_sums(shape, |i, c| {
-        let g = grad_at(i, c) as f64;
-        (g, g * x[i] as f64)
-    });
+    let [sum_g, sum_gx] = channel_sums(shape, &dx, x);
     let inv_std: Vec<f64> = var64.iter().map(|v| 1.0 / (v + epsilon).sqrt()).collect();
     let gamma_grad: Vec<f64> = (0..channels)
         .map(|c| (sum_gx[c] - mean64[c] * sum_g[c]) * inv_std[c])
@@ -198,23 +228,13 @@ pub fn batch_norm_backward(
             [p as f32, q as f32, r as f32]
         })
         .collect();
-    let spatial = shape.spatial;
-    let mut dx = vec![0.0f32; x.len()];
     dx.par_chunks_mut(shape.sample_len())
-        .enumerate()
-        .for_each(|(n, out)| {
-            let offset = n * shape.sample_len();
-            if spatial == 1 {
-                for (c, (o, &[p, q, r])) in out.iter_mut().zip(&coefficients).enumerate() {
-                    let i = offset + c;
-                    *o = p * grad_at(i, c) + q * x[i] + r;
-                }
-                return;
-            }
+        .zip(x.par_chunks(shape.sample_len()))
+        .for_each(|(out, sample)| {
             for (c, &[p, q, r]) in coefficients.iter().enumerate() {
-                for (s, o) in out[c * spatial..(c + 1) * spatial].iter_mut().enumerate() {
-                    let i = offset + c * spatial + s;
-                    *o = p * grad_at(i, c) + q * x[i] + r;
+                let range = c * spatial..(c + 1) * spatial;
+                for (o, v) in out[range.clone()].iter_mut().zip(&sample[range]) {
+                    *o = p * *o + q * v + r;
                 }
             }
         });
@@ -241,13 +261,10 @@ pub fn group_norm_forward(
         .zip(x.par_chunks(group_len))
         .enumerate()
         .map(|(index, (out, values))| {
-            // Two passes over a slice that sits in cache: the mean, then the centred squares.
-            let mean = values.iter().map(|&v| v as f64).sum::<f64>() / group_len as f64;
-            let variance = values
-                .iter()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / group_len as f64;
+            // Σx and Σx², then the variance with the mean removed in f64.
+            let (sum, sum_sq) = sum_and_dot(values, values);
+            let mean = sum / group_len as f64;
+            let variance = (sum_sq / group_len as f64 - mean * mean).max(0.0);
             let inv_std = 1.0 / (variance + epsilon).sqrt();
             let first_channel = (index % groups) * per_group;
             for k in 0..per_group {
@@ -256,9 +273,10 @@ pub fn group_norm_forward(
                 let b = (beta[c] as f64 - mean * gamma[c] as f64 * inv_std) as f32;
                 let range = k * shape.spatial..(k + 1) * shape.spatial;
                 for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                    *o = activation.apply(v * a + b);
+                    *o = v * a + b;
                 }
             }
+            act::apply(activation, out);
             (mean as f32, inv_std as f32)
         })
         .collect();
@@ -296,33 +314,38 @@ pub fn group_norm_backward(
             let values = &x[index * group_len..][..group_len];
             let dy = &output_grad[index * group_len..][..group_len];
             let first_channel = (index % groups) * per_group;
-            let mut channel_sums = Vec::with_capacity(per_group);
-            let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
-            // First pass: g into `out`, and the sums.
+            // g = dy · act'(z) into `out`, with z = a x + b per channel.
             for k in 0..per_group {
                 let c = first_channel + k;
-                let (gc, bc) = (gamma[c] as f64, beta[c] as f64);
-                let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-                for s in k * spatial..(k + 1) * spatial {
-                    let xhat = (values[s] as f64 - mu) * rstd;
-                    let z = (gc * xhat + bc) as f32;
-                    let g = (dy[s] * activation.derivative(z)) as f64;
-                    out[s] = g as f32;
-                    sum_g += g;
-                    sum_gx += g * xhat;
+                let a = (gamma[c] as f64 * rstd) as f32;
+                let b = (beta[c] as f64 - mu * gamma[c] as f64 * rstd) as f32;
+                let range = k * spatial..(k + 1) * spatial;
+                for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
+                    *o = v * a + b;
                 }
-                channel_sums.push((sum_g, sum_gx));
-                sum_h += gc * sum_g;
-                sum_hx += gc * sum_gx;
             }
-            // Second pass: dx = (h − mean(h) − x̂ mean(h x̂)) / σ, with h = γ g.
-            let (mean_h, mean_hx) = (sum_h / group_len as f64, sum_hx / group_len as f64);
+            act::backward(activation, out, dy);
+            // Per channel Σg and Σg·x̂ = (Σg·x − μ Σg)·rstd; over the group Σh and Σh·x̂, h = γ g.
+            let mut channel_sums = Vec::with_capacity(per_group);
+            let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
             for k in 0..per_group {
                 let gc = gamma[first_channel + k] as f64;
-                for s in k * spatial..(k + 1) * spatial {
-                    let xhat = (values[s] as f64 - mu) * rstd;
-                    let h = gc * out[s] as f64;
-                    out[s] = ((h - mean_h - xhat * mean_hx) * rstd) as f32;
+                let range = k * spatial..(k + 1) * spatial;
+                let (sum_g, sum_gx) = sum_and_dot(&out[range.clone()], &values[range]);
+                let sum_g_xhat = (sum_gx - mu * sum_g) * rstd;
+                channel_sums.push((sum_g, sum_g_xhat));
+                sum_h += gc * sum_g;
+                sum_hx += gc * sum_g_xhat;
+            }
+            // dx = (h − mean(h) − x̂ mean(h x̂))·rstd = A g + B x + C per channel.
+            let (mean_h, mean_hx) = (sum_h / group_len as f64, sum_hx / group_len as f64);
+            let b = (-mean_hx * rstd * rstd) as f32;
+            let c0 = (-rstd * mean_h + mean_hx * rstd * rstd * mu) as f32;
+            for k in 0..per_group {
+                let a = (gamma[first_channel + k] as f64 * rstd) as f32;
+                let range = k * spatial..(k + 1) * spatial;
+                for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
+                    *o = a * *o + b * v + c0;
                 }
             }
             channel_sums

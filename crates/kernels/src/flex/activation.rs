@@ -1,0 +1,115 @@
+//! The activations over whole slices, in branch-free loops that the compiler turns into SIMD
+//! code. `f32::exp` is a call into libm for every value, which no loop around it can vectorise;
+//! SiLU therefore uses [`exp`] below, Cephes' polynomial, within a few ulp of libm's
+//! (no crate offers a vectorisable f32 exponential on stable Rust).
+
+use crate::Activation;
+
+/// `e^x` for f32, as Cephes' `expf` computes it: `n = round(x log₂e)`, `r = x − n ln 2` with
+/// ln 2 split in two constants so that `r` is exact, `e^r` from a minimax polynomial on
+/// |r| ≤ ln 2 / 2, times `2^n` built from its exponent bits. Inputs are clamped to [-87, 88],
+/// where the result stays a normal float.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // Adding and removing 1.5 · 2^23 rounds to the nearest integer without a branch or a call.
+    const ROUND: f32 = 12_582_912.0;
+    const LN2_HIGH: f32 = 0.693_359_4;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HIGH - n * LN2_LOW;
+    let p = 1.987_569_2e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `z ← act(z)` for every value.
+pub fn apply(activation: Activation, values: &mut [f32]) {
+    match activation {
+        Activation::Identity => {}
+        Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::LeakyRelu(slope) => {
+            let slope = slope as f32;
+            values
+                .iter_mut()
+                .for_each(|v| *v = if *v > 0.0 { *v } else { *v * slope });
+        }
+        Activation::Silu => values.iter_mut().for_each(|v| *v *= sigmoid(*v)),
+    }
+}
+
+/// `z ← grad · act'(z)` for every value: the gradient at the pre-activation `z`.
+pub fn backward(activation: Activation, values: &mut [f32], grad: &[f32]) {
+    let pairs = values.iter_mut().zip(grad);
+    match activation {
+        Activation::Identity => values.copy_from_slice(grad),
+        Activation::Relu => pairs.for_each(|(z, g)| *z = if *z > 0.0 { *g } else { 0.0 }),
+        Activation::LeakyRelu(slope) => {
+            let slope = slope as f32;
+            pairs.for_each(|(z, g)| *z = if *z > 0.0 { *g } else { *g * slope });
+        }
+        Activation::Silu => pairs.for_each(|(z, g)| {
+            let s = sigmoid(*z);
+            *z = g * s * (1.0 + *z * (1.0 - s));
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (ours, libm) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max((ours - libm).abs() / libm);
+        }
+        assert!(worst < 5e-7, "worst relative error {worst:.2e}");
+    }
+
+    #[test]
+    fn slices_match_the_scalar_definitions() {
+        let z: Vec<f32> = (0..200).map(|i| (i as f32 - 100.0) / 9.0).collect();
+        let grad: Vec<f32> = (0..200)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0)
+            .collect();
+        for activation in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+            Activation::Silu,
+        ] {
+            let mut forward = z.clone();
+            apply(activation, &mut forward);
+            let mut backward_values = z.clone();
+            backward(activation, &mut backward_values, &grad);
+            for i in 0..z.len() {
+                let (y, d) = (
+                    activation.apply(z[i]),
+                    grad[i] * activation.derivative(z[i]),
+                );
+                assert!(
+                    (forward[i] - y).abs() <= 1e-6 * (1.0 + y.abs()),
+                    "{activation:?} y"
+                );
+                assert!(
+                    (backward_values[i] - d).abs() <= 1e-6 * (1.0 + d.abs()),
+                    "{activation:?} d"
+                );
+            }
+        }
+    }
+}
