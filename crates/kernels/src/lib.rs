@@ -186,7 +186,7 @@ pub fn group_norm<const D: usize>(
 ) -> GroupNormOutput<D> {
     let channels = x.dims()[1];
     assert!(
-        groups > 0 && channels % groups == 0,
+        groups > 0 && channels.is_multiple_of(groups),
         "{channels} channels do not split into {groups} groups"
     );
     let (output, mean, inv_std) = <Dispatch as KernelBackend>::kernel_group_norm(
