@@ -35,6 +35,14 @@ fn from_vec(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
+/// Values and the shape they take.
+type Shaped<'a> = (Vec<f32>, &'a [usize]);
+
+/// The three results of a normalisation (or of its backward pass) as tensors of their shapes.
+fn three((a, b, c): (Shaped<'_>, Shaped<'_>, Shaped<'_>)) -> (FlexTensor, FlexTensor, FlexTensor) {
+    (from_vec(a.0, a.1), from_vec(b.0, b.1), from_vec(c.0, c.1))
+}
+
 /// The geometry of a convolution of `x` by `weight`, when the kernels handle it.
 fn conv_geometry(
     x: &FlexTensor,
@@ -256,11 +264,11 @@ impl KernelBackend for Flex {
             epsilon,
             activation,
         );
-        (
-            from_vec(y, &dims),
-            from_vec(mean, &[shape.channels]),
-            from_vec(variance, &[shape.channels]),
-        )
+        three((
+            (y, &dims),
+            (mean, &[shape.channels]),
+            (variance, &[shape.channels]),
+        ))
     }
 
     fn kernel_batch_norm_train_backward(
@@ -298,11 +306,11 @@ impl KernelBackend for Flex {
             activation,
             dy.storage(),
         );
-        (
-            from_vec(dx, &dims),
-            from_vec(dgamma, &[shape.channels]),
-            from_vec(dbeta, &[shape.channels]),
-        )
+        three((
+            (dx, &dims),
+            (dgamma, &[shape.channels]),
+            (dbeta, &[shape.channels]),
+        ))
     }
 
     fn kernel_group_norm(
@@ -326,11 +334,11 @@ impl KernelBackend for Flex {
             epsilon,
             activation,
         );
-        (
-            from_vec(y, &dims),
-            from_vec(mean, &[shape.batch, groups]),
-            from_vec(inv_std, &[shape.batch, groups]),
-        )
+        three((
+            (y, &dims),
+            (mean, &[shape.batch, groups]),
+            (inv_std, &[shape.batch, groups]),
+        ))
     }
 
     fn kernel_group_norm_backward(
@@ -368,11 +376,11 @@ impl KernelBackend for Flex {
             activation,
             dy.storage(),
         );
-        (
-            from_vec(dx, &dims),
-            from_vec(dgamma, &[shape.channels]),
-            from_vec(dbeta, &[shape.channels]),
-        )
+        three((
+            (dx, &dims),
+            (dgamma, &[shape.channels]),
+            (dbeta, &[shape.channels]),
+        ))
     }
 }
 
