@@ -11,6 +11,10 @@
 //! functions in PyTorch. GFLOP/s counts the three GEMM-shaped passes of a convolution (forward,
 //! input gradient, weight gradient: 2 · batch · out_channels · patch · pixels flops each).
 
+/// The examples' global allocator, so that the timings are those of the examples.
+#[path = "../examples/common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;

@@ -13,6 +13,10 @@
 //! ones, the device synchronised before the clock stops. Writes `results.json` (raw figures and
 //! the machine), `results.md` (the table) and `images_per_s.png` into `--out`.
 
+/// The examples' global allocator, so that the timings are those of the examples.
+#[path = "../examples/common/mod.rs"]
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,12 +26,14 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::{Parser, ValueEnum};
-use genmodels::GeneratorLoss;
-use genmodels::diffusion::{DdimScheduler, DdpmScheduler, NoiseSchedule, Sampler, UNet};
+use genmodels::diffusion::{
+    NoiseSchedule, Sampler, SamplerKind, SamplingSettings, UNet, timesteps_tensor,
+};
 use genmodels_train::backend::{BackendChoice, select_device, wgpu_adapters};
-use genmodels_train::dcgan::{Dcgan, DcganSettings};
-use genmodels_train::ddpm::{Ddpm, DdpmSettings, Preset, SamplerKind, SamplingSettings};
-use genmodels_train::vae::{ModelKind, Trainer as VaeTrainer, VaeSettings};
+use genmodels_train::cli::{DiffusionArgs, SamplerArg};
+use genmodels_train::dcgan::{Dcgan, DcganArgs, DcganSettings, GeneratorLossArg};
+use genmodels_train::ddpm::{Ddpm, DdpmArgs, DdpmSettings, Preset};
+use genmodels_train::vae::{AnalysisFlags, ModelKind, Trainer as VaeTrainer, VaeArgs, VaeSettings};
 use genmodels_train::{CommonArgs, fsutil::write_atomic};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -474,7 +480,7 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
     let times = match (case.model, case.workload) {
         (Model::Dcgan, Workload::Train) => {
             let train_device = device.clone().autodiff();
-            let settings = DcganSettings::from_args(common, GeneratorLoss::NonSaturating);
+            let settings = dcgan_settings(common);
             let mut gan = Dcgan::new(&settings, &train_device);
             let real = Tensor::<4>::random(
                 [batch, 1, 28, 28],
@@ -482,13 +488,12 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
                 &train_device,
             );
             timed(&mut || {
-                gan.step(real.clone(), settings.lr, settings.g_loss);
+                gan.step(real.clone());
                 Ok(())
             })?
         }
         (Model::Dcgan, Workload::Generate) => {
-            let settings = DcganSettings::from_args(common, GeneratorLoss::NonSaturating);
-            let generator = Dcgan::new(&settings, &device).generator;
+            let generator = dcgan_settings(common).generator.init(&device);
             timed(&mut || {
                 let z = generator.sample_latent(batch, &device);
                 generator.forward(z);
@@ -497,7 +502,7 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
         }
         (Model::Vae, Workload::Train) => {
             let train_device = device.clone().autodiff();
-            let settings = VaeSettings::from_args(common, ModelKind::Vae, 16, 1.0, 0.0);
+            let settings = vae_settings(common);
             let mut trainer = VaeTrainer::new(&settings, &train_device);
             let images = Tensor::<4>::random(
                 [batch, 1, 28, 28],
@@ -505,13 +510,12 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
                 &train_device,
             );
             timed(&mut || {
-                trainer.step(images.clone(), settings.lr, 1.0);
+                trainer.step(images.clone(), 1.0);
                 Ok(())
             })?
         }
         (Model::Vae, Workload::Generate) => {
-            let settings = VaeSettings::from_args(common, ModelKind::Vae, 16, 1.0, 0.0);
-            let vae = VaeTrainer::new(&settings, &device).vae;
+            let vae = vae_settings(common).vae.init(&device);
             timed(&mut || {
                 vae.decoder.decode(vae.sample_prior(batch, &device));
                 Ok(())
@@ -529,13 +533,13 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
             let mut step = 0;
             timed(&mut || {
                 step += 1;
-                ddpm.step(x0.clone(), step, &settings);
+                ddpm.step(x0.clone(), step);
                 Ok(())
             })?
         }
         (Model::UnetSmall | Model::UnetFull, Workload::Ddpm1000 | Workload::Ddim50) => {
             let settings = ddpm_settings(case.model, common);
-            let unet = settings.preset.config().init(&device);
+            let unet = settings.unet.init(&device);
             let schedule = NoiseSchedule::ddpm();
             let (steps, sampler) = match case.workload {
                 Workload::Ddpm1000 => (1000, SamplerKind::Ddpm),
@@ -581,21 +585,49 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
     })
 }
 
+fn dcgan_settings(common: CommonArgs) -> DcganSettings {
+    DcganSettings::new(DcganArgs {
+        common,
+        g_loss: GeneratorLossArg::NonSaturating,
+    })
+}
+
+fn vae_settings(common: CommonArgs) -> VaeSettings {
+    VaeSettings::new(VaeArgs {
+        common,
+        model: ModelKind::Vae,
+        latent_dim: 16,
+        beta: 1.0,
+        kl_warmup_epochs: 0.0,
+        analysis: AnalysisFlags {
+            tsne_epochs: 1,
+            analysis_images: None,
+        },
+    })
+}
+
 fn ddpm_settings(model: Model, common: CommonArgs) -> DdpmSettings {
     let preset = if model == Model::UnetFull {
         Preset::Full
     } else {
         Preset::Small
     };
-    let sampling = SamplingSettings {
-        sampler: SamplerKind::Ddim,
-        steps: 50,
-        eta: 0.0,
-    };
-    DdpmSettings::from_args(common, preset, sampling, 0.999, 0)
+    DdpmSettings::new(DdpmArgs {
+        common,
+        preset,
+        sampling: DiffusionArgs {
+            sampler: SamplerArg::Ddim,
+            sample_steps: Some(50),
+            eta: 0.0,
+        },
+        ema_decay: 0.999,
+        final_ddpm_steps: 0,
+    })
 }
 
-/// The first `limit` reverse steps of `sampling` from x_T ~ N(0, I), without gradients.
+/// The first `limit` steps of the reverse process of `sampling` from x_T ~ N(0, I), without
+/// gradients: [`genmodels::diffusion::sample`] cut short, so that a 1000-step sampler can be
+/// timed on a few steps and extrapolated.
 fn reverse_steps(
     unet: &UNet,
     schedule: &NoiseSchedule,
@@ -604,27 +636,12 @@ fn reverse_steps(
     limit: usize,
     device: &Device,
 ) -> Result<()> {
-    fn run(unet: &UNet, sampler: &impl Sampler, count: usize, limit: usize, device: &Device) {
-        let normal =
-            || Tensor::<4>::random([count, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
-        let mut x = normal();
-        for &t in sampler.timesteps().iter().take(limit) {
-            let timesteps = Tensor::<1>::full([count], t as f32, device);
-            let eps = unet.forward(x.clone(), timesteps);
-            x = sampler.step(eps, t, x, sampler.needs_noise(t).then(normal));
-        }
-    }
-    match sampling.sampler {
-        SamplerKind::Ddpm => {
-            let mut sampler = DdpmScheduler::new(schedule.clone());
-            sampler.set_timesteps(sampling.steps)?;
-            run(unet, &sampler, count, limit, device);
-        }
-        SamplerKind::Ddim => {
-            let mut sampler = DdimScheduler::new(schedule.clone());
-            sampler.set_timesteps(sampling.steps)?;
-            run(unet, &sampler, count, limit, device);
-        }
+    let sampler = sampling.build(schedule)?;
+    let normal = || Tensor::<4>::random([count, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+    let mut x = normal();
+    for &t in sampler.timesteps().iter().take(limit) {
+        let eps = unet.forward(x.clone(), timesteps_tensor(&vec![t; count], device));
+        x = sampler.step(eps, t, x, sampler.needs_noise(t).then(normal));
     }
     Ok(())
 }

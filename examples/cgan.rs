@@ -1,77 +1,61 @@
-//! Train a conditional GAN on Fashion-MNIST, or draw images of one class from a trained one.
+//! Train a conditional GAN on Fashion-MNIST, or draw images from a trained one.
 //!
 //! ```text
-//! cargo run --example cgan -- --epochs 1                      # train
-//! cargo run --example cgan -- sample --class 7 --from runs/cgan  # 64 sneakers
+//! cargo run --release --example cgan -- --epochs 1                          # train
+//! cargo run --release --example cgan -- sample --from runs/cgan             # the classes in turn
+//! cargo run --release --example cgan -- sample --class 7 --from runs/cgan   # 64 sneakers
 //! ```
 //!
 //! Training writes `runs/cgan/`: `samples/epoch_NNN.png` (one row per class, its name on the
-//! left, one fixed z per column), `metrics.csv`, `config.json` and `checkpoints/`.
+//! left, one fixed z per column), `real.png`, `metrics.csv`, `config.json` and `checkpoints/`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use genmodels_train::cgan::{CganSettings, SampleRequest, sample_class, train};
-use genmodels_train::cli::parse_non_negative_f64;
-use genmodels_train::{BackendChoice, CommonArgs};
+use genmodels_train::cgan::{CganArgs, CganSettings, MODEL, train};
+use genmodels_train::cli::SampleArgs;
+use genmodels_train::registry::{SourceOptions, sample};
 
-/// Train a conditional GAN (Mirza & Osindero, 2014) on Fashion-MNIST, or sample one class.
+/// Train a conditional GAN (Mirza & Osindero, 2014) on Fashion-MNIST, or sample a trained one.
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    mode: Option<Mode>,
+    command: Option<Command>,
     #[command(flatten)]
-    common: CommonArgs,
-    /// Weight λ of the mode-seeking term (Mao et al., 2019) in the generator's loss, which keeps
-    /// the generator from ignoring z; 0 trains the plain conditional GAN.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative_f64)]
-    mode_seeking: f64,
+    train: CganArgs,
 }
 
 #[derive(Subcommand)]
-enum Mode {
-    /// Draw images of a chosen class from the latest checkpoint of a run, without training.
-    Sample(SampleArgs),
+enum Command {
+    /// Train (the default).
+    Train(CganArgs),
+    /// Draw images from a run's latest checkpoint, without training.
+    Sample(CganSampleArgs),
 }
 
 #[derive(Args)]
-struct SampleArgs {
-    /// The class: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal, 6 Shirt,
-    /// 7 Sneaker, 8 Bag, 9 Ankle boot.
+struct CganSampleArgs {
+    #[command(flatten)]
+    sample: SampleArgs,
+    /// Draw only this class: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal,
+    /// 6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot [default: the classes in turn].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..10))]
-    class: u64,
-    /// A cgan run folder.
-    #[arg(long, default_value = "runs/cgan")]
-    from: PathBuf,
-    /// Images to draw.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    count: u64,
-    /// Seed of the noise z.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Where to compute.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    backend: BackendChoice,
-    /// The grid's path [default: <run>/samples/class_<K>.png].
-    #[arg(long)]
-    output: Option<PathBuf>,
+    class: Option<u64>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.mode {
-        Some(Mode::Sample(args)) => sample_class(&SampleRequest {
-            from: args.from,
-            class: args.class as usize,
-            count: args.count as usize,
-            seed: args.seed,
-            backend: args.backend,
-            output: args.output,
-        })
-        .map(|_| ()),
-        None => train(&CganSettings::from_args(cli.common, cli.mode_seeking)).map(|_| ()),
-    };
-    genmodels_train::exit_on_error(result)
+    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
+        Command::Train(args) => train(&CganSettings::new(args)).map(drop),
+        Command::Sample(args) => {
+            let options = SourceOptions {
+                class: args.class.map(|class| class as usize),
+                ..SourceOptions::default()
+            };
+            sample(&[MODEL], &args.sample, &options).map(drop)
+        }
+    })
 }

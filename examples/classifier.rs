@@ -8,6 +8,8 @@
 //! test splits), `config.json`, `checkpoints/` and `fashion_classifier.bpk`, the weights. With
 //! the default settings they reproduce the committed `crates/train/weights/fashion_classifier.bpk`.
 
+mod common;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,6 +26,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = ClassifierSettings::from_args(cli.common);
+    let settings = ClassifierSettings::new(cli.common);
     genmodels_train::exit_on_error(train(&settings).map(|_| ()))
 }

@@ -1,42 +1,44 @@
-//! Train a DCGAN on Fashion-MNIST.
+//! Train a DCGAN on Fashion-MNIST, or draw images from a trained one.
 //!
 //! ```text
 //! cargo run --release --example dcgan -- --epochs 1
+//! cargo run --release --example dcgan -- sample --from runs/dcgan --count 64
 //! ```
 //!
-//! Writes `runs/dcgan/`: `samples/epoch_NNN.png` (8x8 grids from one fixed z), `real.png`,
-//! `metrics.csv`, `config.json` and `checkpoints/`.
+//! Training writes `runs/dcgan/`: `samples/epoch_NNN.png` (8x8 grids from one fixed z),
+//! `real.png`, `metrics.csv`, `config.json` and `checkpoints/`.
+
+mod common;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use genmodels::GeneratorLoss;
-use genmodels_train::CommonArgs;
-use genmodels_train::dcgan::{DcganSettings, train};
+use clap::{Parser, Subcommand};
+use genmodels_train::cli::SampleArgs;
+use genmodels_train::dcgan::{DcganArgs, DcganSettings, MODEL, train};
+use genmodels_train::registry::{SourceOptions, sample};
 
-/// Train a DCGAN (Radford et al., 2016) on Fashion-MNIST.
+/// Train a DCGAN (Radford et al., 2016) on Fashion-MNIST, or sample a trained one.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
-    common: CommonArgs,
-    /// Generator objective: non-saturating -log D(G(z)), or the original log(1 - D(G(z))).
-    #[arg(long, value_enum, default_value = "non-saturating")]
-    g_loss: GLoss,
+    train: DcganArgs,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum GLoss {
-    NonSaturating,
-    Minimax,
+#[derive(Subcommand)]
+enum Command {
+    /// Train (the default).
+    Train(DcganArgs),
+    /// Draw images from a run's latest checkpoint, without training.
+    Sample(SampleArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let g_loss = match cli.g_loss {
-        GLoss::NonSaturating => GeneratorLoss::NonSaturating,
-        GLoss::Minimax => GeneratorLoss::Minimax,
-    };
-    let settings = DcganSettings::from_args(cli.common, g_loss);
-    genmodels_train::exit_on_error(train(&settings).map(|_| ()))
+    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
+        Command::Train(args) => train(&DcganSettings::new(args)).map(drop),
+        Command::Sample(args) => sample(&[MODEL], &args, &SourceOptions::default()).map(drop),
+    })
 }

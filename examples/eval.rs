@@ -11,12 +11,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod common;
+
 use clap::Parser;
 use genmodels_train::BackendChoice;
-use genmodels_train::ddpm::{SamplerKind, SamplingSettings};
+use genmodels_train::cli::DiffusionArgs;
 use genmodels_train::eval::{EvalRequest, evaluate_checkpoint};
 
-/// Draw samples from a checkpoint of any generator (dcgan, vae, ae, ddpm) and measure them.
+/// Draw samples from a checkpoint of any generator (dcgan, wgan, cgan, vae, ae, ddpm) and
+/// measure them.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -42,15 +45,9 @@ struct Cli {
     /// Test images the samples are compared with (and training images in the floor).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
     reference_images: u64,
-    /// DDPM only: ddim (deterministic at eta 0) or ddpm (ancestral).
-    #[arg(long, value_enum, default_value = "ddim")]
-    sampler: SamplerKind,
-    /// DDPM only: reverse steps [default: 50 for ddim, 1000 for ddpm].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    sample_steps: Option<u64>,
-    /// DDPM only: DDIM's eta.
-    #[arg(long, default_value_t = 0.0, value_parser = genmodels_train::cli::parse_non_negative_f64)]
-    eta: f64,
+    /// DDPM only: the sampler.
+    #[command(flatten)]
+    diffusion: DiffusionArgs,
     /// Write the samples as an IDX images file (gzip when the name ends in .gz).
     #[arg(long, value_name = "FILE")]
     export: Option<PathBuf>,
@@ -61,10 +58,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_steps = match cli.sampler {
-        SamplerKind::Ddim => 50,
-        SamplerKind::Ddpm => 1000,
-    };
     let request = EvalRequest {
         from: cli.from,
         samples: cli.samples as usize,
@@ -73,11 +66,7 @@ fn main() -> ExitCode {
         data_dir: cli.data_dir,
         cache_dir: cli.cache_dir,
         reference_images: cli.reference_images as usize,
-        sampling: SamplingSettings {
-            sampler: cli.sampler,
-            steps: cli.sample_steps.map_or(default_steps, |s| s as usize),
-            eta: cli.eta,
-        },
+        sampling: cli.diffusion.settings(),
         export: cli.export,
         output: cli.output,
     };

@@ -8,6 +8,8 @@
 //! Writes `runs/toy2d/`: `optimal_d.png`, `equilibrium.png`, `mode_collapse_seed<S>.png` and
 //! `report.json` (every setting and number).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

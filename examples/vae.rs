@@ -1,71 +1,57 @@
-//! Train a VAE (or a plain autoencoder) on Fashion-MNIST, then map its latent space.
+//! Train a VAE (or a plain autoencoder) on Fashion-MNIST, then map its latent space; or draw
+//! images from, or analyse, a trained one.
 //!
 //! ```text
-//! cargo run --example vae -- --backend flex --epochs 10
-//! cargo run --example vae -- --backend flex --epochs 10 --model ae
-//! cargo run --example vae -- --analyze runs/vae
+//! cargo run --release --example vae -- --backend flex --epochs 10
+//! cargo run --release --example vae -- --backend flex --epochs 10 --model ae
+//! cargo run --release --example vae -- analyze --from runs/vae
+//! cargo run --release --example vae -- sample --from runs/vae --count 64
 //! ```
 //!
-//! Writes `runs/<vae|ae>/`: `recon/epoch_NNN.png`, `samples/epoch_NNN.png`, `metrics.csv`,
-//! `config.json`, `checkpoints/`, then `report.json`, `latent_map.png`, `interpolation.png`,
-//! `arithmetic.png` and `priors.png`.
+//! Training writes `runs/<vae|ae>/`: `recon/epoch_NNN.png`, `samples/epoch_NNN.png`,
+//! `real.png`, `metrics.csv`, `config.json`, `checkpoints/`, then the analysis: `report.json`,
+//! `latent_map.png`, `interpolation.png`, `arithmetic.png` and `priors.png`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::ExitCode;
 
-use clap::Parser;
-use genmodels_train::CommonArgs;
-use genmodels_train::cli::parse_non_negative_f64;
-use genmodels_train::vae::{AnalysisOptions, ModelKind, VaeSettings, analyze_checkpoint, train};
+use clap::{Parser, Subcommand};
+use genmodels_train::cli::SampleArgs;
+use genmodels_train::registry::{SourceOptions, sample};
+use genmodels_train::vae::{AnalyzeArgs, VaeArgs, VaeSettings, analyze_checkpoint, train};
 
 /// Train a VAE (Kingma & Welling, 2014) or an autoencoder on Fashion-MNIST and analyse its
-/// latent space.
+/// latent space, or sample a trained one.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
-    common: CommonArgs,
-    /// vae: sampled z and a KL term; ae: deterministic z = mu, no KL term.
-    #[arg(long, value_enum, default_value = "vae")]
-    model: ModelKind,
-    /// Size d of the latent space.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..))]
-    latent_dim: u16,
-    /// Weight of the KL term (1: the ELBO; other values: beta-VAE).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative_f64)]
-    beta: f64,
-    /// Epochs over which the KL weight grows linearly from 0 to --beta (0: from the start).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative_f64)]
-    kl_warmup_epochs: f64,
-    /// Skip training: analyse this checkpoint (a checkpoint folder, or a run folder's latest).
-    #[arg(long, value_name = "CHECKPOINT")]
-    analyze: Option<PathBuf>,
-    /// t-SNE iterations of the latent map.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    tsne_epochs: u32,
-    /// Analyse only the first N images of each split [default: all].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(100..))]
-    analysis_images: Option<u32>,
+    train: VaeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, then analyse the trained network (the default).
+    Train(VaeArgs),
+    /// Analyse a trained run's latent space, without training.
+    Analyze(AnalyzeArgs),
+    /// Draw images from a run's latest checkpoint, without training.
+    Sample(SampleArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = VaeSettings::from_args(
-        cli.common,
-        cli.model,
-        cli.latent_dim as usize,
-        cli.beta,
-        cli.kl_warmup_epochs,
-    );
-    let options = AnalysisOptions {
-        tsne_epochs: cli.tsne_epochs as usize,
-        images: cli.analysis_images.map(|n| n as usize),
-    };
-    genmodels_train::exit_on_error((|| {
-        let checkpoint = match cli.analyze {
-            Some(path) => path,
-            None => train(&settings)?.run_dir,
-        };
-        analyze_checkpoint(&checkpoint, &settings, &options).map(|_| ())
-    })())
+    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
+        Command::Train(args) => (|| {
+            let analysis = args.analysis.clone();
+            let settings = VaeSettings::new(args);
+            let run = train(&settings)?.run_dir;
+            analyze_checkpoint(&AnalyzeArgs::of_run(run, &settings.common, analysis)).map(drop)
+        })(),
+        Command::Analyze(args) => analyze_checkpoint(&args).map(drop),
+        Command::Sample(args) => sample(&["vae", "ae"], &args, &SourceOptions::default()).map(drop),
+    })
 }

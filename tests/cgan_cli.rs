@@ -94,7 +94,7 @@ fn bad_flags_get_clear_errors() {
                 empty.path().to_str().unwrap(),
             ],
         ),
-        &["--from", "config.json"],
+        &["--from", "has no checkpoint"],
     );
     assert_clean_failure(
         &run_example("cgan", &["--batch-size", "0"]),

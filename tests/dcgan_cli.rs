@@ -6,7 +6,7 @@
 mod common;
 
 use burn::tensor::Device;
-use genmodels::GeneratorConfig;
+use genmodels::dcgan::GeneratorConfig;
 use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
 
 use common::{assert_clean_failure, run_example, stderr};

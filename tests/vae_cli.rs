@@ -1,5 +1,5 @@
 //! The `vae` example end to end: a few steps on the real data, the per-epoch files, the
-//! analysis that follows training, `--analyze` on the checkpoint, and bad input.
+//! analysis that follows training, `analyze` on the run folder, and bad input.
 
 mod common;
 
@@ -98,16 +98,16 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     assert!(mse > 0.0 && mse < 1.0, "mse {mse}");
     assert!((0.0..=1.0).contains(&knn), "knn {knn}");
 
-    // --analyze on the run folder gives the same numbers (decoding mu is deterministic).
+    // `analyze` on the run folder gives the same numbers (decoding mu is deterministic); the
+    // size and kind of the network come from the run's config.json.
     std::fs::remove_file(out.path().join("report.json")).unwrap();
     let again = run_example(
         "vae",
         &[
+            "analyze",
             "--backend",
             "flex",
-            "--latent-dim",
-            "4",
-            "--analyze",
+            "--from",
             out_arg,
             "--analysis-images",
             "300",
@@ -132,33 +132,25 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
         );
     }
 
-    // A wrong size or model is refused by name.
-    let wrong_size = run_example(
+    // `sample` draws from the decoder.
+    let grid = out.path().join("drawn.png");
+    let sampled = run_example(
         "vae",
         &[
+            "sample",
             "--backend",
             "flex",
-            "--latent-dim",
-            "8",
-            "--analyze",
+            "--from",
             out_arg,
+            "--count",
+            "16",
+            "--output",
+            grid.to_str().unwrap(),
         ],
     );
-    assert_clean_failure(&wrong_size, &["--latent-dim 8"]);
-    let wrong_model = run_example(
-        "vae",
-        &[
-            "--backend",
-            "flex",
-            "--latent-dim",
-            "4",
-            "--model",
-            "ae",
-            "--analyze",
-            out_arg,
-        ],
-    );
-    assert_clean_failure(&wrong_model, &["`vae` model, not `ae`"]);
+    assert!(sampled.status.success(), "{}", all_output(&sampled));
+    let image = image::open(&grid).unwrap();
+    assert_eq!((image.width(), image.height()), (242, 62));
 }
 
 #[test]
@@ -213,11 +205,12 @@ fn bad_flags_get_clear_errors() {
     let output = run_example(
         "vae",
         &[
+            "analyze",
             "--backend",
             "flex",
-            "--analyze",
+            "--from",
             missing.path().join("nowhere").to_str().unwrap(),
         ],
     );
-    assert_clean_failure(&output, &["--analyze", "nowhere"]);
+    assert_clean_failure(&output, &["--from", "nowhere"]);
 }

@@ -56,7 +56,7 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
             .unwrap();
     assert_eq!(config["loss"], "wgan-gp");
     assert_eq!(config["gp_lambda"], 10.0);
-    assert_eq!(config["beta2"], 0.9);
+    assert_eq!(config["optimizer"]["adam"]["beta_2"], 0.9);
 
     let checkpoints = Checkpoints::new(out.path().join("checkpoints"));
     let checkpoint = checkpoints.latest().unwrap().unwrap();

@@ -19,8 +19,11 @@ use burn::tensor::activation::tanh;
 use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{batch_norm, conv_transpose2d};
 
+pub use crate::dcgan::{DISCRIMINATOR, GENERATOR};
 use crate::dcgan::{Discriminator, DiscriminatorConfig};
+use crate::image_source::{Drawn, GridImages, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
+use crate::noise::seeded_normal;
 
 /// Side of the generator's first feature maps, as in DCGAN.
 const BASE_SIDE: usize = 7;
@@ -59,6 +62,7 @@ pub struct ConditionalGenerator {
     upsample: ConvTranspose2d,
     upsample_norm: BatchNorm,
     to_image: ConvTranspose2d,
+    num_classes: usize,
     latent_dim: usize,
     noise_channels: usize,
     label_channels: usize,
@@ -87,6 +91,7 @@ impl ConditionalGeneratorConfig {
             upsample: up([joined, half], false),
             upsample_norm: dcgan_batch_norm(half, device),
             to_image: up([half, 1], true),
+            num_classes: self.num_classes,
             latent_dim: self.latent_dim,
             noise_channels: self.noise_channels,
             label_channels: self.label_channels,
@@ -130,6 +135,107 @@ impl ConditionalGenerator {
     /// Size of the noise vector z.
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
+    }
+
+    /// `count` images of `classes[i]` each, from noise drawn on the host from `seed`.
+    pub fn draw_classes(&self, classes: &[usize], seed: u64, device: &Device) -> Tensor<4> {
+        let count = classes.len();
+        let z = seeded_normal([count, self.latent_dim], seed, device); // [count, latent_dim]
+        self.forward(z, class_labels(classes, device)) // [count, 1, 28, 28]
+    }
+
+    /// The generator drawing only images of `class`.
+    pub fn into_class(self, class: usize) -> OneClass {
+        OneClass {
+            generator: self,
+            class,
+        }
+    }
+}
+
+/// Labels `[count]` for the classes, in order.
+pub fn class_labels(classes: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = classes.iter().map(|&class| class as i64).collect();
+    Tensor::from_data(TensorData::new(values, [classes.len()]), device)
+}
+
+/// `G(z, y)` with the classes in turn (image i asks for class i mod 10), so that every class
+/// has the same share of a sample.
+impl ImageSource for ConditionalGenerator {
+    fn pixel_range(&self) -> PixelRange {
+        PixelRange::MinusOneToOne
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "G(z, y), z ~ N(0, I) in R^{}, y = 0, 1, ..., {} in turn",
+            self.latent_dim,
+            self.num_classes - 1
+        )
+    }
+
+    fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
+        let classes: Vec<usize> = (0..count).map(|i| i % self.num_classes).collect();
+        Drawn {
+            images: self.draw_classes(&classes, seed, device),
+            classes: Some(classes),
+        }
+    }
+
+    /// One row per class, ten images a row, one z per column shared by every row, so that a
+    /// column varies only the class.
+    fn grid(&self, seed: u64, device: &Device) -> GridImages {
+        const PER_CLASS: usize = 10;
+        let column_z = seeded_normal([PER_CLASS, self.latent_dim], seed, device); // [10, latent_dim]
+        let z = column_z.repeat_dim(0, self.num_classes); // [10 classes * 10, latent_dim]
+        let classes: Vec<usize> = (0..self.num_classes)
+            .flat_map(|class| std::iter::repeat_n(class, PER_CLASS))
+            .collect();
+        GridImages {
+            images: self.forward(z, class_labels(&classes, device)),
+            columns: PER_CLASS,
+            row_classes: Some((0..self.num_classes).collect()),
+        }
+    }
+}
+
+/// A conditional generator asked for one class only: [`ConditionalGenerator::into_class`].
+pub struct OneClass {
+    generator: ConditionalGenerator,
+    class: usize,
+}
+
+impl ImageSource for OneClass {
+    fn pixel_range(&self) -> PixelRange {
+        PixelRange::MinusOneToOne
+    }
+
+    fn describe(&self) -> String {
+        let name = genmodels_data::CLASS_NAMES
+            .get(self.class)
+            .copied()
+            .unwrap_or("?");
+        format!(
+            "G(z, y), z ~ N(0, I) in R^{}, y = {} ({name})",
+            self.generator.latent_dim, self.class
+        )
+    }
+
+    fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
+        let classes = vec![self.class; count];
+        Drawn {
+            images: self.generator.draw_classes(&classes, seed, device),
+            classes: Some(classes),
+        }
+    }
+
+    /// Rows of eight images of the class, the class named on each row.
+    fn grid(&self, seed: u64, device: &Device) -> GridImages {
+        GridImages {
+            images: self.draw(64, seed, device).images,
+            columns: 8,
+            row_classes: Some(vec![self.class; 8]),
+        }
     }
 }
 

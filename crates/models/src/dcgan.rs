@@ -15,7 +15,15 @@ use burn::tensor::activation::{leaky_relu, tanh};
 use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d};
 
+use crate::image_source::{Drawn, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
+use crate::noise::seeded_normal;
+
+/// The generator's name in a run folder: its Config's key in `config.json` and its record
+/// `generator.bpk`.
+pub const GENERATOR: &str = "generator";
+/// The discriminator's name in a run folder.
+pub const DISCRIMINATOR: &str = "discriminator";
 
 /// Side of the generator's first feature map; two 2x upsamplings give 28.
 const BASE_SIDE: usize = 7;
@@ -93,6 +101,22 @@ impl Generator {
     /// Size of the latent vector this generator takes.
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
+    }
+}
+
+/// `G(z)` with `z ~ N(0, I)` drawn on the host from the seed.
+impl ImageSource for Generator {
+    fn pixel_range(&self) -> PixelRange {
+        PixelRange::MinusOneToOne
+    }
+
+    fn describe(&self) -> String {
+        format!("G(z), z ~ N(0, I) in R^{}", self.latent_dim)
+    }
+
+    fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
+        let z = seeded_normal([count, self.latent_dim], seed, device); // [count, latent_dim]
+        self.forward(z).into() // [count, 1, 28, 28]
     }
 }
 

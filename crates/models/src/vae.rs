@@ -23,6 +23,12 @@ use burn::tensor::activation::{relu, sigmoid};
 use genmodels_kernels::nn::{conv_transpose2d, conv2d};
 
 use crate::gan_loss::stable_softplus;
+use crate::image_source::{Drawn, ImageSource, PixelRange};
+use crate::noise::seeded_normal;
+
+/// The network's name in a run folder: its Config's key in `config.json` and its record
+/// `vae.bpk`.
+pub const VAE: &str = "vae";
 
 /// Side of the smallest feature map: 28 -> 14 -> 7.
 const BASE_SIDE: usize = 7;
@@ -112,6 +118,7 @@ pub struct Decoder {
     project: Linear,
     upsample: ConvTranspose2d,
     to_logits: ConvTranspose2d,
+    latent_dim: usize,
 }
 
 impl DecoderConfig {
@@ -128,6 +135,7 @@ impl DecoderConfig {
             project: LinearConfig::new(HIDDEN, FLAT).init(device),
             upsample: up([CHANNELS[1], CHANNELS[0]]),
             to_logits: up([CHANNELS[0], 1]),
+            latent_dim: self.latent_dim,
         }
     }
 }
@@ -146,6 +154,30 @@ impl Decoder {
     /// The decoder's mean image `E[x | z] = sigmoid(l(z))`, `[B, 1, 28, 28]` in [0, 1].
     pub fn decode(&self, z: Tensor<2>) -> Tensor<4> {
         sigmoid(self.forward(z))
+    }
+
+    /// Size d of the latent vectors it decodes.
+    pub fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+}
+
+/// The decoder's mean image `sigmoid(l(z))` with `z ~ N(0, I)` drawn on the host from the seed.
+impl ImageSource for Decoder {
+    fn pixel_range(&self) -> PixelRange {
+        PixelRange::ZeroToOne
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "decoder mean sigmoid(l(z)), z ~ N(0, I) in R^{}",
+            self.latent_dim
+        )
+    }
+
+    fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
+        let z = seeded_normal([count, self.latent_dim], seed, device); // [count, d]
+        self.decode(z).into() // [count, 1, 28, 28]
     }
 }
 

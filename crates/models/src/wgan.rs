@@ -29,6 +29,11 @@ use genmodels_kernels::nn::conv2d;
 
 use crate::layers::{conv_output_size, dcgan_weight_init};
 
+pub use crate::dcgan::GENERATOR;
+/// The critic's name in a run folder: its Config's key in `config.json` and its record
+/// `critic.bpk`.
+pub const CRITIC: &str = "critic";
+
 /// Side of the image; two stride-2 convolutions give 14 then 7.
 const IMAGE_SIDE: usize = 28;
 /// LeakyReLU slope, as in the DCGAN discriminator.

@@ -1,5 +1,6 @@
-//! Checkpoints: every network and optimizer of a run, and where training stood, saved so that
-//! `--resume` continues exactly where a run stopped.
+//! Writing checkpoints: every network and optimizer of a run, and where training stood, saved
+//! so that `--resume` continues exactly where a run stopped. Reading them needs only
+//! [`genmodels::checkpoint`].
 //!
 //! Layout under the run's `checkpoints/` folder:
 //!
@@ -17,31 +18,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::store::ModuleRecord;
-use serde::{Deserialize, Serialize};
+pub use genmodels::checkpoint::{Checkpoint, RunFolder, TrainingState};
+use genmodels::checkpoint::{LATEST, STATE};
 
 use crate::fsutil::write_atomic;
 
 /// How many checkpoints are kept; older ones are removed after a new one is complete.
 const KEEP: usize = 2;
-const LATEST: &str = "latest";
-const STATE: &str = "state.json";
-
-/// Where training stood when a checkpoint was taken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingState {
-    /// Model name, so a checkpoint of one model is not loaded into another.
-    pub model: String,
-    /// Optimisation steps completed.
-    pub step: u64,
-    /// Epochs completed.
-    pub epoch: usize,
-    /// The run's seed.
-    pub seed: u64,
-}
 
 /// The `checkpoints/` folder of a run.
 #[derive(Debug, Clone)]
@@ -54,13 +40,6 @@ pub struct CheckpointWriter {
     checkpoints: Checkpoints,
     staging: PathBuf,
     name: String,
-}
-
-/// A complete checkpoint on disk.
-#[derive(Debug, Clone)]
-pub struct Checkpoint {
-    pub dir: PathBuf,
-    pub state: TrainingState,
 }
 
 impl Checkpoints {
@@ -91,13 +70,7 @@ impl Checkpoints {
 
     /// The newest complete checkpoint, if any.
     pub fn latest(&self) -> Result<Option<Checkpoint>> {
-        let pointer = self.root.join(LATEST);
-        if !pointer.exists() {
-            return Ok(None);
-        }
-        let name = fs::read_to_string(&pointer)
-            .with_context(|| format!("cannot read {}", pointer.display()))?;
-        Checkpoint::open(self.root.join(name.trim())).map(Some)
+        Ok(Checkpoint::latest_in(&self.root)?)
     }
 
     fn complete_names(&self) -> Result<Vec<String>> {
@@ -156,57 +129,5 @@ impl CheckpointWriter {
             dir,
             state: state.clone(),
         })
-    }
-}
-
-impl Checkpoint {
-    /// Opens a checkpoint folder, reading its `state.json`.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        let state_path = dir.join(STATE);
-        let text = fs::read_to_string(&state_path).with_context(|| {
-            format!(
-                "{} is not a checkpoint folder (no readable {STATE})",
-                dir.display()
-            )
-        })?;
-        let state = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid training state", state_path.display()))?;
-        Ok(Self { dir, state })
-    }
-
-    /// Checks that the checkpoint belongs to `model`.
-    pub fn expect_model(&self, model: &str) -> Result<()> {
-        if self.state.model != model {
-            bail!(
-                "{} is a checkpoint of the `{}` model, not `{model}`",
-                self.dir.display(),
-                self.state.model
-            );
-        }
-        Ok(())
-    }
-
-    /// Loads `<name>.bpk` into `module` (same architecture), keeping its parameter ids so that
-    /// optimizer states saved alongside find their parameters.
-    pub fn load_module<M: Module>(&self, name: &str, module: M) -> Result<M> {
-        let path = self.dir.join(format!("{name}.bpk"));
-        let record = ModuleRecord::load(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        module
-            .try_load_record(record)
-            .map_err(|e| anyhow::anyhow!("{} does not fit this model: {e}", path.display()))
-    }
-
-    /// Loads `optim_<name>.bpk` into `optimizer`.
-    pub fn load_optimizer(
-        &self,
-        name: &str,
-        optimizer: ModuleOptimizer,
-    ) -> Result<ModuleOptimizer> {
-        let path = self.dir.join(format!("optim_{name}.bpk"));
-        optimizer
-            .load(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
     }
 }

@@ -6,23 +6,21 @@
 //! the test split. When training ends the weights are written to `<run>/fashion_classifier.bpk`;
 //! the repository's copy is [`WEIGHTS`] (`crates/train/weights/fashion_classifier.bpk`).
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
-use genmodels::{Classifier, ClassifierConfig};
-use genmodels_data::{BatchLoader, PixelRange, Split};
+use genmodels::{Classifier, ClassifierConfig, ImageSource};
+use genmodels_data::{Batch, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
-use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite};
+use crate::fit::{FitPlan, RunContext, StepMetrics, Trainable, fit, single};
+use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -32,16 +30,6 @@ pub const WEIGHTS_FILE: &str = "fashion_classifier.bpk";
 /// The committed weights of the feature network (burnpack), made by `examples/classifier.rs`
 /// with its default settings.
 pub const WEIGHTS: &[u8] = include_bytes!("../weights/fashion_classifier.bpk");
-const METRICS: [&str; 8] = [
-    "step",
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "images_per_sec",
-    "elapsed_s",
-];
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
 
@@ -51,17 +39,19 @@ pub struct ClassifierSettings {
     pub common: CommonArgs,
     pub epochs: usize,
     pub lr: f64,
-    pub epsilon: f64,
+    pub classifier: ClassifierConfig,
+    pub optimizer: AdamConfig,
 }
 
 impl ClassifierSettings {
     /// 6 epochs of Adam 1e-3 (epsilon 1e-8) where a flag is absent.
-    pub fn from_args(common: CommonArgs) -> Self {
+    pub fn new(common: CommonArgs) -> Self {
         Self {
             epochs: common.epochs.unwrap_or(6),
             lr: common.lr.unwrap_or(1e-3),
             common,
-            epsilon: 1e-8,
+            classifier: ClassifierConfig::new(),
+            optimizer: AdamConfig::new().with_epsilon(1e-8),
         }
     }
 
@@ -136,42 +126,112 @@ fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 pub struct Trainer {
     pub classifier: Classifier,
     optim: ModuleOptimizer,
+    settings: ClassifierSettings,
+    total_steps: u64,
+    test_accuracy: Option<f64>,
 }
 
 impl Trainer {
     /// A freshly initialised network and Adam state (`device` should be an autodiff device).
     pub fn new(settings: &ClassifierSettings, device: &Device) -> Self {
         Self {
-            classifier: ClassifierConfig::new().init(device),
-            optim: AdamConfig::new()
-                .with_epsilon(settings.epsilon as f32)
-                .init(),
+            classifier: settings.classifier.init(device),
+            optim: settings.optimizer.init(),
+            settings: settings.clone(),
+            total_steps: 1,
+            test_accuracy: None,
         }
     }
 
-    /// One Adam step on the cross-entropy. Returns, detached, `[loss, correct predictions]`.
-    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>, lr: f64) -> Tensor<1> {
+    /// One Adam step on the cross-entropy. Returns, detached, the loss and the batch's accuracy.
+    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>, lr: f64) -> StepMetrics {
+        let [batch, ..] = images.dims();
         let loss_fn = CrossEntropyLossConfig::new().init(&images.device());
         let logits = self.classifier.forward(images);
         let loss = loss_fn.forward(logits.clone(), labels.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &self.classifier);
         self.classifier = self.optim.step(lr, self.classifier.clone(), grads);
-        Tensor::cat(vec![loss.detach(), correct(logits.detach(), labels)], 0)
+        let accuracy = correct(logits.detach(), labels).div_scalar(batch as f64);
+        StepMetrics::new()
+            .with("train_loss", loss.detach())
+            .with("train_accuracy", accuracy)
+    }
+}
+
+impl Trainable for Trainer {
+    fn begin(&mut self, context: &RunContext) -> Result<()> {
+        self.total_steps = self
+            .settings
+            .common
+            .max_steps
+            .unwrap_or(context.steps_per_epoch * self.settings.epochs as u64);
+        Ok(())
+    }
+
+    fn step(&mut self, batches: Vec<Batch>, step: u64) -> StepMetrics {
+        let batch = single(batches);
+        let lr = self.settings.lr_at(step - 1, self.total_steps);
+        Trainer::step(self, batch.images, batch.labels, lr)
+    }
+
+    fn epoch_metric_names(&self) -> &'static [&'static str] {
+        &["test_loss", "test_accuracy"]
+    }
+
+    fn end_epoch(
+        &mut self,
+        context: &RunContext,
+        epoch: usize,
+    ) -> Result<Vec<(&'static str, f64)>> {
+        let scores = evaluate(&self.classifier.valid(), context.test, context.device);
+        println!(
+            "{MODEL}: epoch {epoch} test loss {:.4} accuracy {:.4}",
+            scores.loss, scores.accuracy
+        );
+        self.test_accuracy = Some(scores.accuracy);
+        Ok(vec![
+            ("test_loss", scores.loss),
+            ("test_accuracy", scores.accuracy),
+        ])
+    }
+
+    /// The trained weights, as `fashion_classifier.bpk` in the run folder.
+    fn end_training(&mut self, context: &RunContext) -> Result<()> {
+        let weights = context.run.path(WEIGHTS_FILE);
+        self.classifier
+            .valid()
+            .into_record()
+            .save(&weights)
+            .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))
+            .context("writing the trained weights")?;
+        if let Some(accuracy) = self.test_accuracy {
+            println!(
+                "  {WEIGHTS_FILE}  the trained weights (test accuracy {accuracy:.4}); the \
+                 repository's copy is crates/train/weights/{WEIGHTS_FILE}"
+            );
+        }
+        Ok(())
+    }
+
+    /// A classifier draws no images.
+    fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
+        None
     }
 }
 
 impl Checkpointed for Trainer {
     fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
         Ok(Self {
-            classifier: checkpoint.load_module("classifier", self.classifier)?,
-            optim: checkpoint.load_optimizer("classifier", self.optim)?,
+            classifier: checkpoint.load_module(MODEL, self.classifier)?,
+            optim: checkpoint.load_optimizer(MODEL, self.optim)?,
+            ..self
         })
     }
 
     fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
         let writer = run.checkpoints.begin(state.step)?;
-        writer.module("classifier", &self.classifier)?;
-        writer.optimizer("classifier", &self.optim)?;
+        writer.module(MODEL, &self.classifier)?;
+        writer.optimizer(MODEL, &self.optim)?;
         writer.commit(state)
     }
 }
@@ -179,117 +239,14 @@ impl Checkpointed for Trainer {
 /// Trains the classifier with `settings`, writing metrics, checkpoints and, at the end,
 /// `fashion_classifier.bpk` into the run folder.
 pub fn train(settings: &ClassifierSettings) -> Result<TrainSummary> {
-    let common = &settings.common;
-    let run = RunDir::create(MODEL, common)?;
-    run.write_config(settings)?;
-    let data = run.load_data(common)?;
-    let device = run.device.device.clone().autodiff();
-    device.seed(common.seed);
-
-    let model = Trainer::new(settings, &device);
-    let (mut model, start) = run.resume(common, model, &device)?;
-
-    let loader = BatchLoader::new(
-        Arc::new(data.train),
-        common.batch_size,
-        PixelRange::ZeroToOne,
-    )
-    .with_seed(common.seed)
-    .with_drop_last(true);
-    let steps_per_epoch = loader.num_batches() as u64;
-    let total_steps = common
-        .max_steps
-        .unwrap_or(steps_per_epoch * settings.epochs as u64);
-    let eval_device = run.device.device.clone();
-    let mut metrics = run.metrics(&METRICS, start)?;
-    let mut summary = run.summary();
-    let started = Instant::now();
-    let mut step = start.step;
-    let mut test = None;
-
-    for epoch in start.epoch..settings.epochs {
-        let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let mut progress =
-            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
-        let mut epoch_sums = StepMeans::default();
-        let mut stop = false;
-        for batch in loader
-            .epoch(epoch as u64, &device)
-            .skip(done_in_epoch as usize)
-        {
-            let batch_size = batch.images.dims()[0];
-            let lr = settings.lr_at(step, total_steps);
-            epoch_sums.add(model.step(batch.images, batch.labels, lr));
-            step += 1;
-            progress.step(batch_size);
-            stop = common.max_steps.is_some_and(|max| step >= max);
-            if step % common.log_every == 0 {
-                let loss = epoch_sums.means()?.expect("one step")[0];
-                check_finite(&[("loss", loss)], step, &run.checkpoints)?;
-                let correct = epoch_sums.sums()?.expect("one step")[1];
-                progress.bar.set_message(format!(
-                    "loss {loss:.3} accuracy {:.3} lr {lr:.2e}",
-                    correct / progress.report().images as f64
-                ));
-            }
-            if stop {
-                break;
-            }
-        }
-        let report = progress.finish();
-        let (Some(means), Some(sums)) = (epoch_sums.means()?, epoch_sums.sums()?) else {
-            break;
-        };
-        // A step returns its mean loss and its number of correct predictions.
-        let train_loss = means[0];
-        let train_accuracy = sums[1] / report.images.max(1) as f64;
-        check_finite(&[("loss", train_loss)], step, &run.checkpoints)?;
-        let rate = report.images_per_sec();
-
-        let scores = evaluate(&model.classifier.valid(), &data.test, &eval_device);
-        metrics.append(&[
-            step as f64,
-            (epoch + 1) as f64,
-            train_loss,
-            train_accuracy,
-            scores.loss,
-            scores.accuracy,
-            rate,
-            started.elapsed().as_secs_f64(),
-        ])?;
-        println!(
-            "{MODEL}: epoch {} train loss {train_loss:.4} accuracy {train_accuracy:.4} | test loss {:.4} accuracy {:.4}",
-            epoch + 1,
-            scores.loss,
-            scores.accuracy
-        );
-        test = Some(scores);
-
-        let completed = if stop { epoch } else { epoch + 1 };
-        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
-        summary.record_epoch(report, checkpoint.dir);
-        if stop {
-            break;
-        }
-    }
-    let weights = run.path(WEIGHTS_FILE);
-    model
-        .classifier
-        .valid()
-        .into_record()
-        .save(&weights)
-        .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))
-        .context("writing the trained weights")?;
-    summary.steps = step;
-    summary.print();
-    if let Some(scores) = test {
-        println!(
-            "  {WEIGHTS_FILE}  the trained weights (test accuracy {:.4}); the repository's copy is \
-             crates/train/weights/{WEIGHTS_FILE}",
-            scores.accuracy
-        );
-    }
-    Ok(summary)
+    let plan = FitPlan {
+        model: MODEL,
+        common: &settings.common,
+        epochs: settings.epochs,
+        pixels: PixelRange::ZeroToOne,
+        drop_last: true,
+    };
+    fit(&plan, settings, |device| Ok(Trainer::new(settings, device)))
 }
 
 #[cfg(test)]
@@ -298,7 +255,7 @@ mod tests {
 
     #[test]
     fn cosine_schedule_by_hand() {
-        let settings = ClassifierSettings::from_args(CommonArgs::default());
+        let settings = ClassifierSettings::new(CommonArgs::default());
         assert_eq!(settings.lr_at(0, 100), 1e-3);
         assert!((settings.lr_at(50, 100) - 5e-4).abs() < 1e-15);
         // cos(pi / 4) = sqrt(2) / 2.

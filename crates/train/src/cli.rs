@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use genmodels::diffusion::{SamplerKind, SamplingSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
@@ -56,6 +57,73 @@ impl Default for CommonArgs {
             common: CommonArgs,
         }
         <NoFlags as clap::Parser>::parse_from(["genmodels"]).common
+    }
+}
+
+/// The flags of every example's `sample` subcommand: which run, how many images, from which
+/// seed, where to write the grid.
+#[derive(Debug, Clone, Args)]
+pub struct SampleArgs {
+    /// A run folder (its latest checkpoint) or a checkpoint folder [default: runs/<model>].
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Images to draw.
+    #[arg(long, default_value_t = 64, value_parser = parse_positive_usize)]
+    pub count: usize,
+    /// Seed of the noise the images are drawn from.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The grid's path [default: <run>/samples/sample.png].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+}
+
+/// The reverse process, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerArg {
+    /// Ancestral sampling.
+    Ddpm,
+    /// DDIM, deterministic at eta 0.
+    Ddim,
+}
+
+/// How a diffusion model draws images: the flags of its epoch grids, of `sample` and of `eval`.
+#[derive(Debug, Clone, Args)]
+pub struct DiffusionArgs {
+    /// ddim (deterministic at eta 0) or ddpm (ancestral).
+    #[arg(long, value_enum, default_value = "ddim")]
+    pub sampler: SamplerArg,
+    /// Reverse steps, "leading" spacing [default: 50 for ddim, 1000 for ddpm].
+    #[arg(long, value_parser = parse_positive_usize)]
+    pub sample_steps: Option<usize>,
+    /// DDIM's eta: 0 is deterministic, 1 has DDPM's posterior variance.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_eta)]
+    pub eta: f64,
+}
+
+impl DiffusionArgs {
+    /// The sampler the flags choose.
+    pub fn settings(&self) -> SamplingSettings {
+        let (sampler, default_steps) = match self.sampler {
+            SamplerArg::Ddim => (SamplerKind::Ddim, 50),
+            SamplerArg::Ddpm => (SamplerKind::Ddpm, 1000),
+        };
+        SamplingSettings {
+            sampler,
+            steps: self.sample_steps.unwrap_or(default_steps),
+            eta: self.eta,
+        }
+    }
+}
+
+fn parse_eta(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        Ok(_) => Err(format!("must be a number >= 0, got {text}")),
+        Err(_) => Err(format!("`{text}` is not a number")),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The training kit shared by every genmodels example: backend choice, run folders,
-//! checkpoints, image grids, progress bars and metric logs, and the training loops themselves.
+//! checkpoints, image grids, progress bars and metric logs, the one training loop ([`fit`]),
+//! each model's optimisation step, evaluation, and the registry of generators.
 
 pub mod backend;
 pub mod cgan;
@@ -9,10 +10,13 @@ pub mod cli;
 pub mod dcgan;
 pub mod ddpm;
 pub mod eval;
+pub mod fit;
 pub mod fsutil;
 pub mod grid;
 pub mod latent;
 pub mod metrics;
+pub mod optim;
+pub mod registry;
 pub mod run;
 pub mod summary;
 pub mod toy2d;
@@ -21,13 +25,6 @@ pub mod wgan;
 
 pub use backend::{BackendChoice, SelectedDevice, select_device};
 
-/// mimalloc keeps freed memory for reuse, where glibc's malloc returns large blocks to the
-/// kernel and their fresh pages fault in again at every training step: on flex a training step
-/// is 5-7% faster on an idle machine, and up to 1.4x faster on a busy one (benches/RESULTS.md).
-/// Turn off the default `mimalloc` feature to choose another global allocator.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use cli::CommonArgs;
 pub use summary::TrainSummary;
 

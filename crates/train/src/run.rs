@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
-use genmodels_data::BatchLoader;
+use burn::tensor::{Device, Tensor};
+use genmodels_data::{BatchLoader, PixelRange};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
 use crate::backend::{SelectedDevice, select_device};
@@ -142,7 +140,7 @@ impl RunDir {
         &self,
         loader: &BatchLoader,
         count: usize,
-        scale: PixelScale,
+        range: PixelRange,
     ) -> Result<()> {
         let path = self.path("real.png");
         if path.exists() {
@@ -153,7 +151,12 @@ impl RunDir {
             .next()
             .context("the training split is empty")?;
         let count = count.min(first.images.dims()[0]);
-        save_grid(first.images.narrow(0, 0, count), 8, scale, &path)
+        save_grid(
+            first.images.narrow(0, 0, count),
+            8,
+            PixelScale::from(range),
+            &path,
+        )
     }
 
     /// An empty summary of this run.
@@ -286,6 +289,11 @@ impl StepMeans {
             .map(|sums| sums.into_iter().map(|s| s / steps).collect()))
     }
 
+    /// Steps added so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
     /// The means so far, then starts over.
     pub fn take(&mut self) -> Result<Option<Vec<f64>>> {
         let means = self.means();
@@ -336,13 +344,7 @@ pub fn check_finite(values: &[(&str, f64)], step: u64, checkpoints: &Checkpoints
 
 /// Latent vectors drawn from N(0, I) on the host with a seeded generator, so that sample grids
 /// use the same z on every backend, every epoch and after a resume.
-pub fn fixed_normal(shape: [usize; 2], seed: u64, device: &Device) -> Tensor<2> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..shape[0] * shape[1])
-        .map(|_| StandardNormal.sample(&mut rng))
-        .collect();
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
+pub use genmodels::noise::seeded_normal as fixed_normal;
 
 /// Formats a duration as seconds with one decimal.
 pub fn seconds(duration: Duration) -> String {

@@ -1,47 +1,29 @@
 //! Training a VAE (or the plain autoencoder) on Fashion-MNIST: one Adam step on the negative
-//! ELBO per batch, and after each epoch the same terms on the test split.
+//! ELBO per batch, and after each epoch the same terms on the test split; then the analysis of
+//! its latent space ([`crate::latent`]).
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use genmodels::VaeConfig;
-use genmodels::vae::{Code, Vae};
-use genmodels_data::{BatchLoader, IMAGE_PIXELS, PixelRange, Split};
+use genmodels::ImageSource;
+use genmodels::checkpoint::RunFolder;
+use genmodels::vae::{Code, VAE, Vae, VaeConfig};
+use genmodels_data::{Batch, IMAGE_PIXELS, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::select_device;
-use crate::checkpoint::{Checkpoint, Checkpoints, TrainingState};
-use crate::cli::CommonArgs;
-use crate::eval::FidMonitor;
+use crate::backend::{BackendChoice, select_device};
+use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::cli::{CommonArgs, parse_non_negative_f64};
+use crate::fit::{FitPlan, RunContext, StepMetrics, Trainable, fit, single};
 use crate::grid::{PixelScale, save_grid};
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
-use crate::run::{Checkpointed, EpochProgress, RunDir, StepMeans, check_finite, fixed_normal};
+use crate::registry::SourceOptions;
+use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
-/// One row per epoch: the training terms averaged over the epoch's batches, then the same
-/// terms on the whole test split (one sampled z per image). `neg_elbo` = recon + KL, whatever
-/// beta is; `loss` is what was minimised (recon + beta_t KL).
-const METRICS: [&str; 12] = [
-    "step",
-    "epoch",
-    "beta",
-    "train_loss",
-    "train_recon",
-    "train_kl",
-    "train_neg_elbo",
-    "test_recon",
-    "test_kl",
-    "test_neg_elbo",
-    "images_per_sec",
-    "elapsed_s",
-];
-/// Images in the 8x8 sample grid.
-const GRID: usize = 64;
 /// Test images shown in the reconstruction grid, each above its reconstruction.
 const RECON_IMAGES: usize = 32;
 
@@ -63,14 +45,39 @@ impl ModelKind {
             ModelKind::Ae => "ae",
         }
     }
+}
 
-    /// An untrained network of this kind.
-    pub fn init(self, latent_dim: usize, device: &Device) -> Vae {
-        VaeConfig::new()
-            .with_latent_dim(latent_dim)
-            .with_variational(self == ModelKind::Vae)
-            .init(device)
-    }
+/// The flags of a VAE run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VaeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// vae: sampled z and a KL term; ae: deterministic z = mu, no KL term.
+    #[arg(long, value_enum, default_value = "vae")]
+    pub model: ModelKind,
+    /// Size d of the latent space.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..))]
+    pub latent_dim: u16,
+    /// Weight of the KL term (1: the ELBO; other values: beta-VAE).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative_f64)]
+    pub beta: f64,
+    /// Epochs over which the KL weight grows linearly from 0 to --beta (0: from the start).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative_f64)]
+    pub kl_warmup_epochs: f64,
+    /// The analysis after training.
+    #[command(flatten)]
+    pub analysis: AnalysisFlags,
+}
+
+/// How much of the latent-space analysis to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalysisFlags {
+    /// t-SNE iterations of the latent map.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tsne_epochs: u32,
+    /// Analyse only the first N images of each split [default: all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(100..))]
+    pub analysis_images: Option<u32>,
 }
 
 /// Every setting of a VAE run; written to `config.json`.
@@ -80,8 +87,8 @@ pub struct VaeSettings {
     pub model: ModelKind,
     pub epochs: usize,
     pub lr: f64,
-    pub epsilon: f64,
-    pub latent_dim: usize,
+    pub vae: VaeConfig,
+    pub optimizer: AdamConfig,
     /// Weight of the KL term (1: the ELBO).
     pub beta: f64,
     /// Epochs over which the KL weight grows linearly from 0 to `beta` (0: none).
@@ -90,26 +97,23 @@ pub struct VaeSettings {
 
 impl VaeSettings {
     /// Adam 1e-3 (epsilon 1e-8, PyTorch's), 10 epochs, where a flag is absent.
-    pub fn from_args(
-        common: CommonArgs,
-        model: ModelKind,
-        latent_dim: usize,
-        beta: f64,
-        kl_warmup_epochs: f64,
-    ) -> Self {
+    pub fn new(args: VaeArgs) -> Self {
+        let common = args.common;
         Self {
             epochs: common.epochs.unwrap_or(10),
             lr: common.lr.unwrap_or(1e-3),
             common,
-            model,
-            epsilon: 1e-8,
-            latent_dim,
-            beta,
-            kl_warmup_epochs,
+            model: args.model,
+            vae: VaeConfig::new()
+                .with_latent_dim(args.latent_dim as usize)
+                .with_variational(args.model == ModelKind::Vae),
+            optimizer: AdamConfig::new().with_epsilon(1e-8),
+            beta: args.beta,
+            kl_warmup_epochs: args.kl_warmup_epochs,
         }
     }
 
-    /// The KL weight at `step`: `beta * min(1, step / warm-up steps)`.
+    /// The KL weight after `step` steps: `beta * min(1, step / warm-up steps)`.
     pub fn beta_at(&self, step: u64, steps_per_epoch: u64) -> f64 {
         let warmup_steps = self.kl_warmup_epochs * steps_per_epoch as f64;
         if warmup_steps <= 0.0 {
@@ -124,48 +128,110 @@ impl VaeSettings {
 pub struct Trainer {
     pub vae: Vae,
     optim: ModuleOptimizer,
+    settings: VaeSettings,
+    steps_per_epoch: u64,
+    /// The test images of the reconstruction grid.
+    recon_originals: Option<Tensor<4>>,
 }
 
 impl Trainer {
     /// A freshly initialised network and Adam state (`device` should be an autodiff device).
     pub fn new(settings: &VaeSettings, device: &Device) -> Self {
         Self {
-            vae: settings.model.init(settings.latent_dim, device),
-            optim: AdamConfig::new()
-                .with_epsilon(settings.epsilon as f32)
-                .init(),
+            vae: settings.vae.init(device),
+            optim: settings.optimizer.init(),
+            settings: settings.clone(),
+            steps_per_epoch: 1,
+            recon_originals: None,
         }
     }
 
-    /// One Adam step on `mean[recon + beta KL]`. Returns, detached, `[loss, recon, KL]`.
-    pub fn step(&mut self, images: Tensor<4>, lr: f64, beta: f64) -> Tensor<1> {
+    /// One Adam step on `mean[recon + beta KL]`. Returns, detached, the KL weight, the loss
+    /// minimised, its two terms and the negative ELBO (recon + KL, whatever beta is).
+    pub fn step(&mut self, images: Tensor<4>, beta: f64) -> StepMetrics {
         let terms = self.vae.elbo_terms(images, Code::Sample);
         let loss = terms.loss(beta);
         let grads = GradientsParams::from_grads(loss.backward(), &self.vae);
-        self.vae = self.optim.step(lr, self.vae.clone(), grads);
-        Tensor::cat(
-            vec![
-                loss.detach(),
-                terms.reconstruction.detach().mean(),
-                terms.kl.detach().mean(),
-            ],
-            0,
-        )
+        self.vae = self.optim.step(self.settings.lr, self.vae.clone(), grads);
+        let recon = terms.reconstruction.detach().mean();
+        let kl = terms.kl.detach().mean();
+        StepMetrics::new()
+            .with("beta", Tensor::full([1], beta, &loss.device()).inner())
+            .with("train_loss", loss.detach())
+            .with("train_recon", recon.clone())
+            .with("train_kl", kl.clone())
+            .with("train_neg_elbo", recon + kl)
+    }
+}
+
+impl Trainable for Trainer {
+    fn begin(&mut self, context: &RunContext) -> Result<()> {
+        self.steps_per_epoch = context.steps_per_epoch;
+        let indices: Vec<usize> = (0..RECON_IMAGES.min(context.test.len())).collect();
+        self.recon_originals = Some(context.test.images_tensor(
+            &indices,
+            PixelRange::ZeroToOne,
+            context.device,
+        ));
+        Ok(())
+    }
+
+    fn step(&mut self, batches: Vec<Batch>, step: u64) -> StepMetrics {
+        let beta = self.settings.beta_at(step - 1, self.steps_per_epoch);
+        Trainer::step(self, single(batches).images, beta)
+    }
+
+    /// The terms on the whole test split, one sampled z per image.
+    fn epoch_metric_names(&self) -> &'static [&'static str] {
+        &["test_recon", "test_kl", "test_neg_elbo"]
+    }
+
+    fn end_epoch(
+        &mut self,
+        context: &RunContext,
+        epoch: usize,
+    ) -> Result<Vec<(&'static str, f64)>> {
+        let vae = self.vae.valid();
+        let test = score_split(&vae, context.test, Code::Sample, context.device);
+        println!(
+            "{}: epoch {epoch} test recon {:.2} KL {:.2} -ELBO {:.2} nats",
+            self.settings.model.name(),
+            test.reconstruction,
+            test.kl,
+            test.reconstruction + test.kl
+        );
+        if let Some(originals) = &self.recon_originals {
+            save_reconstructions(
+                &vae,
+                originals,
+                &context.run.path(format!("recon/epoch_{epoch:03}.png")),
+            )?;
+        }
+        Ok(vec![
+            ("test_recon", test.reconstruction),
+            ("test_kl", test.kl),
+            ("test_neg_elbo", test.reconstruction + test.kl),
+        ])
+    }
+
+    fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
+        Some(Box::new(self.vae.valid().decoder))
     }
 }
 
 impl Checkpointed for Trainer {
     fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
         Ok(Self {
-            vae: checkpoint.load_module("vae", self.vae)?,
-            optim: checkpoint.load_optimizer("vae", self.optim)?,
+            vae: checkpoint.load_module(VAE, self.vae)?,
+            optim: checkpoint.load_optimizer(VAE, self.optim)?,
+            ..self
         })
     }
 
     fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
         let writer = run.checkpoints.begin(state.step)?;
-        writer.module("vae", &self.vae)?;
-        writer.optimizer("vae", &self.optim)?;
+        writer.module(VAE, &self.vae)?;
+        writer.optimizer(VAE, &self.optim)?;
         writer.commit(state)
     }
 }
@@ -174,7 +240,7 @@ impl Checkpointed for Trainer {
 fn save_reconstructions(vae: &Vae, originals: &Tensor<4>, path: &std::path::Path) -> Result<()> {
     let (logits, _) = vae.forward(originals.clone(), Code::Mean);
     let reconstructions = burn::tensor::activation::sigmoid(logits);
-    let rows: Vec<Tensor<4>> = (0..RECON_IMAGES / 8)
+    let rows: Vec<Tensor<4>> = (0..originals.dims()[0] / 8)
         .flat_map(|row| {
             [
                 originals.clone().narrow(0, row * 8, 8),
@@ -185,162 +251,61 @@ fn save_reconstructions(vae: &Vae, originals: &Tensor<4>, path: &std::path::Path
     save_grid(Tensor::cat(rows, 0), 8, PixelScale::ZeroToOne, path)
 }
 
+/// The decoder of a run, `sigmoid(l(z))` for `z ~ N(0, I)`.
+pub fn open_source(
+    run: &RunFolder,
+    _options: &SourceOptions,
+    device: &Device,
+) -> Result<Box<dyn ImageSource>> {
+    let vae = run.load(VAE, |config: VaeConfig| config.init(device))?;
+    Ok(Box::new(vae.decoder))
+}
+
 /// Trains with `settings`, writing grids, metrics and checkpoints into the run folder.
 pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
-    let common = &settings.common;
-    let model_name = settings.model.name();
-    let run = RunDir::create(model_name, common)?;
-    run.write_config(settings)?;
-    let data = run.load_data(common)?;
-    let fid = FidMonitor::new(model_name, common, &run, &data, PixelRange::ZeroToOne)?;
-    let device = run.device.device.clone().autodiff();
-    device.seed(common.seed);
-
-    let model = Trainer::new(settings, &device);
-    let (mut model, start) = run.resume(common, model, &device)?;
-
-    let loader = BatchLoader::new(
-        Arc::new(data.train),
-        common.batch_size,
-        PixelRange::ZeroToOne,
-    )
-    .with_seed(common.seed);
-    let steps_per_epoch = loader.num_batches() as u64;
-    let eval_device = run.device.device.clone();
-    let fixed_z = fixed_normal([GRID, settings.latent_dim], common.seed, &eval_device);
-    let recon_indices: Vec<usize> = (0..RECON_IMAGES.min(data.test.len())).collect();
-    let recon_originals =
-        data.test
-            .images_tensor(&recon_indices, PixelRange::ZeroToOne, &eval_device);
-    let mut metrics = run.metrics(&fid.columns(&METRICS), start)?;
-    let mut summary = run.summary();
-    let started = Instant::now();
-    let mut step = start.step;
-
-    for epoch in start.epoch..settings.epochs {
-        let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let mut progress =
-            EpochProgress::start(epoch + 1, settings.epochs, steps_per_epoch, done_in_epoch);
-        let mut epoch_sums = StepMeans::default();
-        let mut stop = false;
-        let mut beta = settings.beta_at(step, steps_per_epoch);
-        for batch in loader
-            .epoch(epoch as u64, &device)
-            .skip(done_in_epoch as usize)
-        {
-            let batch_size = batch.images.dims()[0];
-            beta = settings.beta_at(step, steps_per_epoch);
-            epoch_sums.add(model.step(batch.images, settings.lr, beta));
-            step += 1;
-            progress.step(batch_size);
-            stop = common.max_steps.is_some_and(|max| step >= max);
-            if step % common.log_every == 0 {
-                let loss = epoch_sums.means()?.expect("one step")[0];
-                check_finite(&[("loss", loss)], step, &run.checkpoints)?;
-                let rate = progress.report().images_per_sec();
-                progress
-                    .bar
-                    .set_message(format!("loss {loss:.2} {rate:.0} img/s"));
-            }
-            if stop {
-                break;
-            }
-        }
-        let report = progress.finish();
-        let Some(train) = epoch_sums.means()? else {
-            break;
-        };
-        check_finite(
-            &[("loss", train[0]), ("recon", train[1]), ("kl", train[2])],
-            step,
-            &run.checkpoints,
-        )?;
-        let rate = report.images_per_sec();
-
-        let vae = model.vae.valid();
-        let test = score_split(&vae, &data.test, Code::Sample, &eval_device);
-        let row = vec![
-            step as f64,
-            (epoch + 1) as f64,
-            beta,
-            train[0],
-            train[1],
-            train[2],
-            train[1] + train[2],
-            test.reconstruction,
-            test.kl,
-            test.reconstruction + test.kl,
-            rate,
-            started.elapsed().as_secs_f64(),
-        ];
-        let completed = (step % steps_per_epoch == 0).then_some(epoch + 1);
-        let row = fid.extend_row(row, completed, |count, seed| {
-            let z = fixed_normal([count, settings.latent_dim], seed, &eval_device);
-            Ok(vae.decoder.decode(z))
-        })?;
-        metrics.append(&row)?;
-        println!(
-            "{model_name}: epoch {} train recon {:.2} KL {:.2} | test recon {:.2} KL {:.2} -ELBO {:.2} nats",
-            epoch + 1,
-            train[1],
-            train[2],
-            test.reconstruction,
-            test.kl,
-            test.reconstruction + test.kl
-        );
-        save_grid(
-            vae.decoder.decode(fixed_z.clone()),
-            8,
-            PixelScale::ZeroToOne,
-            &run.epoch_samples(epoch + 1),
-        )?;
-        save_reconstructions(
-            &vae,
-            &recon_originals,
-            &run.path(format!("recon/epoch_{:03}.png", epoch + 1)),
-        )?;
-
-        let completed = if stop { epoch } else { epoch + 1 };
-        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
-        summary.record_epoch(report, checkpoint.dir);
-        if stop {
-            break;
-        }
-    }
-    summary.steps = step;
-    summary.print();
-    Ok(summary)
+    let plan = FitPlan {
+        model: settings.model.name(),
+        common: &settings.common,
+        epochs: settings.epochs,
+        pixels: PixelRange::ZeroToOne,
+        drop_last: false,
+    };
+    fit(&plan, settings, |device| Ok(Trainer::new(settings, device)))
 }
 
-/// Finds the checkpoint `path` names: a checkpoint folder, or a run folder (its latest).
-pub fn resolve_checkpoint(path: &Path) -> Result<Checkpoint> {
-    if path.join("checkpoints").is_dir() {
-        return Checkpoints::new(path.join("checkpoints"))
-            .latest()?
-            .with_context(|| {
-                format!(
-                    "--analyze: the run folder {} has no checkpoint yet",
-                    path.display()
-                )
-            });
-    }
-    Checkpoint::open(path).with_context(|| format!("--analyze {}", path.display()))
+/// The flags of `analyze`: which run, and how much of the analysis.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalyzeArgs {
+    /// A run folder (its latest checkpoint) or a checkpoint folder.
+    #[arg(long, default_value = "runs/vae")]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub analysis: AnalysisFlags,
+    /// Where the figures and report.json go [default: the run folder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Folder with the Fashion-MNIST IDX files [default: $GENMODELS_DATA_DIR or
+    /// datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the t-SNE and of the prior samples.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
 }
 
-/// Options of the analysis that are not part of the training run.
-#[derive(Debug, Clone)]
-pub struct AnalysisOptions {
-    /// t-SNE iterations.
-    pub tsne_epochs: usize,
-    /// Analyse only the first N images of each split (all when `None`): for quick looks.
-    pub images: Option<usize>,
-}
-
-impl Default for AnalysisOptions {
-    fn default() -> Self {
+impl AnalyzeArgs {
+    /// The analysis of the run a training run just wrote, with these settings.
+    pub fn of_run(run: PathBuf, common: &CommonArgs, analysis: AnalysisFlags) -> Self {
         Self {
-            tsne_epochs: TsneSettings::default().epochs,
-            images: None,
+            from: run,
+            analysis,
+            out: None,
+            data_dir: common.data_dir.clone(),
+            seed: common.seed,
+            backend: common.backend,
         }
     }
 }
@@ -354,56 +319,37 @@ fn first_images(split: Split, n: usize) -> Split {
     }
 }
 
-/// Loads the checkpoint at `path` into a network of `settings`' kind and size, and analyses it
-/// (see [`crate::latent`]), writing into `--out`, or else the run folder of the checkpoint.
-pub fn analyze_checkpoint(
-    path: &Path,
-    settings: &VaeSettings,
-    options: &AnalysisOptions,
-) -> Result<Report> {
+/// Loads the network of a VAE or AE run (its size and kind from the run's `config.json`) and
+/// analyses it (see [`crate::latent`]), writing into `--out`, or else the run folder.
+pub fn analyze_checkpoint(args: &AnalyzeArgs) -> Result<Report> {
+    let run =
+        RunFolder::open(&args.from).with_context(|| format!("--from {}", args.from.display()))?;
+    let settings: VaeSettings = run.settings()?;
     let model_name = settings.model.name();
-    let checkpoint = resolve_checkpoint(path)?;
-    checkpoint.expect_model(model_name)?;
-    let selected = select_device(settings.common.backend)?;
+    run.checkpoint.expect_model(model_name)?;
+    let selected = select_device(args.backend)?;
     let device = selected.device;
-    let vae = checkpoint
-        .load_module("vae", settings.model.init(settings.latent_dim, &device))
-        .with_context(|| {
-            format!(
-                "is --latent-dim {} the size it was trained with?",
-                settings.latent_dim
-            )
-        })?;
-    let run_folder = checkpoint
-        .dir
-        .parent()
-        .filter(|p| p.ends_with("checkpoints"))
-        .and_then(Path::parent);
-    let out = match (&settings.common.out, run_folder) {
-        (Some(out), _) => out.clone(),
-        (None, Some(run)) => run.to_path_buf(),
-        (None, None) => checkpoint.dir.clone(),
-    };
+    let vae = run.load(VAE, |config: VaeConfig| config.init(&device))?;
+    let out = args.out.clone().unwrap_or_else(|| run.root.clone());
     println!(
         "{model_name}: analysing {} on {}",
-        checkpoint.dir.display(),
+        run.checkpoint.dir.display(),
         selected.description
     );
-    let mut data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        settings.common.data_dir.as_deref(),
-    ))?;
-    if let Some(n) = options.images {
-        data.train = first_images(data.train, n);
-        data.test = first_images(data.test, n);
+    let mut data =
+        genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(args.data_dir.as_deref()))?;
+    if let Some(n) = args.analysis.analysis_images {
+        data.train = first_images(data.train, n as usize);
+        data.test = first_images(data.test, n as usize);
     }
     let tsne = TsneSettings {
-        seed: settings.common.seed,
-        epochs: options.tsne_epochs,
+        seed: args.seed,
+        epochs: args.analysis.tsne_epochs as usize,
         ..TsneSettings::default()
     };
     let input = AnalysisInput {
         model: model_name,
-        checkpoint: &checkpoint,
+        checkpoint: &run.checkpoint,
         tsne,
     };
     analyze(&vae, &data, &input, &out, &device)
@@ -420,16 +366,29 @@ mod tests {
         common: CommonArgs,
     }
 
+    fn with_beta(beta: f64, kl_warmup_epochs: f64) -> VaeSettings {
+        VaeSettings::new(VaeArgs {
+            common: Cli::try_parse_from(["prog"]).unwrap().common,
+            model: ModelKind::Vae,
+            latent_dim: 16,
+            beta,
+            kl_warmup_epochs,
+            analysis: AnalysisFlags {
+                tsne_epochs: 10,
+                analysis_images: None,
+            },
+        })
+    }
+
     #[test]
     fn kl_warm_up_grows_linearly_to_beta() {
-        let common = Cli::try_parse_from(["prog"]).unwrap().common;
-        let settings = VaeSettings::from_args(common.clone(), ModelKind::Vae, 16, 2.0, 2.0);
+        let settings = with_beta(2.0, 2.0);
         // 2 epochs of 100 steps: beta reaches 2.0 at step 200.
         assert_eq!(settings.beta_at(0, 100), 0.0);
         assert!((settings.beta_at(50, 100) - 0.5).abs() < 1e-12);
         assert!((settings.beta_at(200, 100) - 2.0).abs() < 1e-12);
         assert!((settings.beta_at(900, 100) - 2.0).abs() < 1e-12);
-        let constant = VaeSettings::from_args(common, ModelKind::Vae, 16, 0.5, 0.0);
+        let constant = with_beta(0.5, 0.0);
         assert_eq!(constant.beta_at(0, 100), 0.5);
         assert_eq!(constant.lr, 1e-3);
     }

@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
-use genmodels::{DiscriminatorConfig, GeneratorConfig};
+use genmodels::dcgan::{DiscriminatorConfig, GeneratorConfig};
 use genmodels_train::backend::{BackendChoice, select_device, wgpu_adapters};
 
 /// Largest |a - b| / max(|b|, floor) over two equally long slices.

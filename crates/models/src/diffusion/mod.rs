@@ -11,6 +11,8 @@
 //! - [`unet`]: the noise predictor eps_theta(x_t, t), a U-Net with a time embedding,
 //!   residual blocks and self-attention.
 //! - [`attention`]: scaled dot-product attention, with an optional causal mask.
+//! - [`sampling`]: the reverse process x_T -> x_0 ([`sample`]) with a sampler chosen by
+//!   [`SamplingSettings`], and [`DiffusionSource`], a trained network as an image source.
 //!
 //! Both samplers give the same numbers as the `DDPMScheduler` and `DDIMScheduler` of
 //! huggingface diffusers for the same inputs and noise (see `tests/reference/`).
@@ -18,12 +20,17 @@
 pub mod attention;
 pub mod ddim;
 pub mod ddpm;
+pub mod sampling;
 pub mod schedule;
 pub mod unet;
 
 pub use attention::scaled_dot_product_attention;
 pub use ddim::DdimScheduler;
 pub use ddpm::{DdpmScheduler, PosteriorVariance};
+pub use sampling::{
+    AnySampler, DiffusionSource, EMA, SCHEDULE, SamplerKind, SamplingSettings, ScheduleConfig,
+    UNET, sample, timesteps_tensor,
+};
 pub use schedule::NoiseSchedule;
 pub use unet::{UNet, UNetConfig};
 

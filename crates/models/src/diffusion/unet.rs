@@ -24,6 +24,9 @@ pub struct UNetConfig {
     /// Channels of the images.
     #[config(default = 1)]
     pub image_channels: usize,
+    /// Side of the (square) images; each level after the first halves it.
+    #[config(default = 28)]
+    pub image_size: usize,
     /// Channels of the first level; level `i` has `base_channels * channel_multipliers[i]`.
     #[config(default = 64)]
     pub base_channels: usize,
@@ -156,6 +159,8 @@ impl UNetConfig {
             up,
             out_norm: GroupNormConfig::new(self.groups, self.base_channels).init(device),
             out_conv: conv3x3(self.base_channels, self.image_channels, 1, device),
+            image_channels: self.image_channels,
+            image_size: self.image_size,
         }
     }
 }
@@ -170,9 +175,16 @@ pub struct UNet {
     up: Vec<UpLevel>,
     out_norm: GroupNorm,
     out_conv: Conv2d,
+    image_channels: usize,
+    image_size: usize,
 }
 
 impl UNet {
+    /// The shape `[count, C, H, W]` of `count` images this network denoises.
+    pub fn image_shape(&self, count: usize) -> [usize; 4] {
+        [count, self.image_channels, self.image_size, self.image_size]
+    }
+
     /// `x_t: [B, C, H, W]`, `t: [B]` (timesteps as floats, one per sample) -> `[B, C, H, W]`.
     /// Shapes in the comments are those of the `full` preset on 28x28 images.
     pub fn forward(&self, x: Tensor<4>, t: Tensor<1>) -> Tensor<4> {

@@ -1,0 +1,197 @@
+//! Drawing images from a trained noise predictor: the reverse process x_T -> x_0 with a DDPM or
+//! DDIM sampler, the settings that choose one, and the noise schedule as `config.json` stores it.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::{DdimScheduler, DdpmScheduler, DiffusionError, NoiseSchedule, Sampler, UNet};
+use crate::image_source::{Drawn, ImageSource, PixelRange};
+use crate::noise::seeded_normal_images;
+
+/// The noise predictor's name in a run folder: its Config's key in `config.json` and the record
+/// of the weights being trained, `unet.bpk`.
+pub const UNET: &str = "unet";
+/// The record of the exponential moving average of the weights, `ema.bpk`: the weights that
+/// draw every sample.
+pub const EMA: &str = "ema";
+/// The noise schedule's key in `config.json`.
+pub const SCHEDULE: &str = "schedule";
+
+/// A noise schedule as settings: T betas linear from `beta_start` to `beta_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleConfig {
+    pub num_steps: usize,
+    pub beta_start: f64,
+    pub beta_end: f64,
+}
+
+impl Default for ScheduleConfig {
+    /// The DDPM paper's: 1000 steps, betas from 1e-4 to 0.02.
+    fn default() -> Self {
+        Self {
+            num_steps: 1000,
+            beta_start: 1e-4,
+            beta_end: 0.02,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn build(&self) -> Result<NoiseSchedule, DiffusionError> {
+        NoiseSchedule::linear(self.num_steps, self.beta_start, self.beta_end)
+    }
+}
+
+/// Which reverse process draws the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Ancestral sampling, one step per timestep (or a "leading" subsequence).
+    Ddpm,
+    /// DDIM over a "leading" subsequence; deterministic at eta = 0.
+    Ddim,
+}
+
+/// How images are drawn: which sampler, in how many steps, with which eta (DDIM only).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SamplingSettings {
+    pub sampler: SamplerKind,
+    pub steps: usize,
+    pub eta: f64,
+}
+
+impl SamplingSettings {
+    /// The sampler these settings choose, on `schedule`; refused when the schedule cannot
+    /// honour them (more steps than T, a negative eta).
+    pub fn build(&self, schedule: &NoiseSchedule) -> Result<AnySampler, DiffusionError> {
+        Ok(match self.sampler {
+            SamplerKind::Ddpm => {
+                let mut sampler = DdpmScheduler::new(schedule.clone());
+                sampler.set_timesteps(self.steps)?;
+                AnySampler::Ddpm(sampler)
+            }
+            SamplerKind::Ddim => {
+                let mut sampler = DdimScheduler::new(schedule.clone()).with_eta(self.eta)?;
+                sampler.set_timesteps(self.steps)?;
+                AnySampler::Ddim(sampler)
+            }
+        })
+    }
+
+    /// In words: `DDPM-1000`, `DDIM-50 (eta 0)`.
+    pub fn describe(&self) -> String {
+        match self.sampler {
+            SamplerKind::Ddpm => format!("DDPM-{}", self.steps),
+            SamplerKind::Ddim => format!("DDIM-{} (eta {})", self.steps, self.eta),
+        }
+    }
+}
+
+/// A DDPM or DDIM sampler, chosen at run time.
+#[derive(Debug, Clone)]
+pub enum AnySampler {
+    Ddpm(DdpmScheduler),
+    Ddim(DdimScheduler),
+}
+
+impl Sampler for AnySampler {
+    fn timesteps(&self) -> &[usize] {
+        match self {
+            Self::Ddpm(sampler) => sampler.timesteps(),
+            Self::Ddim(sampler) => sampler.timesteps(),
+        }
+    }
+
+    fn needs_noise(&self, t: usize) -> bool {
+        match self {
+            Self::Ddpm(sampler) => sampler.needs_noise(t),
+            Self::Ddim(sampler) => sampler.needs_noise(t),
+        }
+    }
+
+    fn step<const D: usize>(
+        &self,
+        eps: Tensor<D>,
+        t: usize,
+        x_t: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Tensor<D> {
+        match self {
+            Self::Ddpm(sampler) => sampler.step(eps, t, x_t, noise),
+            Self::Ddim(sampler) => sampler.step(eps, t, x_t, noise),
+        }
+    }
+}
+
+/// Timesteps `[B]` as the floats the U-Net's time embedding takes.
+pub fn timesteps_tensor(timesteps: &[usize], device: &Device) -> Tensor<1> {
+    let values: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+    Tensor::from_data(TensorData::new(values, [timesteps.len()]), device)
+}
+
+/// Runs the reverse process for `count` images of the U-Net's shape: x_T ~ N(0, I), then
+/// `x <- sampler.step(eps_theta(x, t), t, x, z_t)` for each timestep of the sampler, from
+/// noisiest to clean. x_T and each step's fresh noise z_t are drawn on the host from `seed`
+/// (stream 0 for x_T, 1 + t for z_t), so that the images are the same on every backend.
+/// `observe(t, x)` sees x_T with `t = usize::MAX`, then the state before the step at each `t`
+/// (the reverse-process strips use it).
+pub fn sample(
+    unet: &UNet,
+    sampler: &impl Sampler,
+    count: usize,
+    seed: u64,
+    device: &Device,
+    mut observe: impl FnMut(usize, &Tensor<4>),
+) -> Tensor<4> {
+    let unet = unet.valid();
+    let shape = unet.image_shape(count);
+    let normal = |stream: u64| seeded_normal_images(shape, seed.wrapping_add(stream), device);
+    let mut x = normal(0); // x_T: [count, C, H, W]
+    observe(usize::MAX, &x);
+    for &t in sampler.timesteps() {
+        observe(t, &x);
+        let eps = unet.forward(x.clone(), timesteps_tensor(&vec![t; count], device)); // [count, C, H, W]
+        let noise = sampler.needs_noise(t).then(|| normal(1 + t as u64));
+        x = sampler.step(eps, t, x, noise); // x_{t_prev}
+    }
+    x
+}
+
+/// A diffusion model as an [`ImageSource`]: a noise predictor (a DDPM run's EMA weights) and a
+/// sampler.
+#[derive(Debug, Clone)]
+pub struct DiffusionSource {
+    pub unet: UNet,
+    pub sampler: AnySampler,
+    pub settings: SamplingSettings,
+}
+
+impl DiffusionSource {
+    /// Refuses settings the schedule cannot honour.
+    pub fn new(
+        unet: UNet,
+        schedule: &NoiseSchedule,
+        settings: SamplingSettings,
+    ) -> Result<Self, DiffusionError> {
+        Ok(Self {
+            unet,
+            sampler: settings.build(schedule)?,
+            settings,
+        })
+    }
+}
+
+impl ImageSource for DiffusionSource {
+    fn pixel_range(&self) -> PixelRange {
+        PixelRange::MinusOneToOne
+    }
+
+    fn describe(&self) -> String {
+        format!("EMA U-Net, {}", self.settings.describe())
+    }
+
+    fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
+        sample(&self.unet, &self.sampler, count, seed, device, |_, _| {}).into()
+    }
+}

@@ -1,0 +1,218 @@
+//! Helpers around the optimizer step: an exponential moving average of the weights, and
+//! clipping the gradients to a global norm.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+/// An exponential moving average of a module's weights, kept off the autodiff graph:
+/// `ema <- d ema + (1 - d) theta` after every optimizer step, with the warm-up of diffusers'
+/// `EMAModel`, `d = min(decay, (1 + n) / (10 + n))` at update n, so that early samples are not
+/// dominated by the random initialisation.
+#[derive(Debug, Clone)]
+pub struct Ema<M> {
+    pub model: M,
+    pub decay: f64,
+}
+
+impl<M: Module> Ema<M> {
+    /// Starts the average at the module's current weights.
+    pub fn new(model: &M, decay: f64) -> Self {
+        Self {
+            model: model.valid(),
+            decay,
+        }
+    }
+
+    /// The decay used at update `n` (1-based).
+    pub fn decay_at(&self, update: u64) -> f64 {
+        let warmup = (1.0 + update as f64) / (10.0 + update as f64);
+        self.decay.min(warmup)
+    }
+
+    /// Moves the average towards `model`'s weights; `update` counts from 1.
+    pub fn update(&mut self, model: &M, update: u64) {
+        let decay = self.decay_at(update);
+        let mut collector = CollectWeights::default();
+        model.visit(&mut collector);
+        let mut blend = BlendWeights {
+            weights: collector.weights.into_iter(),
+            decay,
+        };
+        self.model = self.model.clone().map(&mut blend);
+    }
+}
+
+/// Every float parameter, flattened, in visiting order and detached from the graph.
+#[derive(Default)]
+struct CollectWeights {
+    weights: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for CollectWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.weights.push(param.val().inner().flatten(0, D - 1));
+    }
+}
+
+/// `ema <- decay ema + (1 - decay) weight`, parameter by parameter in the same order.
+struct BlendWeights {
+    weights: std::vec::IntoIter<Tensor<1>>,
+    decay: f64,
+}
+
+impl ModuleMapper for BlendWeights {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let weight = self.weights.next().expect("the same architecture");
+        let decay = self.decay;
+        param.map(|ema| {
+            let weight = weight.reshape(ema.shape());
+            ema.mul_scalar(decay) + weight.mul_scalar(1.0 - decay)
+        })
+    }
+}
+
+/// Scales all gradients together so that their global L2 norm is at most `max_norm`, as
+/// PyTorch's `clip_grad_norm_`: `g <- g min(1, max_norm / (||g|| + 1e-6))`. Returns the clipped
+/// gradients and the norm before clipping, `[1]`, on the device (no synchronisation).
+pub fn clip_grad_norm<M: Module>(
+    grads: GradientsParams,
+    module: &M,
+    max_norm: f64,
+) -> (GradientsParams, Tensor<1>) {
+    let mut norm = SquaredNorm {
+        grads: &grads,
+        sum: None,
+    };
+    module.visit(&mut norm);
+    let norm = norm
+        .sum
+        .expect("the module has parameters with gradients")
+        .sqrt();
+    let scale = norm
+        .clone()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    let mut scaler = ScaleGradients { grads, scale };
+    module.visit(&mut scaler);
+    (scaler.grads, norm)
+}
+
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            let squared = grad.square().sum();
+            self.sum = Some(match self.sum.take() {
+                Some(sum) => sum + squared,
+                None => squared,
+            });
+        }
+    }
+}
+
+struct ScaleGradients {
+    grads: GradientsParams,
+    scale: Tensor<1>,
+}
+
+impl ModuleVisitor for ScaleGradients {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let id: ParamId = param.id;
+        if let Some(grad) = self.grads.remove::<D>(id) {
+            let scale = self.scale.clone().reshape([1; D]);
+            self.grads.register(id, grad * scale);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    fn weights(layer: &Linear) -> Vec<f32> {
+        layer.weight.val().into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn ema_update_by_hand() {
+        let device = Device::flex();
+        let start = LinearConfig::new(2, 1).init(&device);
+        let mut ema = Ema::new(&start, 0.999);
+        // Update 1 uses min(0.999, 2/11), update 1000 1001/1010, update 100000 0.999.
+        assert!((ema.decay_at(1) - 2.0 / 11.0).abs() < 1e-15);
+        assert!((ema.decay_at(1000) - 1001.0 / 1010.0).abs() < 1e-15);
+        assert_eq!(ema.decay_at(100_000), 0.999);
+        let mut moved = start.clone();
+        moved.weight = moved.weight.map(|w| w.add_scalar(1.0));
+        ema.update(&moved, 1);
+        let d = 2.0 / 11.0;
+        for (e, s) in weights(&ema.model).iter().zip(weights(&start)) {
+            let expected = d * s as f64 + (1.0 - d) * (s as f64 + 1.0);
+            assert!((*e as f64 - expected).abs() < 1e-6, "{e} vs {expected}");
+        }
+        ema.update(&moved, 100_000);
+        let d2 = 0.999;
+        for (e, s) in weights(&ema.model).iter().zip(weights(&start)) {
+            let after_first = d * s as f64 + (1.0 - d) * (s as f64 + 1.0);
+            let expected = d2 * after_first + (1.0 - d2) * (s as f64 + 1.0);
+            assert!((*e as f64 - expected).abs() < 1e-6, "{e} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn gradients_are_clipped_to_the_global_norm() {
+        let device = Device::flex().autodiff();
+        let layer = LinearConfig::new(3, 2).init(&device);
+        let x = Tensor::<2>::from_floats([[1.0, 2.0, 3.0]], &device);
+        // loss = 10 * sum(W x + b): dL/dW = 10 x per row, dL/db = 10.
+        let loss = layer.forward(x).sum().mul_scalar(10.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        let (clipped, norm) = clip_grad_norm(grads, &layer, 1.0);
+        // ||g||^2 = 2 * 100 * (1 + 4 + 9) + 2 * 100 = 3000.
+        let norm = norm.into_scalar::<f32>() as f64;
+        assert!((norm - 3000f64.sqrt()).abs() < 1e-3, "{norm}");
+        let weight = clipped
+            .get::<2>(layer.weight.id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let bias = clipped
+            .get::<1>(layer.bias.as_ref().unwrap().id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let total: f64 = weight
+            .iter()
+            .chain(&bias)
+            .map(|&g| (g as f64).powi(2))
+            .sum();
+        assert!((total.sqrt() - 1.0).abs() < 1e-5, "{}", total.sqrt());
+        // The direction is kept: every entry scaled by 1 / sqrt(3000).
+        assert!((bias[0] as f64 - 10.0 / 3000f64.sqrt()).abs() < 1e-5);
+        // Small gradients pass unchanged.
+        let loss = layer
+            .forward(Tensor::<2>::from_floats([[0.01, 0.0, 0.0]], &device))
+            .sum()
+            .mul_scalar(0.01);
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        let (kept, _) = clip_grad_norm(grads, &layer, 1.0);
+        let bias = kept
+            .get::<1>(layer.bias.as_ref().unwrap().id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(bias.iter().all(|b| (b - 0.01).abs() < 1e-7), "{bias:?}");
+    }
+}

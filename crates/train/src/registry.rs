@@ -1,0 +1,278 @@
+//! The one table from a checkpoint's model name to the code that opens its generator, so that
+//! `eval` and `sample` work on a run of any model without knowing the models.
+//!
+//! A new generator is one row here, and an `open_source` function in its own module.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use genmodels::ImageSource;
+use genmodels::checkpoint::RunFolder;
+use genmodels::diffusion::{SamplerKind, SamplingSettings};
+use genmodels_data::NUM_CLASSES;
+
+use crate::backend::select_device;
+use crate::cli::SampleArgs;
+use crate::grid::{PixelScale, save_class_grid, save_grid};
+use crate::{cgan, dcgan, ddpm, vae};
+
+/// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
+/// of a conditional model.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOptions {
+    pub sampling: SamplingSettings,
+    pub class: Option<usize>,
+}
+
+impl Default for SourceOptions {
+    /// DDIM-50 at eta 0; every class in turn.
+    fn default() -> Self {
+        Self {
+            sampling: SamplingSettings {
+                sampler: SamplerKind::Ddim,
+                steps: 50,
+                eta: 0.0,
+            },
+            class: None,
+        }
+    }
+}
+
+/// Opens the generator of one model's run folder.
+pub type OpenSource = fn(&RunFolder, &SourceOptions, &Device) -> Result<Box<dyn ImageSource>>;
+
+/// Every model whose checkpoints draw images: its name (in `state.json`) and its opener.
+pub const GENERATORS: &[(&str, OpenSource)] = &[
+    (dcgan::MODEL, dcgan::open_source),
+    // A WGAN's generator is DCGAN's.
+    ("wgan", dcgan::open_source),
+    ("wgan-gp", dcgan::open_source),
+    (cgan::MODEL, cgan::open_source),
+    ("vae", vae::open_source),
+    ("ae", vae::open_source),
+    (ddpm::MODEL, ddpm::open_source),
+];
+
+/// The generator of the run (its model named by the checkpoint), with its trained weights.
+pub fn open(
+    run: &RunFolder,
+    options: &SourceOptions,
+    device: &Device,
+) -> Result<Box<dyn ImageSource>> {
+    let model = run.model();
+    match GENERATORS.iter().find(|(name, _)| *name == model) {
+        Some((_, open)) => open(run, options, device),
+        None => {
+            let known: Vec<&str> = GENERATORS.iter().map(|(name, _)| *name).collect();
+            bail!(
+                "{}: cannot draw images from a `{model}` checkpoint (the generators are {})",
+                run.checkpoint.dir.display(),
+                known.join(", ")
+            )
+        }
+    }
+}
+
+/// `sample`: draws `args.count` images from a run of one of `models` (`--from`, by default
+/// `runs/<first model>`) and writes their grid: eight a row, or for a conditional model one
+/// class per column (the classes in turn) or per row (one class, named). Returns the grid's
+/// path.
+pub fn sample(models: &[&str], args: &SampleArgs, options: &SourceOptions) -> Result<PathBuf> {
+    let from = args
+        .from
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(models[0]));
+    let run = RunFolder::open(&from).with_context(|| format!("--from {}", from.display()))?;
+    let model = run.model().to_string();
+    if !models.contains(&model.as_str()) {
+        run.checkpoint.expect_model(models[0])?;
+    }
+    let selected = select_device(args.backend)?;
+    println!("{model}: computing on {}", selected.description);
+    let source = open(&run, options, &selected.device)?;
+    let drawn = source.draw(args.count, args.seed, &selected.device);
+    let output = args.output.clone().unwrap_or_else(|| match options.class {
+        Some(class) => run.root.join(format!("samples/class_{class}.png")),
+        None => run.root.join("samples/sample.png"),
+    });
+    let scale = PixelScale::from(source.pixel_range());
+    match (&drawn.classes, options.class) {
+        (Some(_), Some(class)) => {
+            let columns = 8.min(args.count);
+            let rows = args.count.div_ceil(columns);
+            save_class_grid(drawn.images, &vec![class; rows], columns, scale, &output)?
+        }
+        (Some(_), None) => save_grid(drawn.images, NUM_CLASSES, scale, &output)?,
+        (None, _) => save_grid(drawn.images, 8, scale, &output)?,
+    }
+    println!(
+        "{model}: {} images from {} ({}): {}",
+        args.count,
+        run.checkpoint.dir.display(),
+        source.describe(),
+        output.display()
+    );
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Tensor, TensorData};
+    use genmodels::PixelRange;
+    use genmodels::diffusion::{AnySampler, ScheduleConfig, sample as reverse_process};
+    use genmodels::noise::seeded_normal;
+    use serde::Serialize;
+
+    use crate::cli::CommonArgs;
+
+    /// A run folder holding `config.json` and one checkpoint of `module` named `name`.
+    fn fake_run(
+        config: &impl Serialize,
+        model: &str,
+        name: &str,
+        module: &impl burn::module::Module,
+    ) -> (tempfile::TempDir, RunFolder) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string(config).unwrap(),
+        )
+        .unwrap();
+        let checkpoints = crate::checkpoint::Checkpoints::new(dir.path().join("checkpoints"));
+        let writer = checkpoints.begin(7).unwrap();
+        writer.module(name, module).unwrap();
+        let state = crate::checkpoint::TrainingState {
+            model: model.into(),
+            step: 7,
+            epoch: 1,
+            seed: 0,
+        };
+        writer.commit(&state).unwrap();
+        let run = RunFolder::open(dir.path()).unwrap();
+        (dir, run)
+    }
+
+    fn options() -> SourceOptions {
+        SourceOptions {
+            sampling: SamplingSettings {
+                sampler: SamplerKind::Ddim,
+                steps: 2,
+                eta: 0.0,
+            },
+            class: None,
+        }
+    }
+
+    #[test]
+    fn every_generator_is_rebuilt_from_its_run_folder() {
+        let device = Device::flex();
+        let common = CommonArgs::default();
+
+        let settings = vae::VaeSettings::new(vae::VaeArgs {
+            common: common.clone(),
+            model: vae::ModelKind::Vae,
+            latent_dim: 5,
+            beta: 1.0,
+            kl_warmup_epochs: 0.0,
+            analysis: vae::AnalysisFlags {
+                tsne_epochs: 10,
+                analysis_images: None,
+            },
+        });
+        let network = settings.vae.init(&device);
+        let (_dir, run) = fake_run(&settings, "vae", "vae", &network);
+        let source = open(&run, &options(), &device).unwrap();
+        assert_eq!(source.pixel_range(), PixelRange::ZeroToOne);
+        let expected = network.decoder.decode(seeded_normal([3, 5], 11, &device));
+        let drawn = source.draw(3, 11, &device).images;
+        assert!(drawn.all_close(expected, Some(1e-6), Some(1e-6)));
+
+        let settings = dcgan::DcganSettings::new(dcgan::DcganArgs {
+            common: common.clone(),
+            g_loss: dcgan::GeneratorLossArg::NonSaturating,
+        });
+        let generator = settings.generator.init(&device);
+        let (_dir, run) = fake_run(&settings, "dcgan", "generator", &generator);
+        let source = open(&run, &options(), &device).unwrap();
+        assert_eq!(source.pixel_range(), PixelRange::MinusOneToOne);
+        let expected = generator.forward(seeded_normal([2, 100], 5, &device));
+        let drawn = source.draw(2, 5, &device);
+        assert!(drawn.classes.is_none());
+        assert_eq!(drawn.images.dims(), [2, 1, 28, 28]);
+        assert!(
+            drawn
+                .images
+                .all_close(expected.clone(), Some(1e-6), Some(1e-6))
+        );
+
+        // The WGAN-GP generator is the DCGAN one.
+        let settings = crate::wgan::WganSettings::new(crate::wgan::WganArgs {
+            common: common.clone(),
+            loss: crate::wgan::WganLoss::WganGp,
+            n_critic: 5,
+            clip: 0.01,
+            gp_lambda: 10.0,
+        });
+        let (_dir, run) = fake_run(&settings, "wgan-gp", "generator", &generator);
+        let drawn = open(&run, &options(), &device).unwrap().draw(2, 5, &device);
+        assert!(drawn.images.all_close(expected, Some(1e-6), Some(1e-6)));
+
+        // The conditional generator asks for the classes in turn, or for one class.
+        let settings = cgan::CganSettings::new(cgan::CganArgs {
+            common: common.clone(),
+            mode_seeking: 1.0,
+        });
+        let generator = settings.generator.init(&device);
+        let (_dir, run) = fake_run(&settings, "cgan", "generator", &generator);
+        let drawn = open(&run, &options(), &device)
+            .unwrap()
+            .draw(12, 5, &device);
+        let classes = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1];
+        assert_eq!(drawn.classes.as_deref(), Some(&classes[..]));
+        let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        let expected = generator.forward(
+            seeded_normal([12, 100], 5, &device),
+            Tensor::from_data(TensorData::new(labels, [12]), &device),
+        );
+        assert!(drawn.images.all_close(expected, Some(1e-6), Some(1e-6)));
+        let one_class = SourceOptions {
+            class: Some(7),
+            ..options()
+        };
+        let drawn = open(&run, &one_class, &device).unwrap().draw(3, 5, &device);
+        assert_eq!(drawn.classes, Some(vec![7, 7, 7]));
+        let too_big = SourceOptions {
+            class: Some(10),
+            ..options()
+        };
+        let error = open(&run, &too_big, &device).err().unwrap().to_string();
+        assert!(error.contains("--class 10"), "{error}");
+
+        let settings = ddpm::DdpmSettings::new(ddpm::DdpmArgs {
+            common,
+            preset: ddpm::Preset::Tiny,
+            sampling: crate::cli::DiffusionArgs {
+                sampler: crate::cli::SamplerArg::Ddim,
+                sample_steps: Some(2),
+                eta: 0.0,
+            },
+            ema_decay: 0.999,
+            final_ddpm_steps: 0,
+        });
+        let unet = settings.unet.init(&device);
+        let (_dir, run) = fake_run(&settings, "ddpm", "ema", &unet);
+        let source = open(&run, &options(), &device).unwrap();
+        let schedule = ScheduleConfig::default().build().unwrap();
+        let sampler: AnySampler = options().sampling.build(&schedule).unwrap();
+        let expected = reverse_process(&unet, &sampler, 2, 3, &device, |_, _| {});
+        let drawn = source.draw(2, 3, &device).images;
+        assert!(drawn.all_close(expected, Some(1e-5), Some(1e-5)));
+
+        // A checkpoint of a model that draws no images is refused by name.
+        let (_dir, run) = fake_run(&settings, "classifier", "ema", &unet);
+        let error = open(&run, &options(), &device).err().unwrap().to_string();
+        assert!(error.contains("`classifier`"), "{error}");
+    }
+}
