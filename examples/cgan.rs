@@ -13,28 +13,10 @@ mod common;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use genmodels_train::cgan::{CganArgs, CganSettings, MODEL, train};
-use genmodels_train::cli::SampleArgs;
+use genmodels_train::cli::{GeneratorCli, GeneratorCommand, SampleArgs};
 use genmodels_train::registry::{SourceOptions, sample};
-
-/// Train a conditional GAN (Mirza & Osindero, 2014) on Fashion-MNIST, or sample a trained one.
-#[derive(Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    train: CganArgs,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train (the default).
-    Train(CganArgs),
-    /// Draw images from a run's latest checkpoint, without training.
-    Sample(CganSampleArgs),
-}
 
 #[derive(Args)]
 struct CganSampleArgs {
@@ -47,10 +29,13 @@ struct CganSampleArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
-        Command::Train(args) => train(&CganSettings::new(args)).map(drop),
-        Command::Sample(args) => {
+    let command = GeneratorCli::<CganArgs, CganSampleArgs>::parse_command(
+        "Train a conditional GAN (Mirza & Osindero, 2014) on Fashion-MNIST, or sample a trained \
+         one.",
+    );
+    genmodels_train::exit_on_error(match command {
+        GeneratorCommand::Train(args) => train(&CganSettings::new(args)).map(drop),
+        GeneratorCommand::Sample(args) => {
             let options = SourceOptions {
                 class: args.class.map(|class| class as usize),
                 ..SourceOptions::default()

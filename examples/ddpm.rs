@@ -7,34 +7,16 @@
 //!
 //! Training writes `runs/ddpm/`: `samples/epoch_NNN.png` (8x8 grids from the EMA weights, same
 //! x_T every epoch), `samples/final_ddpm_1000.png`, `forward.png`, `reverse.png`, `metrics.csv`,
-//! `config.json` and `checkpoints/`.
+//! `config.json` and `checkpoints/`. `sample` writes the grid and, beside it, the reverse
+//! process of its first images.
 
 mod common;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use genmodels_train::cli::{DiffusionArgs, SampleArgs};
+use clap::Args;
+use genmodels_train::cli::{DiffusionArgs, GeneratorCli, GeneratorCommand, SampleArgs};
 use genmodels_train::ddpm::{DdpmArgs, DdpmSettings, sample_from_checkpoint, train};
-
-/// Train a DDPM (Ho et al., 2020) on Fashion-MNIST, or draw samples from a checkpoint.
-#[derive(Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    train: DdpmArgs,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train (the default).
-    Train(DdpmArgs),
-    /// Draw images from the EMA weights of a checkpoint, and their reverse process, without
-    /// training.
-    Sample(DdpmSampleArgs),
-}
 
 #[derive(Args)]
 struct DdpmSampleArgs {
@@ -45,10 +27,12 @@ struct DdpmSampleArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
-        Command::Train(args) => train(&DdpmSettings::new(args)).map(drop),
-        Command::Sample(args) => {
+    let command = GeneratorCli::<DdpmArgs, DdpmSampleArgs>::parse_command(
+        "Train a DDPM (Ho et al., 2020) on Fashion-MNIST, or draw samples from a checkpoint.",
+    );
+    genmodels_train::exit_on_error(match command {
+        GeneratorCommand::Train(args) => train(&DdpmSettings::new(args)).map(drop),
+        GeneratorCommand::Sample(args) => {
             sample_from_checkpoint(&args.sample, args.diffusion.settings()).map(drop)
         }
     })

@@ -70,6 +70,23 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     let grid = image::open(&output).unwrap();
     // 12 images in rows of 8: 2 rows.
     assert_eq!((grid.width(), grid.height()), (110 + 242, 62));
+
+    // Without --class the classes come in turn, one per column: 20 images, 10 a row.
+    let sample = run_example(
+        "cgan",
+        &[
+            "sample",
+            "--count",
+            "20",
+            "--backend",
+            "flex",
+            "--from",
+            out_arg,
+        ],
+    );
+    assert!(sample.status.success(), "{}", stderr(&sample));
+    let grid = image::open(out.path().join("samples/sample.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (302, 62));
 }
 
 #[test]

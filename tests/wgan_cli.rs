@@ -86,6 +86,23 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
         .concat(),
     );
     assert_clean_failure(&other, &["wgan-gp", "not `wgan`"]);
+
+    // `sample` draws from the run's generator into <run>/samples/sample.png, 8 a row.
+    let sampled = run_example(
+        "wgan",
+        &[
+            "sample",
+            "--backend",
+            "flex",
+            "--count",
+            "10",
+            "--from",
+            out.path().to_str().unwrap(),
+        ],
+    );
+    assert!(sampled.status.success(), "{}", stderr(&sampled));
+    let grid = image::open(out.path().join("samples/sample.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (242, 62));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor};
 use genmodels::ImageSource;
@@ -19,11 +19,10 @@ use genmodels::gan_loss::{GeneratorLoss, discriminator_loss, generator_loss, mod
 use genmodels_data::{Batch, CLASS_NAMES, NUM_CLASSES, PixelRange};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_non_negative_f64};
 use crate::fit::{FitPlan, StepMetrics, Trainable, fit, single};
 use crate::registry::SourceOptions;
-use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -79,26 +78,18 @@ impl CganSettings {
 }
 
 /// The two networks and their optimizers: one training iteration is [`Cgan::step`].
-pub struct Cgan {
-    pub generator: ConditionalGenerator,
-    pub discriminator: ConditionalDiscriminator,
-    optim_g: ModuleOptimizer,
-    optim_d: ModuleOptimizer,
-    lr: f64,
-    mode_seeking: f64,
-}
+pub type Cgan = Adversarial<ConditionalGenerator, ConditionalDiscriminator, CganSettings>;
 
 impl Cgan {
     /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
     pub fn new(settings: &CganSettings, device: &Device) -> Self {
-        Self {
-            generator: settings.generator.init(device),
-            discriminator: settings.discriminator.init(device),
-            optim_g: settings.optimizer.init(),
-            optim_d: settings.optimizer.init(),
-            lr: settings.lr,
-            mode_seeking: settings.mode_seeking,
-        }
+        Adversarial::with_players(
+            settings.generator.init(device),
+            settings.discriminator.init(device),
+            DISCRIMINATOR,
+            || settings.optimizer.init(),
+            settings.clone(),
+        )
     }
 
     /// One D step on `(real, labels)` and as many fakes, then one G step. Returns, detached,
@@ -108,11 +99,11 @@ impl Cgan {
     /// second half of the fakes repeats the first half's labels with its own z, so that fakes
     /// `i` and `i + B/2` form the pairs of [`mode_seeking_loss`].
     pub fn step(&mut self, real: Tensor<4>, labels: Tensor<1, Int>) -> StepMetrics {
-        let lr = self.lr;
+        let (lr, mode_seeking_weight) = (self.rule.lr, self.rule.mode_seeking);
         let [batch, ..] = real.dims();
         let device = real.device();
         let half = batch / 2;
-        let seek_modes = self.mode_seeking > 0.0 && half > 0;
+        let seek_modes = mode_seeking_weight > 0.0 && half > 0;
         let fake_labels = if seek_modes {
             let first = labels.clone().slice(0..half);
             let rest = labels.clone().slice(2 * half..batch);
@@ -123,16 +114,15 @@ impl Cgan {
         let z = self.generator.sample_latent(batch, &device);
         let fake = self.generator.forward(z.clone(), fake_labels.clone());
 
-        let real_logits = self.discriminator.forward(real, labels);
+        let real_logits = self.opponent.forward(real, labels);
         let fake_logits = self
-            .discriminator
+            .opponent
             .forward(fake.clone().detach(), fake_labels.clone());
         let loss_d = discriminator_loss(real_logits.clone(), fake_logits.clone());
-        let grads = GradientsParams::from_grads(loss_d.backward(), &self.discriminator);
-        self.discriminator = self.optim_d.step(lr, self.discriminator.clone(), grads);
+        self.step_opponent(lr, loss_d.clone());
 
         let loss_g = generator_loss(
-            self.discriminator.forward(fake.clone(), fake_labels),
+            self.opponent.forward(fake.clone(), fake_labels),
             GeneratorLoss::NonSaturating,
         );
         let mode_seeking = if seek_modes {
@@ -145,9 +135,8 @@ impl Cgan {
         } else {
             Tensor::zeros([1], &device)
         };
-        let total = loss_g.clone() + mode_seeking.clone().mul_scalar(self.mode_seeking);
-        let grads = GradientsParams::from_grads(total.backward(), &self.generator);
-        self.generator = self.optim_g.step(lr, self.generator.clone(), grads);
+        let total = loss_g.clone() + mode_seeking.clone().mul_scalar(mode_seeking_weight);
+        self.step_generator(lr, total);
 
         StepMetrics::new()
             .with("loss_d", loss_d.detach())
@@ -166,27 +155,6 @@ impl Trainable for Cgan {
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
         Some(Box::new(self.generator.valid()))
-    }
-}
-
-impl Checkpointed for Cgan {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            generator: checkpoint.load_module(GENERATOR, self.generator)?,
-            discriminator: checkpoint.load_module(DISCRIMINATOR, self.discriminator)?,
-            optim_g: checkpoint.load_optimizer(GENERATOR, self.optim_g)?,
-            optim_d: checkpoint.load_optimizer(DISCRIMINATOR, self.optim_d)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(GENERATOR, &self.generator)?;
-        writer.module(DISCRIMINATOR, &self.discriminator)?;
-        writer.optimizer(GENERATOR, &self.optim_g)?;
-        writer.optimizer(DISCRIMINATOR, &self.optim_d)?;
-        writer.commit(state)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use genmodels::diffusion::{SamplerKind, SamplingSettings};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,35 @@ impl Default for CommonArgs {
             common: CommonArgs,
         }
         <NoFlags as clap::Parser>::parse_from(["genmodels"]).common
+    }
+}
+
+/// The command line of a generator example: `train` (the default: its flags are accepted
+/// without the subcommand too) or `sample`.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+pub struct GeneratorCli<T: Args, S: Args> {
+    #[command(subcommand)]
+    command: Option<GeneratorCommand<T, S>>,
+    #[command(flatten)]
+    train: T,
+}
+
+/// What a generator example is asked to do.
+#[derive(Debug, Subcommand)]
+pub enum GeneratorCommand<T: Args, S: Args> {
+    /// Train (the default).
+    Train(T),
+    /// Draw images from a run's latest checkpoint, without training.
+    Sample(S),
+}
+
+impl<T: Args, S: Args> GeneratorCli<T, S> {
+    /// Parses the program's arguments; `about` describes the program in its help.
+    pub fn parse_command(about: &'static str) -> GeneratorCommand<T, S> {
+        let matches = Self::command().about(about).get_matches();
+        let cli = Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        cli.command.unwrap_or(GeneratorCommand::Train(cli.train))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
@@ -14,11 +14,10 @@ use genmodels::gan_loss::{GeneratorLoss, discriminator_loss, generator_loss};
 use genmodels_data::{Batch, PixelRange};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::adversarial::Adversarial;
 use crate::cli::CommonArgs;
 use crate::fit::{FitPlan, StepMetrics, Trainable, fit, single};
 use crate::registry::SourceOptions;
-use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -84,27 +83,20 @@ impl DcganSettings {
     }
 }
 
-/// The two networks and their optimizers: one training iteration is [`Dcgan::step`].
-pub struct Dcgan {
-    pub generator: Generator,
-    pub discriminator: Discriminator,
-    optim_g: ModuleOptimizer,
-    optim_d: ModuleOptimizer,
-    lr: f64,
-    g_loss: GeneratorLoss,
-}
+/// The DCGAN's generator and discriminator with their optimizers: one training iteration is
+/// [`Dcgan::step`].
+pub type Dcgan = Adversarial<Generator, Discriminator, DcganSettings>;
 
 impl Dcgan {
     /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
     pub fn new(settings: &DcganSettings, device: &Device) -> Self {
-        Self {
-            generator: settings.generator.init(device),
-            discriminator: settings.discriminator.init(device),
-            optim_g: settings.optimizer.init(),
-            optim_d: settings.optimizer.init(),
-            lr: settings.lr,
-            g_loss: settings.g_loss,
-        }
+        Adversarial::with_players(
+            settings.generator.init(device),
+            settings.discriminator.init(device),
+            DISCRIMINATOR,
+            || settings.optimizer.init(),
+            settings.clone(),
+        )
     }
 
     /// One D step on `real` and fresh fakes, then one G step. Returns, detached, the losses
@@ -112,22 +104,19 @@ impl Dcgan {
     pub fn step(&mut self, real: Tensor<4>) -> StepMetrics {
         let [batch, ..] = real.dims();
         let device = real.device();
+        let lr = self.rule.lr;
         let z = self.generator.sample_latent(batch, &device); // [B, 100]
         let fake = self.generator.forward(z); // [B, 1, 28, 28]
 
         // Discriminator: minimise -E[log D(x)] - E[log(1 - D(G(z)))]; G is held fixed.
-        let real_logits = self.discriminator.forward(real); // [B, 1]
-        let fake_logits = self.discriminator.forward(fake.clone().detach()); // [B, 1]
+        let real_logits = self.opponent.forward(real); // [B, 1]
+        let fake_logits = self.opponent.forward(fake.clone().detach()); // [B, 1]
         let loss_d = discriminator_loss(real_logits.clone(), fake_logits.clone());
-        let grads = GradientsParams::from_grads(loss_d.backward(), &self.discriminator);
-        self.discriminator = self
-            .optim_d
-            .step(self.lr, self.discriminator.clone(), grads);
+        self.step_opponent(lr, loss_d.clone());
 
         // Generator: against the updated discriminator, as in Goodfellow et al.'s Algorithm 1.
-        let loss_g = generator_loss(self.discriminator.forward(fake), self.g_loss);
-        let grads = GradientsParams::from_grads(loss_g.backward(), &self.generator);
-        self.generator = self.optim_g.step(self.lr, self.generator.clone(), grads);
+        let loss_g = generator_loss(self.opponent.forward(fake), self.rule.g_loss);
+        self.step_generator(lr, loss_g.clone());
 
         StepMetrics::new()
             .with("loss_d", loss_d.detach())
@@ -144,27 +133,6 @@ impl Trainable for Dcgan {
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
         Some(Box::new(self.generator.valid()))
-    }
-}
-
-impl Checkpointed for Dcgan {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            generator: checkpoint.load_module(GENERATOR, self.generator)?,
-            discriminator: checkpoint.load_module(DISCRIMINATOR, self.discriminator)?,
-            optim_g: checkpoint.load_optimizer(GENERATOR, self.optim_g)?,
-            optim_d: checkpoint.load_optimizer(DISCRIMINATOR, self.optim_d)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(GENERATOR, &self.generator)?;
-        writer.module(DISCRIMINATOR, &self.discriminator)?;
-        writer.optimizer(GENERATOR, &self.optim_g)?;
-        writer.optimizer(DISCRIMINATOR, &self.optim_d)?;
-        writer.commit(state)
     }
 }
 

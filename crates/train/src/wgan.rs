@@ -4,21 +4,20 @@
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
+use burn::optim::{AdamConfig, ModuleOptimizer, RmsPropConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
 use genmodels::dcgan::{Generator, GeneratorConfig};
 use genmodels::wgan::{
-    CRITIC, Critic, CriticConfig, GENERATOR, critic_loss, gradient_penalty, interpolate,
+    CRITIC, Critic, CriticConfig, critic_loss, gradient_penalty, interpolate,
     wasserstein_generator_loss,
 };
 use genmodels_data::{Batch, PixelRange};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_positive_f64};
 use crate::fit::{FitPlan, StepMetrics, Trainable, fit};
-use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
 /// How the critic is kept 1-Lipschitz.
@@ -137,57 +136,49 @@ impl WganSettings {
 }
 
 /// The generator, the critic and their optimizers: one training iteration is [`Wgan::step`].
-pub struct Wgan {
-    pub generator: Generator,
-    pub critic: Critic,
-    optim_g: ModuleOptimizer,
-    optim_c: ModuleOptimizer,
-    settings: WganSettings,
-}
+pub type Wgan = Adversarial<Generator, Critic, WganSettings>;
 
 impl Wgan {
     /// Freshly initialised networks and optimizer states (`device` should be an autodiff device).
     pub fn new(settings: &WganSettings, device: &Device) -> Self {
-        Self {
-            generator: settings.generator.init(device),
-            critic: settings.critic.init(device),
-            optim_g: settings.optimizer.init(),
-            optim_c: settings.optimizer.init(),
-            settings: settings.clone(),
-        }
+        Adversarial::with_players(
+            settings.generator.init(device),
+            settings.critic.init(device),
+            CRITIC,
+            || settings.optimizer.init(),
+            settings.clone(),
+        )
     }
 
     /// One critic step on `real` and fresh fakes. Returns, detached, `[critic loss (with the
     /// penalty), E[f(x)] - E[f(G(z))], mean ||grad f(x^)||, penalty]`.
     fn critic_step(&mut self, real: Tensor<4>) -> Tensor<1> {
-        let settings = &self.settings;
+        let settings = self.rule.clone();
         let [batch, ..] = real.dims();
         let device = real.device();
         let z = self.generator.sample_latent(batch, &device);
         let fake = self.generator.forward(z).detach();
         let loss = critic_loss(
-            self.critic.forward(real.clone()),
-            self.critic.forward(fake.clone()),
+            self.opponent.forward(real.clone()),
+            self.opponent.forward(fake.clone()),
         );
         let estimate = loss.clone().detach().neg();
         let mix = Tensor::<1>::random([batch], Distribution::Uniform(0.0, 1.0), &device);
         let x_hat = interpolate(real, fake, mix);
         let (loss, norms, penalty) = match settings.loss {
             WganLoss::WganGp => {
-                let gp = gradient_penalty(self.critic.input_gradient(x_hat), settings.gp_lambda);
+                let gp = gradient_penalty(self.opponent.input_gradient(x_hat), settings.gp_lambda);
                 (loss + gp.penalty.clone(), gp.norms, gp.penalty.detach())
             }
             WganLoss::Wgan => {
                 // Only reported: the gradient norm the clipping is meant to bound.
-                let gp = gradient_penalty(self.critic.input_gradient(x_hat).detach(), 1.0);
+                let gp = gradient_penalty(self.opponent.input_gradient(x_hat).detach(), 1.0);
                 (loss, gp.norms, Tensor::zeros([1], &device))
             }
         };
-        let (lr, loss_kind, clip) = (settings.lr, settings.loss, settings.clip);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.critic);
-        self.critic = self.optim_c.step(lr, self.critic.clone(), grads);
-        if loss_kind == WganLoss::Wgan {
-            self.critic = self.critic.clone().clip_weights(clip);
+        self.step_opponent(settings.lr, loss.clone());
+        if settings.loss == WganLoss::Wgan {
+            self.opponent = self.opponent.clone().clip_weights(settings.clip);
         }
         Tensor::cat(
             vec![loss.detach(), estimate, norms.detach().mean(), penalty],
@@ -215,11 +206,8 @@ impl Wgan {
             .div_scalar(critic_steps as f64);
 
         let z = self.generator.sample_latent(batch, &device);
-        let loss_g = wasserstein_generator_loss(self.critic.forward(self.generator.forward(z)));
-        let grads = GradientsParams::from_grads(loss_g.backward(), &self.generator);
-        self.generator = self
-            .optim_g
-            .step(self.settings.lr, self.generator.clone(), grads);
+        let loss_g = wasserstein_generator_loss(self.opponent.forward(self.generator.forward(z)));
+        self.step_generator(self.rule.lr, loss_g.clone());
 
         StepMetrics::new()
             .with("loss_critic", means.clone().narrow(0, 0, 1))
@@ -232,7 +220,7 @@ impl Wgan {
 
 impl Trainable for Wgan {
     fn batches_per_step(&self) -> usize {
-        self.settings.n_critic
+        self.rule.n_critic
     }
 
     fn step(&mut self, batches: Vec<Batch>, _step: u64) -> StepMetrics {
@@ -244,27 +232,6 @@ impl Trainable for Wgan {
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
         Some(Box::new(self.generator.valid()))
-    }
-}
-
-impl Checkpointed for Wgan {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            generator: checkpoint.load_module(GENERATOR, self.generator)?,
-            critic: checkpoint.load_module(CRITIC, self.critic)?,
-            optim_g: checkpoint.load_optimizer(GENERATOR, self.optim_g)?,
-            optim_c: checkpoint.load_optimizer(CRITIC, self.optim_c)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(GENERATOR, &self.generator)?;
-        writer.module(CRITIC, &self.critic)?;
-        writer.optimizer(GENERATOR, &self.optim_g)?;
-        writer.optimizer(CRITIC, &self.optim_c)?;
-        writer.commit(state)
     }
 }
 
