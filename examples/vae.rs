@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             let analysis = args.analysis.clone();
             let settings = VaeSettings::new(args);
             let run = train(&settings)?.run_dir;
-            analyze_checkpoint(&AnalyzeArgs::of_run(run, &settings.common, analysis)).map(drop)
+            analyze_checkpoint(&AnalyzeArgs::of_run(run, &settings.run.common, analysis)).map(drop)
         })(),
         Command::Analyze(args) => analyze_checkpoint(&args).map(drop),
         Command::Sample(args) => sample(&["vae", "ae"], &args, &SourceOptions::default()).map(drop),

@@ -5,28 +5,16 @@ mod common;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-use common::{assert_clean_failure, run_example, stderr};
+use common::{assert_clean_failure, run, run_ok, stderr};
 
 #[test]
 fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().to_str().unwrap();
-    let train = run_example(
+    run_ok(
         "cgan",
-        &[
-            "--backend",
-            "flex",
-            "--batch-size",
-            "16",
-            "--log-every",
-            "1",
-            "--max-steps",
-            "2",
-            "--out",
-            out_arg,
-        ],
+        &format!("--backend flex --batch-size 16 --log-every 1 --max-steps 2 --out {out_arg}"),
     );
-    assert!(train.status.success(), "{}", stderr(&train));
     let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
     // 10 columns and 10 rows of 28 px tiles with 2 px padding, after a 110 px name strip.
     assert_eq!((grid.width(), grid.height()), (110 + 302, 302));
@@ -49,21 +37,12 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     assert_eq!(checkpoint.state.model, "cgan");
 
     let output = out.path().join("sneakers.png");
-    let sample = run_example(
+    let sample = run(
         "cgan",
-        &[
-            "sample",
-            "--class",
-            "7",
-            "--count",
-            "12",
-            "--backend",
-            "flex",
-            "--from",
-            out_arg,
-            "--output",
-            output.to_str().unwrap(),
-        ],
+        &format!(
+            "sample --class 7 --count 12 --backend flex --from {out_arg} --output {}",
+            output.to_str().unwrap()
+        ),
     );
     assert!(sample.status.success(), "{}", stderr(&sample));
     assert!(String::from_utf8_lossy(&sample.stdout).contains("Sneaker"));
@@ -72,17 +51,9 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     assert_eq!((grid.width(), grid.height()), (110 + 242, 62));
 
     // Without --class the classes come in turn, one per column: 20 images, 10 a row.
-    let sample = run_example(
+    let sample = run(
         "cgan",
-        &[
-            "sample",
-            "--count",
-            "20",
-            "--backend",
-            "flex",
-            "--from",
-            out_arg,
-        ],
+        &format!("sample --count 20 --backend flex --from {out_arg}"),
     );
     assert!(sample.status.success(), "{}", stderr(&sample));
     let grid = image::open(out.path().join("samples/sample.png")).unwrap();
@@ -91,30 +62,15 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(
-        &run_example("cgan", &["sample", "--class", "10"]),
-        &["--class", "10"],
-    );
-    assert_clean_failure(
-        &run_example("cgan", &["--mode-seeking=-1"]),
-        &["--mode-seeking", "-1"],
-    );
+    assert_clean_failure(&run("cgan", "sample --class 10"), &["--class", "10"]);
+    assert_clean_failure(&run("cgan", "--mode-seeking=-1"), &["--mode-seeking", "-1"]);
     let empty = tempfile::tempdir().unwrap();
     assert_clean_failure(
-        &run_example(
+        &run(
             "cgan",
-            &[
-                "sample",
-                "--class",
-                "1",
-                "--from",
-                empty.path().to_str().unwrap(),
-            ],
+            &format!("sample --class 1 --from {}", empty.path().to_str().unwrap()),
         ),
         &["--from", "has no checkpoint"],
     );
-    assert_clean_failure(
-        &run_example("cgan", &["--batch-size", "0"]),
-        &["--batch-size"],
-    );
+    assert_clean_failure(&run("cgan", "--batch-size 0"), &["--batch-size"]);
 }

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use genmodels::ClassifierConfig;
 use genmodels_train::classifier::{WEIGHTS_FILE, evaluate, pretrained};
 
-use common::{run_example, stderr};
+use common::{run, run_in_new_folder, stderr};
 
 #[test]
 fn the_committed_weights_classify_at_least_91_percent_of_the_test_split() {
@@ -33,21 +33,7 @@ fn the_committed_weights_classify_at_least_91_percent_of_the_test_split() {
 
 #[test]
 fn a_few_steps_write_metrics_and_weights_that_load() {
-    let out = tempfile::tempdir().unwrap();
-    let output = run_example(
-        "classifier",
-        &[
-            "--backend",
-            "flex",
-            "--batch-size",
-            "32",
-            "--max-steps",
-            "2",
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
+    let out = run_in_new_folder("classifier", "--backend flex --batch-size 32 --max-steps 2");
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
     let lines: Vec<&str> = metrics.lines().collect();
     assert_eq!(lines.len(), 2, "header and the epoch's row:\n{metrics}");
@@ -63,7 +49,7 @@ fn a_few_steps_write_metrics_and_weights_that_load() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    let output = run_example("classifier", &["--epochs", "0"]);
+    let output = run("classifier", "--epochs 0");
     let text = stderr(&output);
     assert!(
         !output.status.success() && !text.contains("panicked"),

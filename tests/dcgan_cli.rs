@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use genmodels::dcgan::GeneratorConfig;
 use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
 
-use common::{assert_clean_failure, run_example, stderr};
+use common::{assert_clean_failure, run, run_example, stderr};
 
 #[test]
 fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
@@ -85,20 +85,14 @@ fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
 #[test]
 fn bad_flags_get_clear_errors() {
     assert_clean_failure(
-        &run_example("dcgan", &["--batch-size", "0"]),
+        &run("dcgan", "--batch-size 0"),
         &["--batch-size", "at least 1"],
     );
-    assert_clean_failure(
-        &run_example("dcgan", &["--lr", "-1"]),
-        &["--lr", "positive"],
-    );
-    assert_clean_failure(
-        &run_example("dcgan", &["--backend", "tpu"]),
-        &["tpu", "flex"],
-    );
+    assert_clean_failure(&run("dcgan", "--lr -1"), &["--lr", "positive"]);
+    assert_clean_failure(&run("dcgan", "--backend tpu"), &["tpu", "flex"]);
     if !cfg!(feature = "cuda") {
         assert_clean_failure(
-            &run_example("dcgan", &["--backend", "cuda"]),
+            &run("dcgan", "--backend cuda"),
             &["--features cuda", "flex"],
         );
     }
@@ -117,16 +111,13 @@ fn corrupt_data_is_reported_by_file_name() {
     for name in names {
         std::fs::write(data.path().join(name), b"\x00\x00\x08\x03not an idx file").unwrap();
     }
-    let output = run_example(
+    let output = run(
         "dcgan",
-        &[
-            "--backend",
-            "flex",
-            "--data-dir",
+        &format!(
+            "--backend flex --data-dir {} --out {}",
             data.path().to_str().unwrap(),
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
+            out.path().to_str().unwrap()
+        ),
     );
     assert_clean_failure(&output, &["-idx"]);
     let checkpoints: Vec<_> = std::fs::read_dir(out.path().join("checkpoints"))

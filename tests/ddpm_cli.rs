@@ -7,7 +7,7 @@ use std::path::Path;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-use common::{assert_clean_failure, run_example, stderr};
+use common::{assert_clean_failure, run, run_example, run_ok, stderr};
 
 fn dimensions(path: &Path) -> (u32, u32) {
     let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -101,27 +101,13 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     );
 
     let grid = out.path().join("drawn.png");
-    let sampled = run_example(
+    run_ok(
         "ddpm",
-        &[
-            "sample",
-            "--from",
-            out_arg,
-            "--count",
-            "10",
-            "--sampler",
-            "ddim",
-            "--sample-steps",
-            "3",
-            "--eta",
-            "1",
-            "--backend",
-            "flex",
-            "--output",
-            grid.to_str().unwrap(),
-        ],
+        &format!(
+            "sample --from {out_arg} --count 10 --sampler ddim --sample-steps 3 --eta 1 --backend flex --output {}",
+            grid.to_str().unwrap()
+        ),
     );
-    assert!(sampled.status.success(), "{}", stderr(&sampled));
     // 10 images in 8 columns: two rows.
     assert_eq!(dimensions(&grid), (242, 2 * 30 + 2));
     assert!(out.path().join("drawn_reverse.png").exists());
@@ -129,49 +115,28 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
 
 #[test]
 fn bad_input_gets_clear_errors() {
-    assert_clean_failure(
-        &run_example("ddpm", &["--preset", "huge"]),
-        &["huge", "small"],
-    );
-    assert_clean_failure(
-        &run_example("ddpm", &["--sampler", "euler"]),
-        &["euler", "ddim"],
-    );
-    assert_clean_failure(&run_example("ddpm", &["--eta=-1"]), &["--eta", ">= 0"]);
-    assert_clean_failure(
-        &run_example("ddpm", &["--ema-decay", "1.5"]),
-        &["--ema-decay", "[0, 1)"],
-    );
-    assert_clean_failure(
-        &run_example("ddpm", &["--sample-steps", "0"]),
-        &["--sample-steps"],
-    );
+    assert_clean_failure(&run("ddpm", "--preset huge"), &["huge", "small"]);
+    assert_clean_failure(&run("ddpm", "--sampler euler"), &["euler", "ddim"]);
+    assert_clean_failure(&run("ddpm", "--eta=-1"), &["--eta", ">= 0"]);
+    assert_clean_failure(&run("ddpm", "--ema-decay 1.5"), &["--ema-decay", "[0, 1)"]);
+    assert_clean_failure(&run("ddpm", "--sample-steps 0"), &["--sample-steps"]);
     // More reverse steps than the schedule has: refused before any training.
     let out = tempfile::tempdir().unwrap();
-    let too_many = run_example(
+    let too_many = run(
         "ddpm",
-        &[
-            "--backend",
-            "flex",
-            "--preset",
-            "tiny",
-            "--sample-steps",
-            "1001",
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
+        &format!(
+            "--backend flex --preset tiny --sample-steps 1001 --out {}",
+            out.path().to_str().unwrap()
+        ),
     );
     assert_clean_failure(&too_many, &["1001", "1 to 1000"]);
     let empty = tempfile::tempdir().unwrap();
-    let no_checkpoint = run_example(
+    let no_checkpoint = run(
         "ddpm",
-        &[
-            "sample",
-            "--from",
-            empty.path().to_str().unwrap(),
-            "--backend",
-            "flex",
-        ],
+        &format!(
+            "sample --from {} --backend flex",
+            empty.path().to_str().unwrap()
+        ),
     );
     assert_clean_failure(&no_checkpoint, &["has no checkpoint"]);
 }

@@ -6,27 +6,17 @@ mod common;
 use genmodels_data::idx::read_images;
 use genmodels_train::eval::reference_path;
 
-use common::{assert_clean_failure, run_example, stderr};
+use common::{assert_clean_failure, run, run_example, run_ok, stderr};
 
 #[test]
 fn a_dcgan_checkpoint_is_scored_cached_and_exported() {
     let out = tempfile::tempdir().unwrap();
     let run_dir = out.path().join("dcgan");
     let run_arg = run_dir.to_str().unwrap();
-    let trained = run_example(
+    run_ok(
         "dcgan",
-        &[
-            "--backend",
-            "flex",
-            "--batch-size",
-            "16",
-            "--max-steps",
-            "2",
-            "--out",
-            run_arg,
-        ],
+        &format!("--backend flex --batch-size 16 --max-steps 2 --out {run_arg}"),
     );
-    assert!(trained.status.success(), "{}", stderr(&trained));
 
     let export = out.path().join("samples-idx3-ubyte.gz");
     let args = [
@@ -98,24 +88,19 @@ fn a_dcgan_checkpoint_is_scored_cached_and_exported() {
 #[test]
 fn bad_input_gets_clear_errors() {
     assert_clean_failure(
-        &run_example("eval", &["--from", "runs/x", "--samples", "1"]),
+        &run("eval", "--from runs/x --samples 1"),
         &["--samples", "1"],
     );
     let empty = tempfile::tempdir().unwrap();
     assert_clean_failure(
-        &run_example(
+        &run(
             "eval",
-            &[
-                "--from",
-                empty.path().to_str().unwrap(),
-                "--backend",
-                "flex",
-            ],
+            &format!("--from {} --backend flex", empty.path().to_str().unwrap()),
         ),
         &["has no checkpoint"],
     );
     assert_clean_failure(
-        &run_example("eval", &["--from", "runs/x", "--sampler", "euler"]),
+        &run("eval", "--from runs/x --sampler euler"),
         &["euler", "ddim"],
     );
 }

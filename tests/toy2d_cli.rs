@@ -3,29 +3,14 @@
 
 mod common;
 
-use common::{run_example, stderr};
+use common::{run, run_in_new_folder, stderr};
 
 #[test]
 fn a_few_steps_write_every_plot_and_the_report() {
-    let out = tempfile::tempdir().unwrap();
-    let run = run_example(
+    let out = run_in_new_folder(
         "toy2d",
-        &[
-            "--seeds",
-            "4,5",
-            "--steps",
-            "4",
-            "--d-steps",
-            "2",
-            "--optimal-d-steps",
-            "3",
-            "--equilibrium-steps",
-            "3",
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
+        "--seeds 4,5 --steps 4 --d-steps 2 --optimal-d-steps 3 --equilibrium-steps 3",
     );
-    assert!(run.status.success(), "{}", stderr(&run));
     for file in [
         "optimal_d.png",
         "equilibrium.png",
@@ -55,19 +40,19 @@ fn a_few_steps_write_every_plot_and_the_report() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    let output = run_example("toy2d", &["--seeds", "1,x"]);
+    let output = run("toy2d", "--seeds 1,x");
     let text = stderr(&output);
     assert!(
         !output.status.success() && text.contains("--seeds"),
         "{text}"
     );
-    let output = run_example("toy2d", &["--steps", "0"]);
+    let output = run("toy2d", "--steps 0");
     let text = stderr(&output);
     assert!(
         !output.status.success() && text.contains("--steps"),
         "{text}"
     );
-    let output = run_example("toy2d", &["--experiment", "bogus"]);
+    let output = run("toy2d", "--experiment bogus");
     let text = stderr(&output);
     assert!(
         !output.status.success() && text.contains("mode-collapse") && !text.contains("panicked"),

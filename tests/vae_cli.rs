@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{all_output, assert_clean_failure, run_example};
+use common::{all_output, assert_clean_failure, run, run_example, run_in_new_folder, run_ok};
 
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
@@ -101,21 +101,10 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     // `analyze` on the run folder gives the same numbers (decoding mu is deterministic); the
     // size and kind of the network come from the run's config.json.
     std::fs::remove_file(out.path().join("report.json")).unwrap();
-    let again = run_example(
+    run_ok(
         "vae",
-        &[
-            "analyze",
-            "--backend",
-            "flex",
-            "--from",
-            out_arg,
-            "--analysis-images",
-            "300",
-            "--tsne-epochs",
-            "250",
-        ],
+        &format!("analyze --backend flex --from {out_arg} --analysis-images 300 --tsne-epochs 250"),
     );
-    assert!(again.status.success(), "{}", all_output(&again));
     let second_report = report(out.path());
     for key in [
         "test_reconstruction_bce",
@@ -134,48 +123,23 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
 
     // `sample` draws from the decoder.
     let grid = out.path().join("drawn.png");
-    let sampled = run_example(
+    run_ok(
         "vae",
-        &[
-            "sample",
-            "--backend",
-            "flex",
-            "--from",
-            out_arg,
-            "--count",
-            "16",
-            "--output",
-            grid.to_str().unwrap(),
-        ],
+        &format!(
+            "sample --backend flex --from {out_arg} --count 16 --output {}",
+            grid.to_str().unwrap()
+        ),
     );
-    assert!(sampled.status.success(), "{}", all_output(&sampled));
     let image = image::open(&grid).unwrap();
     assert_eq!((image.width(), image.height()), (242, 62));
 }
 
 #[test]
 fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
-    let out = tempfile::tempdir().unwrap();
-    let output = run_example(
+    let out = run_in_new_folder(
         "vae",
-        &[
-            "--backend",
-            "flex",
-            "--model",
-            "ae",
-            "--latent-dim",
-            "2",
-            "--batch-size",
-            "32",
-            "--max-steps",
-            "2",
-            "--out",
-            out.path().to_str().unwrap(),
-            "--analysis-images",
-            "200",
-        ],
+        "--backend flex --model ae --latent-dim 2 --batch-size 32 --max-steps 2 --analysis-images 200",
     );
-    assert!(output.status.success(), "{}", all_output(&output));
     let report = report(out.path());
     assert_eq!(report["model"], "ae");
     assert_eq!(report["latent_map"], "mu");
@@ -189,28 +153,16 @@ fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(
-        &run_example("vae", &["--latent-dim", "1"]),
-        &["--latent-dim"],
-    );
-    assert_clean_failure(
-        &run_example("vae", &["--beta=-1"]),
-        &["--beta", "zero or a positive"],
-    );
-    assert_clean_failure(
-        &run_example("vae", &["--model", "gan"]),
-        &["gan", "vae", "ae"],
-    );
+    assert_clean_failure(&run("vae", "--latent-dim 1"), &["--latent-dim"]);
+    assert_clean_failure(&run("vae", "--beta=-1"), &["--beta", "zero or a positive"]);
+    assert_clean_failure(&run("vae", "--model gan"), &["gan", "vae", "ae"]);
     let missing = tempfile::tempdir().unwrap();
-    let output = run_example(
+    let output = run(
         "vae",
-        &[
-            "analyze",
-            "--backend",
-            "flex",
-            "--from",
-            missing.path().join("nowhere").to_str().unwrap(),
-        ],
+        &format!(
+            "analyze --backend flex --from {}",
+            missing.path().join("nowhere").to_str().unwrap()
+        ),
     );
     assert_clean_failure(&output, &["--from", "nowhere"]);
 }

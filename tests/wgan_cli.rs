@@ -5,7 +5,7 @@ mod common;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-use common::{assert_clean_failure, run_example, stderr};
+use common::{assert_clean_failure, run, run_example, run_ok, stderr};
 
 fn common_flags(out: &str) -> Vec<&str> {
     vec![
@@ -88,19 +88,13 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
     assert_clean_failure(&other, &["wgan-gp", "not `wgan`"]);
 
     // `sample` draws from the run's generator into <run>/samples/sample.png, 8 a row.
-    let sampled = run_example(
+    run_ok(
         "wgan",
-        &[
-            "sample",
-            "--backend",
-            "flex",
-            "--count",
-            "10",
-            "--from",
-            out.path().to_str().unwrap(),
-        ],
+        &format!(
+            "sample --backend flex --count 10 --from {}",
+            out.path().to_str().unwrap()
+        ),
     );
-    assert!(sampled.status.success(), "{}", stderr(&sampled));
     let grid = image::open(out.path().join("samples/sample.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (242, 62));
 }
@@ -133,17 +127,8 @@ fn wgan_with_clipping_runs() {
 
 #[test]
 fn bad_flags_get_clear_errors() {
-    assert_clean_failure(
-        &run_example("wgan", &["--loss", "wgan-xx"]),
-        &["--loss", "wgan-gp"],
-    );
-    assert_clean_failure(&run_example("wgan", &["--n-critic", "0"]), &["--n-critic"]);
-    assert_clean_failure(
-        &run_example("wgan", &["--clip", "-0.01"]),
-        &["--clip", "positive"],
-    );
-    assert_clean_failure(
-        &run_example("wgan", &["--gp-lambda", "nan"]),
-        &["--gp-lambda"],
-    );
+    assert_clean_failure(&run("wgan", "--loss wgan-xx"), &["--loss", "wgan-gp"]);
+    assert_clean_failure(&run("wgan", "--n-critic 0"), &["--n-critic"]);
+    assert_clean_failure(&run("wgan", "--clip -0.01"), &["--clip", "positive"]);
+    assert_clean_failure(&run("wgan", "--gp-lambda nan"), &["--gp-lambda"]);
 }

@@ -60,3 +60,28 @@ pub fn assert_clean_failure(output: &Output, expected: &[&str]) {
         assert!(text.contains(needle), "`{needle}` missing from: {text}");
     }
 }
+
+/// Runs example `name` with the flags of `command_line`, split at whitespace (so no flag
+/// value may hold a space: temporary folders do not).
+pub fn run(name: &str, command_line: &str) -> Output {
+    let args: Vec<&str> = command_line.split_whitespace().collect();
+    run_example(name, &args)
+}
+
+/// Runs example `name` with `command_line`, which must succeed; its standard output.
+pub fn run_ok(name: &str, command_line: &str) -> String {
+    let output = run(name, command_line);
+    assert!(output.status.success(), "{}", all_output(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs example `name` with `command_line` and `--out` a new temporary folder, which must
+/// succeed; the folder (removed when dropped).
+pub fn run_in_new_folder(name: &str, command_line: &str) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    run_ok(
+        name,
+        &format!("{command_line} --out {}", out.path().display()),
+    );
+    out
+}

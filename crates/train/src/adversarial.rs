@@ -24,10 +24,9 @@ pub struct Adversarial<G, D, R> {
 }
 
 impl<G: Module, D: Module, R> Adversarial<G, D, R> {
-    /// Both networks with fresh optimizers from `optimizer`.
+    /// Both networks, `(generator, opponent)`, with fresh optimizers from `optimizer`.
     pub fn with_players(
-        generator: G,
-        opponent: D,
+        (generator, opponent): (G, D),
         opponent_name: &'static str,
         optimizer: impl Fn() -> ModuleOptimizer,
         rule: R,

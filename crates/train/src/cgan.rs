@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_non_negative_f64};
-use crate::fit::{FitPlan, StepMetrics, Trainable, fit, single};
+use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit, single};
 use crate::registry::SourceOptions;
 use crate::summary::TrainSummary;
 
@@ -42,9 +42,8 @@ pub struct CganArgs {
 /// Every setting of a conditional GAN run; written to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CganSettings {
-    pub common: CommonArgs,
-    pub epochs: usize,
-    pub lr: f64,
+    #[serde(flatten)]
+    pub run: RunSettings,
     pub generator: ConditionalGeneratorConfig,
     pub discriminator: ConditionalDiscriminatorConfig,
     /// Adam, one per network.
@@ -58,11 +57,8 @@ impl CganSettings {
     /// DCGAN's settings (Adam 2e-4, betas 0.5 / 0.999, epsilon 1e-8) where a flag is absent,
     /// a 50-wide label embedding, and the mode-seeking weight λ.
     pub fn new(args: CganArgs) -> Self {
-        let common = args.common;
         Self {
-            epochs: common.epochs.unwrap_or(10),
-            lr: common.lr.unwrap_or(2e-4),
-            common,
+            run: RunSettings::new(args.common, 10, 2e-4),
             generator: ConditionalGeneratorConfig::new()
                 .with_num_classes(NUM_CLASSES)
                 .with_latent_dim(100)
@@ -83,13 +79,12 @@ pub type Cgan = Adversarial<ConditionalGenerator, ConditionalDiscriminator, Cgan
 impl Cgan {
     /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
     pub fn new(settings: &CganSettings, device: &Device) -> Self {
-        Adversarial::with_players(
+        let players = (
             settings.generator.init(device),
             settings.discriminator.init(device),
-            DISCRIMINATOR,
-            || settings.optimizer.init(),
-            settings.clone(),
-        )
+        );
+        let optimizer = || settings.optimizer.init();
+        Adversarial::with_players(players, DISCRIMINATOR, optimizer, settings.clone())
     }
 
     /// One D step on `(real, labels)` and as many fakes, then one G step. Returns, detached,
@@ -99,7 +94,7 @@ impl Cgan {
     /// second half of the fakes repeats the first half's labels with its own z, so that fakes
     /// `i` and `i + B/2` form the pairs of [`mode_seeking_loss`].
     pub fn step(&mut self, real: Tensor<4>, labels: Tensor<1, Int>) -> StepMetrics {
-        let (lr, mode_seeking_weight) = (self.rule.lr, self.rule.mode_seeking);
+        let (lr, mode_seeking_weight) = (self.rule.run.lr, self.rule.mode_seeking);
         let [batch, ..] = real.dims();
         let device = real.device();
         let half = batch / 2;
@@ -180,12 +175,6 @@ pub fn open_source(
 
 /// Trains a conditional GAN with `settings`, writing per-class grids, metrics and checkpoints.
 pub fn train(settings: &CganSettings) -> Result<TrainSummary> {
-    let plan = FitPlan {
-        model: MODEL,
-        common: &settings.common,
-        epochs: settings.epochs,
-        pixels: PixelRange::MinusOneToOne,
-        drop_last: true,
-    };
+    let plan = FitPlan::new(MODEL, &settings.run, PixelRange::MinusOneToOne);
     fit(&plan, settings, |device| Ok(Cgan::new(settings, device)))
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
-use crate::fit::{FitPlan, RunContext, StepMetrics, Trainable, fit, single};
+use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
 use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
@@ -36,9 +36,8 @@ const EVAL_BATCH: usize = 500;
 /// Every setting of a classifier run; written to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClassifierSettings {
-    pub common: CommonArgs,
-    pub epochs: usize,
-    pub lr: f64,
+    #[serde(flatten)]
+    pub run: RunSettings,
     pub classifier: ClassifierConfig,
     pub optimizer: AdamConfig,
 }
@@ -47,9 +46,7 @@ impl ClassifierSettings {
     /// 6 epochs of Adam 1e-3 (epsilon 1e-8) where a flag is absent.
     pub fn new(common: CommonArgs) -> Self {
         Self {
-            epochs: common.epochs.unwrap_or(6),
-            lr: common.lr.unwrap_or(1e-3),
-            common,
+            run: RunSettings::new(common, 6, 1e-3),
             classifier: ClassifierConfig::new(),
             optimizer: AdamConfig::new().with_epsilon(1e-8),
         }
@@ -58,7 +55,7 @@ impl ClassifierSettings {
     /// The cosine schedule: `lr_t = lr (1 + cos(pi t / T)) / 2` at step `t` of `T`.
     pub fn lr_at(&self, step: u64, total_steps: u64) -> f64 {
         let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
-        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        self.run.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
@@ -160,11 +157,11 @@ impl Trainer {
 
 impl Trainable for Trainer {
     fn begin(&mut self, context: &RunContext) -> Result<()> {
-        self.total_steps = self
-            .settings
+        let run = &self.settings.run;
+        self.total_steps = run
             .common
             .max_steps
-            .unwrap_or(context.steps_per_epoch * self.settings.epochs as u64);
+            .unwrap_or(context.steps_per_epoch * run.epochs as u64);
         Ok(())
     }
 
@@ -239,13 +236,7 @@ impl Checkpointed for Trainer {
 /// Trains the classifier with `settings`, writing metrics, checkpoints and, at the end,
 /// `fashion_classifier.bpk` into the run folder.
 pub fn train(settings: &ClassifierSettings) -> Result<TrainSummary> {
-    let plan = FitPlan {
-        model: MODEL,
-        common: &settings.common,
-        epochs: settings.epochs,
-        pixels: PixelRange::ZeroToOne,
-        drop_last: true,
-    };
+    let plan = FitPlan::new(MODEL, &settings.run, PixelRange::ZeroToOne);
     fit(&plan, settings, |device| Ok(Trainer::new(settings, device)))
 }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adversarial::Adversarial;
 use crate::cli::CommonArgs;
-use crate::fit::{FitPlan, StepMetrics, Trainable, fit, single};
+use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit, single};
 use crate::registry::SourceOptions;
 use crate::summary::TrainSummary;
 
@@ -54,9 +54,8 @@ pub struct DcganArgs {
 /// Every setting of a DCGAN run; written to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DcganSettings {
-    pub common: CommonArgs,
-    pub epochs: usize,
-    pub lr: f64,
+    #[serde(flatten)]
+    pub run: RunSettings,
     pub generator: GeneratorConfig,
     pub discriminator: DiscriminatorConfig,
     /// Adam, one per network.
@@ -67,11 +66,8 @@ pub struct DcganSettings {
 impl DcganSettings {
     /// The paper's settings (Adam 2e-4, betas 0.5 / 0.999, epsilon 1e-8) where a flag is absent.
     pub fn new(args: DcganArgs) -> Self {
-        let common = args.common;
         Self {
-            epochs: common.epochs.unwrap_or(10),
-            lr: common.lr.unwrap_or(2e-4),
-            common,
+            run: RunSettings::new(args.common, 10, 2e-4),
             generator: GeneratorConfig::new(),
             discriminator: DiscriminatorConfig::new(),
             optimizer: AdamConfig::new()
@@ -90,13 +86,12 @@ pub type Dcgan = Adversarial<Generator, Discriminator, DcganSettings>;
 impl Dcgan {
     /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
     pub fn new(settings: &DcganSettings, device: &Device) -> Self {
-        Adversarial::with_players(
+        let players = (
             settings.generator.init(device),
             settings.discriminator.init(device),
-            DISCRIMINATOR,
-            || settings.optimizer.init(),
-            settings.clone(),
-        )
+        );
+        let optimizer = || settings.optimizer.init();
+        Adversarial::with_players(players, DISCRIMINATOR, optimizer, settings.clone())
     }
 
     /// One D step on `real` and fresh fakes, then one G step. Returns, detached, the losses
@@ -104,7 +99,7 @@ impl Dcgan {
     pub fn step(&mut self, real: Tensor<4>) -> StepMetrics {
         let [batch, ..] = real.dims();
         let device = real.device();
-        let lr = self.rule.lr;
+        let lr = self.rule.run.lr;
         let z = self.generator.sample_latent(batch, &device); // [B, 100]
         let fake = self.generator.forward(z); // [B, 1, 28, 28]
 
@@ -148,12 +143,6 @@ pub fn open_source(
 
 /// Trains a DCGAN with `settings`, writing grids, metrics and checkpoints into the run folder.
 pub fn train(settings: &DcganSettings) -> Result<TrainSummary> {
-    let plan = FitPlan {
-        model: MODEL,
-        common: &settings.common,
-        epochs: settings.epochs,
-        pixels: PixelRange::MinusOneToOne,
-        drop_last: true,
-    };
+    let plan = FitPlan::new(MODEL, &settings.run, PixelRange::MinusOneToOne);
     fit(&plan, settings, |device| Ok(Dcgan::new(settings, device)))
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::{CommonArgs, DiffusionArgs, SampleArgs};
-use crate::fit::{FitPlan, RunContext, StepMetrics, Trainable, fit, single};
+use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
 use crate::grid::{PixelScale, save_grid, save_strips};
 use crate::optim::{Ema, clip_grad_norm};
 use crate::registry::SourceOptions;
@@ -96,9 +96,8 @@ fn parse_unit_interval(text: &str) -> Result<f64, String> {
 /// Every setting of a DDPM run; written to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DdpmSettings {
-    pub common: CommonArgs,
-    pub epochs: usize,
-    pub lr: f64,
+    #[serde(flatten)]
+    pub run: RunSettings,
     pub optimizer: AdamConfig,
     /// The preset the U-Net's Config came from.
     pub preset: Preset,
@@ -116,11 +115,8 @@ impl DdpmSettings {
     /// Adam 2e-4 (epsilon 1e-8), EMA 0.999, clipping at 1, T = 1000 linear betas from 1e-4 to
     /// 0.02, where a flag is absent.
     pub fn new(args: DdpmArgs) -> Self {
-        let common = args.common;
         Self {
-            epochs: common.epochs.unwrap_or(20),
-            lr: common.lr.unwrap_or(2e-4),
-            common,
+            run: RunSettings::new(args.common, 20, 2e-4),
             optimizer: AdamConfig::new().with_epsilon(1e-8),
             preset: args.preset,
             unet: args.preset.config(),
@@ -176,7 +172,7 @@ impl Ddpm {
             unet,
             optim: settings.optimizer.init(),
             schedule: settings.validate()?,
-            timestep_rng: StdRng::seed_from_u64(settings.common.seed),
+            timestep_rng: StdRng::seed_from_u64(settings.run.common.seed),
             settings: settings.clone(),
         })
     }
@@ -199,7 +195,9 @@ impl Ddpm {
 
         let grads = GradientsParams::from_grads(loss.backward(), &self.unet);
         let (grads, norm) = clip_grad_norm(grads, &self.unet, self.settings.max_grad_norm);
-        self.unet = self.optim.step(self.settings.lr, self.unet.clone(), grads);
+        self.unet = self
+            .optim
+            .step(self.settings.run.lr, self.unet.clone(), grads);
         self.ema.update(&self.unet, step);
         StepMetrics::new()
             .with("loss", loss.detach().inner())
@@ -297,13 +295,7 @@ impl Checkpointed for Ddpm {
 /// folder.
 pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     settings.validate()?;
-    let plan = FitPlan {
-        model: MODEL,
-        common: &settings.common,
-        epochs: settings.epochs,
-        pixels: PixelRange::MinusOneToOne,
-        drop_last: true,
-    };
+    let plan = FitPlan::new(MODEL, &settings.run, PixelRange::MinusOneToOne);
     fit(&plan, settings, |device| Ddpm::new(settings, device))
 }
 
@@ -439,7 +431,7 @@ mod tests {
             ema_decay: 0.999,
             final_ddpm_steps: 0,
         });
-        settings.lr = 2e-3;
+        settings.run.lr = 2e-3;
         let mut model = Ddpm::new(&settings, &device).unwrap();
         // A fixed batch: 8 images of a bright square on a dark background.
         let mut pixels = vec![-1.0f32; 8 * 28 * 28];

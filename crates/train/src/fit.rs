@@ -15,7 +15,7 @@ use anyhow::{Result, ensure};
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
 use genmodels_data::{Batch, BatchLoader, FashionMnist, PixelRange, Split};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::CommonArgs;
 use crate::eval::FidMonitor;
@@ -108,16 +108,53 @@ pub trait Trainable: Checkpointed {
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>>;
 }
 
+/// What every run's settings start with (flattened into their `config.json`): the common
+/// flags, and the epochs and the learning rate with the model's defaults filled in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub common: CommonArgs,
+    pub epochs: usize,
+    pub lr: f64,
+}
+
+impl RunSettings {
+    /// `--epochs` and `--lr`, or the model's defaults where they are absent.
+    pub fn new(common: CommonArgs, default_epochs: usize, default_lr: f64) -> Self {
+        Self {
+            epochs: common.epochs.unwrap_or(default_epochs),
+            lr: common.lr.unwrap_or(default_lr),
+            common,
+        }
+    }
+}
+
 /// What the loop needs to know of a run besides the model.
 pub struct FitPlan<'a> {
     /// The model's name: the run folder `runs/<model>` and the checkpoints' owner.
     pub model: &'a str,
-    pub common: &'a CommonArgs,
-    pub epochs: usize,
+    pub run: &'a RunSettings,
     /// The range the batches' pixels are scaled to.
     pub pixels: PixelRange,
     /// Whether an epoch's last, incomplete batch is dropped.
     pub drop_last: bool,
+}
+
+impl<'a> FitPlan<'a> {
+    /// A run of `model` on batches scaled to `pixels`, the last incomplete one dropped.
+    pub fn new(model: &'a str, run: &'a RunSettings, pixels: PixelRange) -> Self {
+        Self {
+            model,
+            run,
+            pixels,
+            drop_last: true,
+        }
+    }
+
+    /// Trains on an epoch's last, incomplete batch too.
+    pub fn keep_last_batch(mut self) -> Self {
+        self.drop_last = false;
+        self
+    }
 }
 
 /// The single model's batch of a step that takes one.
@@ -145,7 +182,8 @@ pub fn fit_on<M: Trainable>(
     data: Option<FashionMnist>,
     build: impl FnOnce(&Device) -> Result<M>,
 ) -> Result<TrainSummary> {
-    let common = plan.common;
+    let common = &plan.run.common;
+    let epochs = plan.run.epochs;
     let run = RunDir::create(plan.model, common)?;
     run.write_config(settings)?;
     let data = match data {
@@ -192,10 +230,9 @@ pub fn fit_on<M: Trainable>(
     let mut step = start.step;
     let mut stop = false;
 
-    for epoch in start.epoch..plan.epochs {
+    for epoch in start.epoch..epochs {
         let done_in_epoch = step.saturating_sub(epoch as u64 * steps_per_epoch);
-        let mut progress =
-            EpochProgress::start(epoch + 1, plan.epochs, steps_per_epoch, done_in_epoch);
+        let mut progress = EpochProgress::start(epoch + 1, epochs, steps_per_epoch, done_in_epoch);
         let mut interval = StepMeans::default();
         let mut batches = loader
             .epoch(epoch as u64, &device)
@@ -441,13 +478,8 @@ mod tests {
         epochs: usize,
         nan_at: Option<u64>,
     ) -> (Result<TrainSummary>, Vec<u8>) {
-        let plan = FitPlan {
-            model: "stub",
-            common,
-            epochs,
-            pixels: PixelRange::ZeroToOne,
-            drop_last: true,
-        };
+        let settings = RunSettings::new(common.clone(), epochs, 1.0);
+        let plan = FitPlan::new("stub", &settings, PixelRange::ZeroToOne);
         let seen = Rc::new(RefCell::new(Vec::new()));
         let log = seen.clone();
         let result = fit_on(&plan, &"settings", Some(data()), |device| {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendChoice, select_device};
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::{CommonArgs, parse_non_negative_f64};
-use crate::fit::{FitPlan, RunContext, StepMetrics, Trainable, fit, single};
+use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
 use crate::grid::{PixelScale, save_grid};
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
 use crate::registry::SourceOptions;
@@ -83,10 +83,9 @@ pub struct AnalysisFlags {
 /// Every setting of a VAE run; written to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VaeSettings {
-    pub common: CommonArgs,
+    #[serde(flatten)]
+    pub run: RunSettings,
     pub model: ModelKind,
-    pub epochs: usize,
-    pub lr: f64,
     pub vae: VaeConfig,
     pub optimizer: AdamConfig,
     /// Weight of the KL term (1: the ELBO).
@@ -98,11 +97,8 @@ pub struct VaeSettings {
 impl VaeSettings {
     /// Adam 1e-3 (epsilon 1e-8, PyTorch's), 10 epochs, where a flag is absent.
     pub fn new(args: VaeArgs) -> Self {
-        let common = args.common;
         Self {
-            epochs: common.epochs.unwrap_or(10),
-            lr: common.lr.unwrap_or(1e-3),
-            common,
+            run: RunSettings::new(args.common, 10, 1e-3),
             model: args.model,
             vae: VaeConfig::new()
                 .with_latent_dim(args.latent_dim as usize)
@@ -152,7 +148,9 @@ impl Trainer {
         let terms = self.vae.elbo_terms(images, Code::Sample);
         let loss = terms.loss(beta);
         let grads = GradientsParams::from_grads(loss.backward(), &self.vae);
-        self.vae = self.optim.step(self.settings.lr, self.vae.clone(), grads);
+        self.vae = self
+            .optim
+            .step(self.settings.run.lr, self.vae.clone(), grads);
         let recon = terms.reconstruction.detach().mean();
         let kl = terms.kl.detach().mean();
         StepMetrics::new()
@@ -263,13 +261,8 @@ pub fn open_source(
 
 /// Trains with `settings`, writing grids, metrics and checkpoints into the run folder.
 pub fn train(settings: &VaeSettings) -> Result<TrainSummary> {
-    let plan = FitPlan {
-        model: settings.model.name(),
-        common: &settings.common,
-        epochs: settings.epochs,
-        pixels: PixelRange::ZeroToOne,
-        drop_last: false,
-    };
+    let plan =
+        FitPlan::new(settings.model.name(), &settings.run, PixelRange::ZeroToOne).keep_last_batch();
     fit(&plan, settings, |device| Ok(Trainer::new(settings, device)))
 }
 
@@ -390,6 +383,6 @@ mod tests {
         assert!((settings.beta_at(900, 100) - 2.0).abs() < 1e-12);
         let constant = with_beta(0.5, 0.0);
         assert_eq!(constant.beta_at(0, 100), 0.5);
-        assert_eq!(constant.lr, 1e-3);
+        assert_eq!(constant.run.lr, 1e-3);
     }
 }

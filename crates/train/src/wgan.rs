@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_positive_f64};
-use crate::fit::{FitPlan, StepMetrics, Trainable, fit};
+use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit};
 use crate::summary::TrainSummary;
 
 /// How the critic is kept 1-Lipschitz.
@@ -79,10 +79,9 @@ impl WganOptimizer {
 /// Every setting of a WGAN run; written to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WganSettings {
-    pub common: CommonArgs,
+    #[serde(flatten)]
+    pub run: RunSettings,
     pub loss: WganLoss,
-    pub epochs: usize,
-    pub lr: f64,
     /// Critic steps per generator step.
     pub n_critic: usize,
     /// WGAN: the clipping range c.
@@ -121,9 +120,7 @@ impl WganSettings {
             ),
         };
         Self {
-            epochs: common.epochs.unwrap_or(20),
-            lr: common.lr.unwrap_or(lr),
-            common,
+            run: RunSettings::new(common, 20, lr),
             loss: args.loss,
             n_critic: args.n_critic as usize,
             clip: args.clip,
@@ -141,13 +138,12 @@ pub type Wgan = Adversarial<Generator, Critic, WganSettings>;
 impl Wgan {
     /// Freshly initialised networks and optimizer states (`device` should be an autodiff device).
     pub fn new(settings: &WganSettings, device: &Device) -> Self {
-        Adversarial::with_players(
+        let players = (
             settings.generator.init(device),
             settings.critic.init(device),
-            CRITIC,
-            || settings.optimizer.init(),
-            settings.clone(),
-        )
+        );
+        let optimizer = || settings.optimizer.init();
+        Adversarial::with_players(players, CRITIC, optimizer, settings.clone())
     }
 
     /// One critic step on `real` and fresh fakes. Returns, detached, `[critic loss (with the
@@ -176,7 +172,7 @@ impl Wgan {
                 (loss, gp.norms, Tensor::zeros([1], &device))
             }
         };
-        self.step_opponent(settings.lr, loss.clone());
+        self.step_opponent(settings.run.lr, loss.clone());
         if settings.loss == WganLoss::Wgan {
             self.opponent = self.opponent.clone().clip_weights(settings.clip);
         }
@@ -207,7 +203,7 @@ impl Wgan {
 
         let z = self.generator.sample_latent(batch, &device);
         let loss_g = wasserstein_generator_loss(self.opponent.forward(self.generator.forward(z)));
-        self.step_generator(self.rule.lr, loss_g.clone());
+        self.step_generator(self.rule.run.lr, loss_g.clone());
 
         StepMetrics::new()
             .with("loss_critic", means.clone().narrow(0, 0, 1))
@@ -238,12 +234,10 @@ impl Trainable for Wgan {
 /// Trains a WGAN or WGAN-GP with `settings`, writing grids, metrics and checkpoints into the run
 /// folder. A step is one generator update after `n_critic` critic updates on as many batches.
 pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
-    let plan = FitPlan {
-        model: settings.loss.model(),
-        common: &settings.common,
-        epochs: settings.epochs,
-        pixels: PixelRange::MinusOneToOne,
-        drop_last: true,
-    };
+    let plan = FitPlan::new(
+        settings.loss.model(),
+        &settings.run,
+        PixelRange::MinusOneToOne,
+    );
     fit(&plan, settings, |device| Ok(Wgan::new(settings, device)))
 }
