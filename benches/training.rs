@@ -27,7 +27,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::{Parser, ValueEnum};
 use genmodels::diffusion::{
-    NoiseSchedule, Sampler, SamplerKind, SamplingSettings, UNet, timesteps_tensor,
+    AnySampler, NoiseSchedule, Sampler, SamplerKind, SamplingSettings, UNet, timesteps_tensor,
 };
 use genmodels_train::backend::{BackendChoice, select_device, wgpu_adapters};
 use genmodels_train::cli::{DiffusionArgs, SamplerArg};
@@ -636,12 +636,18 @@ fn reverse_steps(
     limit: usize,
     device: &Device,
 ) -> Result<()> {
-    let sampler = sampling.build(schedule)?;
-    let normal = || Tensor::<4>::random([count, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
-    let mut x = normal();
-    for &t in sampler.timesteps().iter().take(limit) {
-        let eps = unet.forward(x.clone(), timesteps_tensor(&vec![t; count], device));
-        x = sampler.step(eps, t, x, sampler.needs_noise(t).then(normal));
+    fn run(unet: &UNet, sampler: &impl Sampler, count: usize, limit: usize, device: &Device) {
+        let normal =
+            || Tensor::<4>::random([count, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+        let mut x = normal();
+        for &t in sampler.timesteps().iter().take(limit) {
+            let eps = unet.forward(x.clone(), timesteps_tensor(&vec![t; count], device));
+            x = sampler.step(eps, t, x, sampler.needs_noise(t).then(normal));
+        }
+    }
+    match sampling.build(schedule)? {
+        AnySampler::Ddpm(sampler) => run(unet, &sampler, count, limit, device),
+        AnySampler::Ddim(sampler) => run(unet, &sampler, count, limit, device),
     }
     Ok(())
 }

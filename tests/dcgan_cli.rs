@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use genmodels::dcgan::GeneratorConfig;
 use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
 
-use common::{assert_clean_failure, run, run_example, stderr};
+use common::{assert_clean_failure, run, run_example, run_ok, stderr};
 
 #[test]
 fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
@@ -124,4 +124,66 @@ fn corrupt_data_is_reported_by_file_name() {
         .unwrap()
         .collect();
     assert!(checkpoints.is_empty(), "nothing is trained on bad data");
+}
+
+/// Ctrl-C (SIGINT) finishes the step under way, writes a checkpoint, and exits non-zero saying
+/// how to resume; the checkpoint loads and the run resumes from it.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let out = tempfile::tempdir().unwrap();
+    let flags = format!(
+        "--backend flex --batch-size 16 --log-every 1 --checkpoint-minutes 0 --out {}",
+        out.path().display()
+    );
+    let child = Command::new(common::example("dcgan"))
+        .args(flags.split_whitespace())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a few logged steps, then interrupt.
+    let metrics = out.path().join("metrics.csv");
+    let started = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |text| text.lines().count()) < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no steps logged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signal = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    let output = child.wait_with_output().unwrap();
+    let text = stderr(&output);
+    assert!(
+        !output.status.success(),
+        "an interrupted run exits non-zero"
+    );
+    assert!(
+        text.contains("interrupted after step") && text.contains("--resume"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
+        .latest()
+        .unwrap()
+        .unwrap();
+    assert!(checkpoint.state.step >= 3, "{:?}", checkpoint.state);
+    assert_eq!(checkpoint.state.epoch, 0);
+    let next = checkpoint.state.step + 1;
+    let resumed = run_ok("dcgan", &format!("{flags} --resume --max-steps {next}"));
+    assert!(resumed.contains("resumed from"), "{resumed}");
+    let latest = Checkpoints::new(out.path().join("checkpoints"))
+        .latest()
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.state.step, next);
 }

@@ -26,6 +26,7 @@
 //! # Ok::<(), genmodels::checkpoint::CheckpointError>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,11 @@ use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+/// The checkpoint format this version writes: 1 lists every file's SHA-256 in `state.json`.
+/// Checkpoints from before (format 0) are read without that check.
+pub const FORMAT: u32 = 1;
 /// The file in `checkpoints/` naming the newest complete checkpoint.
 pub const LATEST: &str = "latest";
 /// The file in a checkpoint folder holding its [`TrainingState`].
@@ -62,6 +67,16 @@ pub enum CheckpointError {
     },
     #[error("{} does not fit this model: {message}", path.display())]
     Mismatch { path: PathBuf, message: String },
+    #[error(
+        "{} is corrupt or truncated: its SHA-256 is not the one {STATE} records",
+        path.display()
+    )]
+    Corrupt { path: PathBuf },
+    #[error(
+        "{} was written in checkpoint format {format}, newer than this version reads ({FORMAT})",
+        dir.display()
+    )]
+    NewerFormat { dir: PathBuf, format: u32 },
 }
 
 type Result<T> = std::result::Result<T, CheckpointError>;
@@ -73,7 +88,7 @@ fn unreadable(path: &Path, error: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
-/// Where training stood when a checkpoint was taken.
+/// Where training stood when a checkpoint was taken, and what the checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
     /// Model name, so a checkpoint of one model is not loaded into another.
@@ -84,6 +99,35 @@ pub struct TrainingState {
     pub epoch: usize,
     /// The run's seed.
     pub seed: u64,
+    /// The checkpoint format ([`FORMAT`]; 0 for checkpoints from before it was recorded).
+    #[serde(default)]
+    pub format: u32,
+    /// The SHA-256 (hex) of every other file of the checkpoint, by file name.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+impl TrainingState {
+    /// The state of `model` after `step` steps and `epoch` complete epochs; the files are listed
+    /// when the checkpoint is written.
+    pub fn new(model: &str, step: u64, epoch: usize, seed: u64) -> Self {
+        Self {
+            model: model.into(),
+            step,
+            epoch,
+            seed,
+            format: FORMAT,
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A complete checkpoint on disk.
@@ -100,9 +144,29 @@ impl Checkpoint {
         let state_path = dir.join(STATE);
         let text = fs::read_to_string(&state_path)
             .map_err(|_| CheckpointError::NotACheckpoint { dir: dir.clone() })?;
-        let state = serde_json::from_str(&text)
+        let state: TrainingState = serde_json::from_str(&text)
             .map_err(|e| unreadable(&state_path, format!("not a valid training state: {e}")))?;
+        if state.format > FORMAT {
+            return Err(CheckpointError::NewerFormat {
+                dir,
+                format: state.format,
+            });
+        }
         Ok(Self { dir, state })
+    }
+
+    /// Checks `file` against the SHA-256 `state.json` records for it (from format 1 on).
+    pub fn verify(&self, file: &str) -> Result<()> {
+        let path = self.dir.join(file);
+        if self.state.format == 0 {
+            return Ok(());
+        }
+        let bytes = fs::read(&path).map_err(|e| unreadable(&path, e))?;
+        match self.state.files.get(file) {
+            Some(expected) if *expected == sha256_hex(&bytes) => Ok(()),
+            Some(_) => Err(CheckpointError::Corrupt { path }),
+            None => Err(unreadable(&path, format!("is not listed in {STATE}"))),
+        }
     }
 
     /// The newest complete checkpoint in a `checkpoints/` folder, if any.
@@ -130,7 +194,9 @@ impl Checkpoint {
     /// Loads `<name>.bpk` into `module` (same architecture), keeping its parameter ids so that
     /// optimizer states saved alongside find their parameters.
     pub fn load_module<M: Module>(&self, name: &str, module: M) -> Result<M> {
-        let path = self.dir.join(format!("{name}.bpk"));
+        let file = format!("{name}.bpk");
+        self.verify(&file)?;
+        let path = self.dir.join(file);
         let record = ModuleRecord::load(&path).map_err(|e| unreadable(&path, e))?;
         module
             .try_load_record(record)
@@ -146,7 +212,9 @@ impl Checkpoint {
         name: &str,
         optimizer: ModuleOptimizer,
     ) -> Result<ModuleOptimizer> {
-        let path = self.dir.join(format!("optim_{name}.bpk"));
+        let file = format!("optim_{name}.bpk");
+        self.verify(&file)?;
+        let path = self.dir.join(file);
         optimizer.load(&path).map_err(|e| unreadable(&path, e))
     }
 }

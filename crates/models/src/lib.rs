@@ -19,6 +19,68 @@
 //! - [`vae`]: the variational autoencoder of Kingma & Welling (2014) and the plain autoencoder.
 //! - [`wgan`]: the Wasserstein critic (Arjovsky et al., 2017) and the exact gradient penalty of
 //!   WGAN-GP (Gulrajani et al., 2017).
+//!
+//! Every generator is an [`ImageSource`]: built from its `Config`, it draws images from a seed.
+//!
+//! ```
+//! use genmodels::ImageSource;
+//! use genmodels::burn::tensor::Device;
+//! use genmodels::dcgan::GeneratorConfig;
+//! use genmodels::diffusion::{
+//!     DiffusionSource, NoiseSchedule, SamplerKind, SamplingSettings, UNetConfig,
+//! };
+//! use genmodels::vae::VaeConfig;
+//!
+//! let device = Device::flex();
+//! // DCGAN: the generator of the paper's sizes; four images in [-1, 1] from seed 0.
+//! let generator = GeneratorConfig::new().init(&device);
+//! assert_eq!(generator.draw(4, 0, &device).images.dims(), [4, 1, 28, 28]);
+//! // VAE: the decoder's mean image for z ~ N(0, I), in [0, 1].
+//! let vae = VaeConfig::new().with_latent_dim(8).init(&device);
+//! assert_eq!(vae.decoder.draw(4, 0, &device).images.dims(), [4, 1, 28, 28]);
+//! // DDPM: a narrow U-Net with five DDIM steps on the paper's 1000-step schedule.
+//! let unet = UNetConfig::new()
+//!     .with_base_channels(8)
+//!     .with_blocks_per_level(1)
+//!     .with_time_embedding_dim(16)
+//!     .init(&device);
+//! let sampling = SamplingSettings { sampler: SamplerKind::Ddim, steps: 5, eta: 0.0 };
+//! let ddpm = DiffusionSource::new(unet, &NoiseSchedule::ddpm(), sampling)?;
+//! assert_eq!(ddpm.draw(2, 0, &device).images.dims(), [2, 1, 28, 28]);
+//! # Ok::<(), genmodels::diffusion::DiffusionError>(())
+//! ```
+//!
+//! A run folder written by the examples gives back its networks with their trained weights
+//! ([`checkpoint::RunFolder`]): each network's `Config` is an entry of the run's `config.json`
+//! and its weights a record of the checkpoint, both under the name the model module exports.
+//!
+//! ```no_run
+//! use genmodels::ImageSource;
+//! use genmodels::burn::tensor::Device;
+//! use genmodels::checkpoint::RunFolder;
+//! use genmodels::dcgan::{GENERATOR, GeneratorConfig};
+//! use genmodels::diffusion::{
+//!     DiffusionSource, EMA, SCHEDULE, SamplerKind, SamplingSettings, ScheduleConfig, UNET,
+//!     UNetConfig,
+//! };
+//! use genmodels::vae::{VAE, VaeConfig};
+//!
+//! let device = Device::flex();
+//! let dcgan = RunFolder::open("runs/dcgan")?;
+//! let generator = dcgan.load(GENERATOR, |config: GeneratorConfig| config.init(&device))?;
+//! let vae = RunFolder::open("runs/vae")?;
+//! let decoder = vae.load(VAE, |config: VaeConfig| config.init(&device))?.decoder;
+//! let ddpm = RunFolder::open("runs/ddpm")?;
+//! let unet = ddpm.load_record(UNET, EMA, |config: UNetConfig| config.init(&device))?;
+//! let schedule = ddpm.config::<ScheduleConfig>(SCHEDULE)?.build()?;
+//! let sampling = SamplingSettings { sampler: SamplerKind::Ddim, steps: 50, eta: 0.0 };
+//! let diffusion = DiffusionSource::new(unet, &schedule, sampling)?;
+//! for source in [&generator as &dyn ImageSource, &decoder, &diffusion] {
+//!     let images = source.draw(64, 0, &device).images; // [64, 1, 28, 28]
+//!     println!("{}: {:?}", source.describe(), images.dims());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod cgan;
 pub mod checkpoint;

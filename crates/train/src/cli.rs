@@ -45,6 +45,16 @@ pub struct CommonArgs {
     /// Log the FID of 2,000 samples against the test split to metrics.csv every N epochs.
     #[arg(long, value_name = "N", value_parser = parse_positive_usize)]
     pub fid_every: Option<usize>,
+    /// Also write a checkpoint every N steps [default: only at the end of an epoch, and every
+    /// --checkpoint-minutes].
+    #[arg(long, value_name = "N", value_parser = parse_positive_u64)]
+    pub checkpoint_every: Option<u64>,
+    /// Also write a checkpoint when this many minutes have passed since the last one (0: never).
+    #[arg(long, value_name = "MINUTES", default_value_t = 10.0, value_parser = parse_non_negative_f64)]
+    pub checkpoint_minutes: f64,
+    /// Checkpoints kept in the run folder; older ones are removed.
+    #[arg(long, value_name = "K", default_value_t = 2, value_parser = parse_positive_usize)]
+    pub keep_checkpoints: usize,
 }
 
 impl Default for CommonArgs {

@@ -14,7 +14,7 @@ use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
 use genmodels::diffusion::{
     DiffusionSource, EMA, NoiseSchedule, SCHEDULE, SamplerKind, SamplingSettings, ScheduleConfig,
-    UNET, UNet, UNetConfig, sample, timesteps_tensor,
+    UNET, UNet, UNetConfig, timesteps_tensor,
 };
 use genmodels::noise::seeded_normal_images;
 use genmodels_data::{Batch, PixelRange};
@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::{CommonArgs, DiffusionArgs, SampleArgs};
-use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
+use crate::fit::{
+    FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single, step_seed,
+};
 use crate::grid::{PixelScale, save_grid, save_strips};
 use crate::optim::{Ema, clip_grad_norm};
 use crate::registry::SourceOptions;
@@ -158,7 +160,6 @@ pub struct Ddpm {
     ema: Ema<UNet>,
     optim: ModuleOptimizer,
     schedule: NoiseSchedule,
-    timestep_rng: StdRng,
     settings: DdpmSettings,
 }
 
@@ -172,7 +173,6 @@ impl Ddpm {
             unet,
             optim: settings.optimizer.init(),
             schedule: settings.validate()?,
-            timestep_rng: StdRng::seed_from_u64(settings.run.common.seed),
             settings: settings.clone(),
         })
     }
@@ -183,8 +183,10 @@ impl Ddpm {
     pub fn step(&mut self, x0: Tensor<4>, step: u64) -> StepMetrics {
         let [batch, ..] = x0.dims();
         let device = x0.device();
+        // The timesteps come from the seed and the step, as the device's noise does.
+        let mut rng = StdRng::seed_from_u64(step_seed(self.settings.run.common.seed, step));
         let timesteps: Vec<usize> = (0..batch)
-            .map(|_| self.timestep_rng.random_range(0..self.schedule.num_steps()))
+            .map(|_| rng.random_range(0..self.schedule.num_steps()))
             .collect();
         let noise = Tensor::<4>::random(x0.shape(), Distribution::Normal(0.0, 1.0), &device);
         let x_t = self.schedule.add_noise(x0, noise.clone(), &timesteps); // [B, 1, 28, 28]
@@ -275,9 +277,6 @@ impl Checkpointed for Ddpm {
                 decay: self.ema.decay,
             },
             optim: checkpoint.load_optimizer(UNET, self.optim)?,
-            timestep_rng: StdRng::seed_from_u64(
-                checkpoint.state.seed.wrapping_add(checkpoint.state.step),
-            ),
             ..self
         })
     }
@@ -371,18 +370,13 @@ fn draw_with_strip(
 ) -> Result<()> {
     let rows = STRIP_ROWS.min(count);
     let mut snapshots = Vec::new();
-    let images = sample(
-        &source.unet,
-        &source.sampler,
-        count,
-        seed,
-        device,
-        |t, x| {
+    let images = source
+        .sampler
+        .sample(&source.unet, count, seed, device, |t, x| {
             if t == usize::MAX || (t % STRIP_EVERY == 0 && t > 0) {
                 snapshots.push(x.clone().narrow(0, 0, rows));
             }
-        },
-    );
+        });
     save_grid(images.clone(), 8, PixelScale::MinusOneToOne, grid_path)?;
     snapshots.push(images.narrow(0, 0, rows));
     save_strips(snapshots, PixelScale::MinusOneToOne, reverse_path)

@@ -8,14 +8,16 @@
 //! step and what it does at an epoch's end, as burn's `TrainStep` and lucidrains' `Trainer`
 //! divide the work.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Instant;
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
 use genmodels_data::{Batch, BatchLoader, FashionMnist, PixelRange, Split};
 use serde::{Deserialize, Serialize};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::cli::CommonArgs;
 use crate::eval::FidMonitor;
@@ -157,6 +159,53 @@ impl<'a> FitPlan<'a> {
     }
 }
 
+/// The seed of the device's random numbers at step `step` (counted from 1): derived from the
+/// run's seed and the step alone, so that a resumed run draws the noise the uninterrupted run
+/// would have drawn.
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    // SplitMix64's increment and finaliser: nearby (seed, step) pairs give unrelated seeds.
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Set by Ctrl-C (SIGINT) or SIGTERM: the loop finishes its step, writes a checkpoint and stops.
+fn interrupted_flag() -> &'static Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
+
+/// Routes SIGINT and SIGTERM to [`interrupted_flag`], once per process; a second signal while
+/// the first is being handled exits at once (status 130).
+fn watch_for_interrupts() {
+    static INSTALL: Once = Once::new();
+    let flag = interrupted_flag();
+    INSTALL.call_once(|| {
+        for signal in [SIGINT, SIGTERM] {
+            let installed =
+                signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())
+                    .and_then(|_| signal_hook::flag::register(signal, flag.clone()));
+            if let Err(error) = installed {
+                eprintln!("warning: signal {signal} will not save a checkpoint ({error})");
+            }
+        }
+    });
+    flag.store(false, Ordering::SeqCst);
+}
+
+fn interrupted() -> bool {
+    interrupted_flag().load(Ordering::SeqCst)
+}
+
+/// Whether a step checkpoint is due after `step`: every `--checkpoint-every` steps, or when
+/// `--checkpoint-minutes` have passed since the last checkpoint.
+fn checkpoint_due(common: &CommonArgs, step: u64, last: Instant) -> bool {
+    let by_steps = common.checkpoint_every.is_some_and(|n| step.is_multiple_of(n));
+    let minutes = common.checkpoint_minutes;
+    by_steps || (minutes > 0.0 && last.elapsed().as_secs_f64() >= minutes * 60.0)
+}
+
 /// The single model's batch of a step that takes one.
 pub fn single(batches: Vec<Batch>) -> Batch {
     batches
@@ -185,6 +234,7 @@ pub fn fit_on<M: Trainable>(
     let common = &plan.run.common;
     let epochs = plan.run.epochs;
     let run = RunDir::create(plan.model, common)?;
+    watch_for_interrupts();
     run.write_config(settings)?;
     let data = match data {
         Some(data) => data,
@@ -192,7 +242,7 @@ pub fn fit_on<M: Trainable>(
     };
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
-    let (mut model, start) = run.resume(common, build(&device)?, &device)?;
+    let (mut model, start) = run.resume(common, build(&device)?)?;
     let draw_device = run.device.device.clone();
     let fid = match model.image_source() {
         Some(source) => FidMonitor::new(plan.model, common, &run, &data, source.pixel_range())?,
@@ -227,6 +277,7 @@ pub fn fit_on<M: Trainable>(
     let mut log: Option<(Vec<&'static str>, crate::metrics::MetricsLog)> = None;
     let mut summary = run.summary();
     let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let mut step = start.step;
     let mut stop = false;
 
@@ -240,6 +291,7 @@ pub fn fit_on<M: Trainable>(
         for _ in done_in_epoch..steps_per_epoch {
             let taken: Vec<Batch> = batches.by_ref().take(per_step).collect();
             let images = taken.iter().map(Batch::len).sum();
+            device.seed(step_seed(common.seed, step + 1));
             let metrics = model.step(taken, step + 1);
             step += 1;
             let names = metrics.names;
@@ -265,6 +317,15 @@ pub fn fit_on<M: Trainable>(
                 let row = with_epoch_values(row, epoch_names, &[], started);
                 metrics_log.append(&fid.pad_row(row))?;
             }
+            if interrupted() {
+                progress.bar.abandon();
+                let checkpoint = run.save_checkpoint(&model, step, epoch, common.seed)?;
+                bail!(interruption(step, &checkpoint.dir));
+            }
+            if checkpoint_due(common, step, last_checkpoint) {
+                run.save_checkpoint(&model, step, epoch, common.seed)?;
+                last_checkpoint = Instant::now();
+            }
         }
         let report = progress.finish();
         let epoch_values = model.end_epoch(&context, epoch + 1)?;
@@ -286,6 +347,10 @@ pub fn fit_on<M: Trainable>(
         }
         let completed = if stop { epoch } else { epoch + 1 };
         let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
+        last_checkpoint = Instant::now();
+        if interrupted() {
+            bail!(interruption(step, &checkpoint.dir));
+        }
         summary.record_epoch(report, checkpoint.dir);
         if stop {
             break;
@@ -295,6 +360,14 @@ pub fn fit_on<M: Trainable>(
     summary.steps = step;
     summary.print();
     Ok(summary)
+}
+
+/// What a run stopped by a signal says.
+fn interruption(step: u64, checkpoint: &std::path::Path) -> String {
+    format!(
+        "interrupted after step {step}; saved {}: run the same command with --resume to continue",
+        checkpoint.display()
+    )
 }
 
 /// `step, epoch`, the step's metrics, the epoch's, `images_per_sec, elapsed_s`, then `fid`
@@ -571,6 +644,43 @@ mod tests {
             .map(|r| r[0].clone())
             .collect();
         assert_eq!(steps, ["5", "7", "10", "15"]);
+    }
+
+    #[test]
+    fn step_checkpoints_are_written_every_n_steps_and_the_newest_k_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ["--checkpoint-every", "2", "--keep-checkpoints", "3"];
+        let (summary, _) = run_stub(&common(dir.path(), &flags), 2, None);
+        assert_eq!(summary.unwrap().steps, 10);
+        // Steps 2, 4, 5 (the epoch's end), 6, 8, 10: the newest three remain.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("step_"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["step_000006", "step_000008", "step_000010"]);
+        let mid = Checkpoint::open(dir.path().join("checkpoints/step_000006")).unwrap();
+        assert_eq!((mid.state.step, mid.state.epoch), (6, 1));
+        // --resume where there is no checkpoint is refused, naming the folder.
+        let empty = tempfile::tempdir().unwrap();
+        let (refused, seen) = run_stub(&common(empty.path(), &["--resume"]), 1, None);
+        let error = refused.unwrap_err().to_string();
+        assert!(error.contains("holds no checkpoint"), "{error}");
+        assert!(
+            error.contains(&empty.path().display().to_string()),
+            "{error}"
+        );
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn step_seeds_differ_between_steps_and_seeds_and_repeat_exactly() {
+        assert_eq!(step_seed(42, 7), step_seed(42, 7));
+        let seeds: std::collections::HashSet<u64> = (0..3)
+            .flat_map(|seed| (1..1000).map(move |step| step_seed(seed, step)))
+            .collect();
+        assert_eq!(seeds.len(), 3 * 999);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use genmodels_data::{BatchLoader, PixelRange};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -58,7 +58,7 @@ impl RunDir {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("--out: cannot create {}", dir.display()))?;
         }
-        let checkpoints = Checkpoints::new(root.join("checkpoints"));
+        let checkpoints = Checkpoints::new(root.join("checkpoints")).keeping(args.keep_checkpoints);
         if !args.resume
             && let Some(existing) = checkpoints.latest()?
         {
@@ -86,21 +86,20 @@ impl RunDir {
     }
 
     /// With `--resume`, loads the latest checkpoint (it must be one of this run's model) into
-    /// `model` and reseeds `device`, so that the noise after a resume is fresh rather than a
-    /// replay of the first steps' noise. Without it, or with no checkpoint yet, starts at 0.
-    pub fn resume<M: Checkpointed>(
-        &self,
-        args: &CommonArgs,
-        model: M,
-        device: &Device,
-    ) -> Result<(M, Start)> {
+    /// `model`. Without it, starts at 0; with it and no checkpoint in the folder, refuses. (The
+    /// device is reseeded from the seed and the step before every step, see
+    /// [`crate::fit::step_seed`], so a resumed run draws the noise of the uninterrupted one.)
+    pub fn resume<M: Checkpointed>(&self, args: &CommonArgs, model: M) -> Result<(M, Start)> {
         if !args.resume {
             return Ok((model, Start::default()));
         }
         let name = &self.model;
         let Some(checkpoint) = self.checkpoints.latest()? else {
-            println!("{name}: --resume: no checkpoint yet, starting from scratch");
-            return Ok((model, Start::default()));
+            bail!(
+                "--resume: {} holds no checkpoint to resume from (train without --resume to \
+                 start a run there)",
+                self.root.display()
+            );
         };
         checkpoint.expect_model(name)?;
         let model = model.load(&checkpoint)?;
@@ -108,7 +107,6 @@ impl RunDir {
             step: checkpoint.state.step,
             epoch: checkpoint.state.epoch,
         };
-        device.seed(args.seed.wrapping_add(start.step));
         println!(
             "{name}: resumed from {} (step {})",
             checkpoint.dir.display(),
@@ -125,13 +123,7 @@ impl RunDir {
         epoch: usize,
         seed: u64,
     ) -> Result<Checkpoint> {
-        let state = TrainingState {
-            model: self.model.clone(),
-            step,
-            epoch,
-            seed,
-        };
-        model.save(self, &state)
+        model.save(self, &TrainingState::new(&self.model, step, epoch, seed))
     }
 
     /// Writes the first `count` images of the first training batch to `real.png`, once: what

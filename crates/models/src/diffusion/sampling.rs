@@ -95,31 +95,19 @@ pub enum AnySampler {
     Ddim(DdimScheduler),
 }
 
-impl Sampler for AnySampler {
-    fn timesteps(&self) -> &[usize] {
-        match self {
-            Self::Ddpm(sampler) => sampler.timesteps(),
-            Self::Ddim(sampler) => sampler.timesteps(),
-        }
-    }
-
-    fn needs_noise(&self, t: usize) -> bool {
-        match self {
-            Self::Ddpm(sampler) => sampler.needs_noise(t),
-            Self::Ddim(sampler) => sampler.needs_noise(t),
-        }
-    }
-
-    fn step<const D: usize>(
+impl AnySampler {
+    /// [`sample`] with the chosen sampler.
+    pub fn sample(
         &self,
-        eps: Tensor<D>,
-        t: usize,
-        x_t: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Tensor<D> {
+        unet: &UNet,
+        count: usize,
+        seed: u64,
+        device: &Device,
+        observe: impl FnMut(usize, &Tensor<4>),
+    ) -> Tensor<4> {
         match self {
-            Self::Ddpm(sampler) => sampler.step(eps, t, x_t, noise),
-            Self::Ddim(sampler) => sampler.step(eps, t, x_t, noise),
+            Self::Ddpm(sampler) => sample(unet, sampler, count, seed, device, observe),
+            Self::Ddim(sampler) => sample(unet, sampler, count, seed, device, observe),
         }
     }
 }
@@ -192,6 +180,8 @@ impl ImageSource for DiffusionSource {
     }
 
     fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
-        sample(&self.unet, &self.sampler, count, seed, device, |_, _| {}).into()
+        self.sampler
+            .sample(&self.unet, count, seed, device, |_, _| {})
+            .into()
     }
 }
