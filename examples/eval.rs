@@ -1,12 +1,14 @@
-//! Score the samples of a trained generator: FID against the test split, the train-vs-test
-//! floor, mode coverage, and optionally the samples as an IDX file.
+//! Score the samples of a trained generator, or images made by any tool: FID against the test
+//! split, the train-vs-test floor, mode coverage, and optionally the samples as an IDX file.
 //!
 //! ```text
 //! cargo run --example eval -- --from runs/dcgan
 //! cargo run --example eval -- --from runs/ddpm --samples 1000 --export runs/ddpm/samples-idx3-ubyte.gz
+//! cargo run --example eval -- --images samples.npy
 //! ```
 //!
-//! Writes `eval.json` into the run folder, and caches the reference statistics there.
+//! Writes `eval.json` into the run folder (`<FILE>.eval.json` beside `--images FILE`), and
+//! caches the reference statistics there.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,16 +18,27 @@ mod common;
 use clap::Parser;
 use genmodels_train::BackendChoice;
 use genmodels_train::cli::DiffusionArgs;
-use genmodels_train::eval::{EvalRequest, evaluate_checkpoint};
+use genmodels_train::eval::images::GridLayout;
+use genmodels_train::eval::{EvalRequest, evaluate};
 
 /// Draw samples from a checkpoint of any generator (dcgan, wgan, cgan, vae, ae, ddpm) and
 /// measure them.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// A run folder (its latest checkpoint) or a checkpoint folder.
-    #[arg(long)]
-    from: PathBuf,
+    /// A run folder (its latest checkpoint) or a checkpoint folder to draw samples from.
+    #[arg(long, required_unless_present = "images", conflicts_with = "images")]
+    from: Option<PathBuf>,
+    /// Or score the images of a file made by any tool: an IDX images file (raw or .gz), a PNG
+    /// grid of tiles (--tile, --pad) or a .npy array of uint8 (N, 28, 28).
+    #[arg(long, value_name = "FILE")]
+    images: Option<PathBuf>,
+    /// --images PNG: the side of a tile, a multiple of 28 (averaged down to 28).
+    #[arg(long, default_value_t = 28, value_parser = clap::value_parser!(u32).range(28..))]
+    tile: u32,
+    /// --images PNG: the pixels before the first tile and between tiles.
+    #[arg(long, default_value_t = 2)]
+    pad: u32,
     /// Samples to draw.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
     samples: u64,
@@ -60,6 +73,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let request = EvalRequest {
         from: cli.from,
+        images: cli.images,
+        grid: GridLayout {
+            tile: cli.tile as usize,
+            pad: cli.pad as usize,
+        },
         samples: cli.samples as usize,
         seed: cli.seed,
         backend: cli.backend,
@@ -70,5 +88,5 @@ fn main() -> ExitCode {
         export: cli.export,
         output: cli.output,
     };
-    genmodels_train::exit_on_error(evaluate_checkpoint(&request).map(|_| ()))
+    genmodels_train::exit_on_error(evaluate(&request).map(|_| ()))
 }

@@ -83,10 +83,70 @@ fn a_dcgan_checkpoint_is_scored_cached_and_exported() {
         "{fid} vs {fid_again}"
     );
     assert_eq!(read_images(&export).unwrap(), pixels);
+
+    // The exported samples scored as a file, as an IDX file, a PNG grid and a .npy array, give
+    // the checkpoint's numbers: the same images through the same features.
+    let grid = out.path().join("samples.png");
+    let mut image = image::GrayImage::new(2 + 12 * 30, 2 + 10 * 30);
+    for (i, tile) in pixels.chunks(28 * 28).enumerate() {
+        let (x0, y0) = (2 + (i % 12) as u32 * 30, 2 + (i / 12) as u32 * 30);
+        for (j, &value) in tile.iter().enumerate() {
+            image.put_pixel(
+                x0 + (j % 28) as u32,
+                y0 + (j / 28) as u32,
+                image::Luma([value]),
+            );
+        }
+    }
+    image.save(&grid).unwrap();
+    let npy = out.path().join("samples.npy");
+    let mut header =
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (120, 28, 28), }".to_string();
+    while !(11 + header.len()).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&pixels);
+    std::fs::write(&npy, bytes).unwrap();
+    for file in [&export, &grid, &npy] {
+        let flags = format!(
+            "--images {} --backend flex --reference-images 300 --cache-dir {run_arg}",
+            file.display()
+        );
+        run_ok("eval", &flags);
+        let name = file.file_name().unwrap().to_string_lossy();
+        let text = std::fs::read_to_string(out.path().join(format!("{name}.eval.json"))).unwrap();
+        let scored: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(scored["model"], "images");
+        assert_eq!(scored["samples"], 120);
+        let fid_of_file = scored["fid"].as_f64().unwrap();
+        assert!(
+            (fid - fid_of_file).abs() <= 1e-8 * fid,
+            "{name}: {fid} vs {fid_of_file}"
+        );
+        assert_eq!(
+            scored["coverage"]["counts"], report["coverage"]["counts"],
+            "{name}"
+        );
+    }
 }
 
 #[test]
 fn bad_input_gets_clear_errors() {
+    assert_clean_failure(&run("eval", "--backend flex"), &["--from"]);
+    let not_images = tempfile::tempdir().unwrap();
+    let file = not_images.path().join("notes-idx3-ubyte");
+    std::fs::write(&file, b"not an idx file").unwrap();
+    assert_clean_failure(
+        &run(
+            "eval",
+            &format!("--images {} --backend flex", file.display()),
+        ),
+        &["notes-idx3-ubyte"],
+    );
     assert_clean_failure(
         &run("eval", "--from runs/x --samples 1"),
         &["--samples", "1"],

@@ -201,7 +201,9 @@ fn interrupted() -> bool {
 /// Whether a step checkpoint is due after `step`: every `--checkpoint-every` steps, or when
 /// `--checkpoint-minutes` have passed since the last checkpoint.
 fn checkpoint_due(common: &CommonArgs, step: u64, last: Instant) -> bool {
-    let by_steps = common.checkpoint_every.is_some_and(|n| step.is_multiple_of(n));
+    let by_steps = common
+        .checkpoint_every
+        .is_some_and(|n| step.is_multiple_of(n));
     let minutes = common.checkpoint_minutes;
     by_steps || (minutes > 0.0 && last.elapsed().as_secs_f64() >= minutes * 60.0)
 }

@@ -13,11 +13,13 @@
 //! of the images they came from.
 //!
 //! - [`features`]: the feature network and the cached reference statistics.
+//! - [`images`]: images made by other tools (IDX, PNG grid, `.npy`), read for scoring.
 //! - [`scores`]: FID, mode coverage and spread of a set of samples; the IDX export.
 //! - [`monitor`]: the FID logged during training (`--fid-every`).
 //! - this module: `eval` itself, from a checkpoint to `eval.json`.
 
 pub mod features;
+pub mod images;
 pub mod monitor;
 pub mod scores;
 
@@ -43,8 +45,12 @@ use crate::registry::{self, SourceOptions};
 /// What the `eval` example is asked to do.
 #[derive(Debug, Clone)]
 pub struct EvalRequest {
-    /// A run folder (its latest checkpoint) or a checkpoint folder.
-    pub from: PathBuf,
+    /// A run folder (its latest checkpoint) or a checkpoint folder to draw samples from.
+    pub from: Option<PathBuf>,
+    /// Or images made elsewhere, scored as they are ([`images::read_images`]).
+    pub images: Option<PathBuf>,
+    /// Where the tiles of a PNG grid of `images` lie.
+    pub grid: images::GridLayout,
     pub samples: usize,
     pub seed: u64,
     pub backend: BackendChoice,
@@ -143,35 +149,147 @@ impl EvalReport {
     }
 }
 
-/// Draws samples from a checkpoint and scores them (see the module notes); writes `eval.json`
-/// and, when asked, the samples as an IDX file.
-pub fn evaluate_checkpoint(request: &EvalRequest) -> Result<EvalReport> {
-    check_sample_count(request.samples)?;
+/// Scores the samples of a checkpoint (`--from`) or images from a file (`--images`) against the
+/// reference statistics, with the same features and the same report.
+pub fn evaluate(request: &EvalRequest) -> Result<EvalReport> {
     if request.reference_images < 2 {
         bail!(
             "--reference-images must be at least 2, got {}",
             request.reference_images
         );
     }
-    let run = RunFolder::open(&request.from)?;
+    match (&request.from, &request.images) {
+        (Some(_), None) => evaluate_checkpoint(request),
+        (None, Some(path)) => evaluate_images(request, path),
+        _ => bail!("give either --from RUN (samples drawn from a checkpoint) or --images FILE"),
+    }
+}
+
+/// What both kinds of evaluation share: the device, the data, the feature network and the
+/// reference statistics cached in `cache_dir` (or `--cache-dir`).
+struct Scoring {
+    device: burn::tensor::Device,
+    device_description: String,
+    data: genmodels_data::FashionMnist,
+    network: FeatureNetwork,
+    reference: Reference,
+}
+
+impl Scoring {
+    fn prepare(request: &EvalRequest, cache_dir: &std::path::Path) -> Result<Self> {
+        let selected = select_device(request.backend)?;
+        println!("eval: computing on {}", selected.description);
+        let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
+            request.data_dir.as_deref(),
+        ))?;
+        let network = FeatureNetwork::load(&selected.device)?;
+        let cache_dir = request.cache_dir.as_deref().unwrap_or(cache_dir);
+        let reference = reference(&network, &data, request.reference_images, true, cache_dir)?;
+        Ok(Self {
+            device: selected.device,
+            device_description: selected.description,
+            data,
+            network,
+            reference,
+        })
+    }
+
+    /// The report of `scores`; written to `output`, and printed.
+    fn report(
+        self,
+        scores: &SampleScores,
+        source: ScoredSource,
+        request: &EvalRequest,
+        output: PathBuf,
+    ) -> Result<EvalReport> {
+        let test = &self.data.test;
+        let report = EvalReport {
+            model: source.model,
+            checkpoint: source.path,
+            step: source.step,
+            epoch: source.epoch,
+            device: self.device_description,
+            sampler: source.description,
+            samples: scores.count(),
+            seed: request.seed,
+            fid: scores
+                .statistics()?
+                .frechet_distance(&self.reference.test)?,
+            floor_fid: self
+                .reference
+                .floor
+                .context("the reference has its floor")?,
+            reference_images: self.reference.images,
+            feature_network_sha256: self.reference.weights_sha256.clone(),
+            feature_dim: self.network.feature_dim(),
+            coverage: scores.coverage(),
+            conditional_accuracy: scores.conditional_accuracy(),
+            within_class_spread: scores.spread().map(|samples| {
+                let labels = test.labels.iter().map(|&label| usize::from(label));
+                SpreadReport::new(samples, &WithinClassSpread::of(&test.images, labels))
+            }),
+            export: request.export.clone(),
+            sampling_seconds: source.seconds,
+        };
+        write_atomic(&output, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        report.print();
+        println!("eval: report in {}", output.display());
+        Ok(report)
+    }
+}
+
+/// Where the scored images came from, for the report.
+struct ScoredSource {
+    model: String,
+    path: PathBuf,
+    step: u64,
+    epoch: usize,
+    description: String,
+    seconds: f64,
+}
+
+/// `--images FILE`: the images of a file, scored as they are; `eval.json` beside the file.
+fn evaluate_images(request: &EvalRequest, path: &std::path::Path) -> Result<EvalReport> {
+    let pixels = images::read_images(path, request.grid)?;
+    let folder = path.parent().unwrap_or(std::path::Path::new("."));
+    let scoring = Scoring::prepare(request, folder)?;
+    let started = Instant::now();
+    let mut scores = SampleScores::new(&scoring.network, false);
+    for batch in pixels.chunks(BATCH * genmodels_data::IMAGE_PIXELS) {
+        scores.add_bytes(&scoring.network, batch, None)?;
+    }
+    let source = ScoredSource {
+        model: "images".into(),
+        path: path.to_path_buf(),
+        step: 0,
+        epoch: 0,
+        description: format!("the images of {}", path.display()),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let output = request.output.clone().unwrap_or_else(|| {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        folder.join(format!("{name}.eval.json"))
+    });
+    scoring.report(&scores, source, request, output)
+}
+
+/// Draws samples from a checkpoint and scores them (see the module notes); writes `eval.json`
+/// and, when asked, the samples as an IDX file.
+fn evaluate_checkpoint(request: &EvalRequest) -> Result<EvalReport> {
+    check_sample_count(request.samples)?;
+    let from = request.from.as_ref().context("--from")?;
+    let run = RunFolder::open(from)?;
     let (run_root, checkpoint) = (run.root.clone(), run.checkpoint.clone());
-    let selected = select_device(request.backend)?;
-    let device = selected.device;
-    println!("eval: computing on {}", selected.description);
+    let scoring = Scoring::prepare(request, &run_root)?;
+    let (network, device) = (&scoring.network, &scoring.device);
     let options = SourceOptions {
         sampling: request.sampling,
         class: None,
     };
-    let source = registry::open(&run, &options, &device)?;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        request.data_dir.as_deref(),
-    ))?;
-    let network = FeatureNetwork::load(&device)?;
-    let cache_dir = request
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| run_root.clone());
-    let reference = reference(&network, &data, request.reference_images, true, &cache_dir)?;
+    let source = registry::open(&run, &options, device)?;
 
     println!(
         "eval: drawing {} samples from {} ({})",
@@ -182,13 +300,13 @@ pub fn evaluate_checkpoint(request: &EvalRequest) -> Result<EvalReport> {
     let started = Instant::now();
     let bar = indicatif::ProgressBar::new(request.samples as u64);
     let scores = draw_and_score(
-        &network,
+        network,
         request.samples,
         request.seed,
         source.pixel_range(),
         request.export.is_some(),
         |count, seed| {
-            let drawn = source.draw(count, seed, &device);
+            let drawn = source.draw(count, seed, device);
             bar.inc(count as u64);
             Ok(drawn)
         },
@@ -203,35 +321,17 @@ pub fn evaluate_checkpoint(request: &EvalRequest) -> Result<EvalReport> {
             path.display()
         );
     }
-    let report = EvalReport {
+    let scored = ScoredSource {
         model: checkpoint.state.model.clone(),
-        checkpoint: checkpoint.dir.clone(),
+        path: checkpoint.dir.clone(),
         step: checkpoint.state.step,
         epoch: checkpoint.state.epoch,
-        device: selected.description,
-        sampler: source.describe(),
-        samples: scores.count(),
-        seed: request.seed,
-        fid: scores.statistics()?.frechet_distance(&reference.test)?,
-        floor_fid: reference.floor.context("the reference has its floor")?,
-        reference_images: reference.images,
-        feature_network_sha256: reference.weights_sha256.clone(),
-        feature_dim: network.feature_dim(),
-        coverage: scores.coverage(),
-        conditional_accuracy: scores.conditional_accuracy(),
-        within_class_spread: scores.spread().map(|samples| {
-            let labels = data.test.labels.iter().map(|&label| usize::from(label));
-            SpreadReport::new(samples, &WithinClassSpread::of(&data.test.images, labels))
-        }),
-        export: request.export.clone(),
-        sampling_seconds,
+        description: source.describe(),
+        seconds: sampling_seconds,
     };
     let output = request
         .output
         .clone()
         .unwrap_or_else(|| run_root.join("eval.json"));
-    write_atomic(&output, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    report.print();
-    println!("eval: report in {}", output.display());
-    Ok(report)
+    scoring.report(&scores, scored, request, output)
 }

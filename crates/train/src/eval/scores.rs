@@ -193,8 +193,17 @@ impl SampleScores {
         range: PixelRange,
         requested: Option<&[usize]>,
     ) -> Result<()> {
-        let pixels = to_bytes(images, range)?;
-        let (features, classes) = network.score(&pixels)?;
+        self.add_bytes(network, &to_bytes(images, range)?, requested)
+    }
+
+    /// Scores a batch of images given as 8-bit pixels, 784 an image.
+    pub fn add_bytes(
+        &mut self,
+        network: &FeatureNetwork,
+        pixels: &[u8],
+        requested: Option<&[usize]>,
+    ) -> Result<()> {
+        let (features, classes) = network.score(pixels)?;
         self.moments.update(&features)?;
         for (i, &class) in classes.iter().enumerate() {
             self.counts[class.min(NUM_CLASSES - 1)] += 1;
@@ -206,7 +215,7 @@ impl SampleScores {
             }
         }
         if let Some(kept) = &mut self.pixels {
-            kept.extend_from_slice(&pixels);
+            kept.extend_from_slice(pixels);
         }
         Ok(())
     }
