@@ -187,3 +187,42 @@ fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
         .unwrap();
     assert_eq!(latest.state.step, next);
 }
+
+/// A process killed in the middle of writing a checkpoint leaves the previous checkpoint whole:
+/// the half-written one stays in its staging folder, `latest` still names the old one, it loads
+/// and the run resumes from it.
+#[test]
+fn a_crash_while_saving_leaves_the_previous_checkpoint() {
+    use genmodels_train::checkpoint::CRASH_WHILE_SAVING;
+
+    let out = tempfile::tempdir().unwrap();
+    let flags = format!(
+        "--backend flex --batch-size 16 --checkpoint-every 2 --checkpoint-minutes 0 --out {}",
+        out.path().display()
+    );
+    let crashed = std::process::Command::new(common::example("dcgan"))
+        .args(flags.split_whitespace())
+        .args(["--max-steps", "10"])
+        .env(CRASH_WHILE_SAVING, "4")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the process should have aborted");
+    let checkpoints = out.path().join("checkpoints");
+    assert!(
+        checkpoints
+            .join(".step_000004.partial/generator.bpk")
+            .exists()
+    );
+    let latest = Checkpoints::new(&checkpoints).latest().unwrap().unwrap();
+    assert_eq!(latest.state.step, 2);
+    let device = Device::flex();
+    latest
+        .load_module("generator", GeneratorConfig::new().init(&device))
+        .unwrap();
+    let resumed = run_ok("dcgan", &format!("{flags} --resume --max-steps 5"));
+    assert!(resumed.contains("step 2"), "{resumed}");
+    let latest = Checkpoints::new(&checkpoints).latest().unwrap().unwrap();
+    assert_eq!(latest.state.step, 5);
+    assert!(!checkpoints.join(".step_000004.partial").exists());
+}

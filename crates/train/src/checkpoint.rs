@@ -26,6 +26,10 @@ use genmodels::checkpoint::{FORMAT, LATEST, STATE, sha256_hex};
 
 use crate::fsutil::write_atomic;
 
+/// The folder of the checkpoint with the best FID logged, and the file holding that FID.
+const BEST: &str = "best";
+const BEST_FID: &str = "fid.json";
+
 /// How many checkpoints are kept by default; older ones are removed after a new one is complete.
 pub const KEEP: usize = 2;
 
@@ -41,7 +45,12 @@ pub struct CheckpointWriter {
     checkpoints: Checkpoints,
     staging: PathBuf,
     name: String,
+    step: u64,
 }
+
+/// A fault-injection hook for the tests: when this variable holds a step, the process aborts
+/// (as a `kill -9` would stop it) right after writing the first file of that step's checkpoint.
+pub const CRASH_WHILE_SAVING: &str = "GENMODELS_CRASH_WHILE_SAVING_STEP";
 
 impl Checkpoints {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -75,7 +84,53 @@ impl Checkpoints {
             checkpoints: self.clone(),
             staging,
             name,
+            step,
         })
+    }
+
+    /// The checkpoint kept for the best FID logged so far (`checkpoints/best/`), with that FID.
+    pub fn best(&self) -> Result<Option<(Checkpoint, f64)>> {
+        let dir = self.root.join(BEST);
+        let Ok(text) = fs::read_to_string(dir.join(BEST_FID)) else {
+            return Ok(None);
+        };
+        let fid: f64 = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a number", dir.join(BEST_FID).display()))?;
+        Ok(Some((Checkpoint::open(&dir)?, fid)))
+    }
+
+    /// Copies `checkpoint` to `checkpoints/best/` when `fid` is lower than the best kept so far
+    /// (the newest checkpoints come and go; this one stays until a better FID replaces it).
+    pub fn keep_if_best(&self, checkpoint: &Checkpoint, fid: f64) -> Result<()> {
+        if self.best()?.is_some_and(|(_, best)| best <= fid) {
+            return Ok(());
+        }
+        let staging = self.root.join(".best.partial");
+        if staging.exists() {
+            fs::remove_dir_all(&staging)
+                .with_context(|| format!("cannot clear {}", staging.display()))?;
+        }
+        fs::create_dir_all(&staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+        for entry in fs::read_dir(&checkpoint.dir)
+            .with_context(|| format!("cannot list {}", checkpoint.dir.display()))?
+        {
+            let path = entry?.path();
+            let copy = staging.join(path.file_name().expect("a file"));
+            fs::copy(&path, &copy)
+                .with_context(|| format!("cannot copy {} to {}", path.display(), copy.display()))?;
+        }
+        write_atomic(
+            &staging.join(BEST_FID),
+            serde_json::to_string(&fid)?.as_bytes(),
+        )?;
+        let best = self.root.join(BEST);
+        if best.exists() {
+            fs::remove_dir_all(&best)
+                .with_context(|| format!("cannot replace {}", best.display()))?;
+        }
+        fs::rename(&staging, &best)
+            .with_context(|| format!("cannot move the best checkpoint into {}", best.display()))
     }
 
     /// The newest complete checkpoint, if any.
@@ -106,7 +161,11 @@ impl CheckpointWriter {
             .valid()
             .into_record()
             .save(&path)
-            .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display()))
+            .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display()))?;
+        if std::env::var(CRASH_WHILE_SAVING).is_ok_and(|step| step == self.step.to_string()) {
+            std::process::abort();
+        }
+        Ok(())
     }
 
     /// Adds an optimizer's state (Adam moments, step counts) as `optim_<name>.bpk`.

@@ -331,6 +331,7 @@ pub fn fit_on<M: Trainable>(
         }
         let report = progress.finish();
         let epoch_values = model.end_epoch(&context, epoch + 1)?;
+        let mut measured = None;
         if let Some((step_names, metrics_log)) = log.as_mut()
             && interval.steps() > 0
         {
@@ -341,6 +342,9 @@ pub fn fit_on<M: Trainable>(
                 Some(source) => fid.extend_row(row, completed, &*source, &draw_device)?,
                 None => fid.pad_row(row),
             };
+            if fid.is_active() {
+                measured = row.last().copied().filter(|value| value.is_finite());
+            }
             metrics_log.append(&row)?;
         }
         if let Some(source) = model.image_source() {
@@ -350,6 +354,9 @@ pub fn fit_on<M: Trainable>(
         let completed = if stop { epoch } else { epoch + 1 };
         let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
         last_checkpoint = Instant::now();
+        if let Some(value) = measured {
+            run.checkpoints.keep_if_best(&checkpoint, value)?;
+        }
         if interrupted() {
             bail!(interruption(step, &checkpoint.dir));
         }
@@ -618,6 +625,33 @@ mod tests {
             );
         }
         assert!(dir.path().join("real.png").exists());
+    }
+
+    #[test]
+    fn the_checkpoint_of_the_lowest_fid_is_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ["--fid-every", "1", "--keep-checkpoints", "1"];
+        run_stub(&common(dir.path(), &flags), 4, None).0.unwrap();
+        let rows = rows(dir.path());
+        let fids: Vec<(u64, f64)> = rows[1..]
+            .iter()
+            .map(|row| (row[0].parse().unwrap(), row[6].parse().unwrap()))
+            .filter(|(_, fid): &(u64, f64)| fid.is_finite())
+            .collect();
+        assert_eq!(fids.len(), 4, "one FID an epoch: {fids:?}");
+        let lowest = fids
+            .iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        let checkpoints = crate::checkpoint::Checkpoints::new(dir.path().join("checkpoints"));
+        let (best, fid) = checkpoints.best().unwrap().unwrap();
+        assert_eq!((best.state.step, fid), lowest);
+        // Its files are whole copies, checked against their SHA-256 as any checkpoint's.
+        best.load_module("layer", LinearConfig::new(1, 1).init(&Device::flex()))
+            .unwrap();
+        // Only the newest of the others is kept.
+        assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 20);
     }
 
     #[test]

@@ -67,6 +67,11 @@ impl FidMonitor {
         Ok(Self { active: None })
     }
 
+    /// Whether FID is logged (`--fid-every` was given).
+    pub fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
     /// The columns of `metrics.csv`: `base`, then `fid` when FID is logged.
     pub fn columns<'a>(&self, base: &[&'a str]) -> Vec<&'a str> {
         let mut columns = base.to_vec();
