@@ -284,26 +284,21 @@ mod tests {
         assert!(error.to_string().contains("layer.bpk"), "{error}");
 
         let optimizer = checkpoint.dir.join("optim_layer.bpk");
+        let optimizer_error = || {
+            let loaded = Checkpoint::open(&checkpoint.dir)
+                .unwrap()
+                .load_optimizer("layer", AdamConfig::new().init());
+            loaded.err().unwrap().to_string()
+        };
         let bytes = fs::read(&optimizer).unwrap();
         fs::write(&optimizer, &bytes[..bytes.len() / 3]).unwrap();
-        let error = Checkpoint::open(&checkpoint.dir)
-            .unwrap()
-            .load_optimizer("layer", AdamConfig::new().init())
-            .err()
-            .unwrap()
-            .to_string();
+        let error = optimizer_error();
         assert!(
             error.contains("optim_layer.bpk") && error.contains("corrupt"),
             "{error}"
         );
-
         fs::remove_file(&optimizer).unwrap();
-        let error = Checkpoint::open(&checkpoint.dir)
-            .unwrap()
-            .load_optimizer("layer", AdamConfig::new().init())
-            .err()
-            .unwrap()
-            .to_string();
+        let error = optimizer_error();
         assert!(error.contains("optim_layer.bpk"), "{error}");
     }
 
