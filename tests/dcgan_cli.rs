@@ -226,3 +226,49 @@ fn a_crash_while_saving_leaves_the_previous_checkpoint() {
     assert_eq!(latest.state.step, 5);
     assert!(!checkpoints.join(".step_000004.partial").exists());
 }
+
+/// A full disk (injected) while writing a checkpoint, a grid or `metrics.csv` stops the run with
+/// an error naming the file; the checkpoints and rows written before stay whole.
+#[test]
+fn a_full_disk_stops_the_run_and_keeps_what_was_written() {
+    use genmodels_train::fsutil::FAIL_WRITES_MATCHING;
+
+    // (the path the writes fail on, the file the error names, the checkpoint left, rows left)
+    let cases = [
+        ("step_000004", "generator.bpk", Some(2), 4),
+        ("samples/epoch_001", "epoch_001.png", Some(4), 6),
+        ("metrics.csv", "metrics.csv", None, 0),
+    ];
+    for (pattern, file, checkpoint, rows) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let flags = format!(
+            "--backend flex --batch-size 16 --log-every 1 --checkpoint-every 2 \
+             --checkpoint-minutes 0 --max-steps 6 --out {}",
+            out.path().display()
+        );
+        let output = std::process::Command::new(common::example("dcgan"))
+            .args(flags.split_whitespace())
+            .env(FAIL_WRITES_MATCHING, pattern)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert_clean_failure(&output, &[file, "No space left on device"]);
+        let latest = Checkpoints::new(out.path().join("checkpoints"))
+            .latest()
+            .unwrap();
+        assert_eq!(
+            latest.as_ref().map(|c| c.state.step),
+            checkpoint,
+            "{pattern}"
+        );
+        if let Some(latest) = latest {
+            let device = Device::flex();
+            latest
+                .load_module("generator", GeneratorConfig::new().init(&device))
+                .unwrap();
+        }
+        let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+        assert_eq!(metrics.lines().count(), 1 + rows, "{pattern}: {metrics}");
+        assert!(metrics.ends_with('\n'), "{pattern}: a whole last row");
+    }
+}

@@ -24,7 +24,7 @@ use burn::optim::ModuleOptimizer;
 pub use genmodels::checkpoint::{Checkpoint, RunFolder, TrainingState};
 use genmodels::checkpoint::{FORMAT, LATEST, STATE, sha256_hex};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::{injected_failure, write_atomic};
 
 /// The folder of the checkpoint with the best FID logged, and the file holding that FID.
 const BEST: &str = "best";
@@ -154,6 +154,7 @@ impl CheckpointWriter {
     /// Adds a network's parameters (and BatchNorm running statistics) as `<name>.bpk`.
     pub fn module<M: Module>(&self, name: &str, module: &M) -> Result<()> {
         let path = self.staging.join(format!("{name}.bpk"));
+        injected_failure(&path).with_context(|| format!("cannot save {}", path.display()))?;
         // `valid` first merges the running statistics' pending updates (a BatchNorm's last
         // update waits in a per-thread slot until the next read), which `into_record` alone
         // would leave out: the checkpoint must hold what the next step would read.
@@ -171,6 +172,7 @@ impl CheckpointWriter {
     /// Adds an optimizer's state (Adam moments, step counts) as `optim_<name>.bpk`.
     pub fn optimizer(&self, name: &str, optimizer: &ModuleOptimizer) -> Result<()> {
         let path = self.staging.join(format!("optim_{name}.bpk"));
+        injected_failure(&path).with_context(|| format!("cannot save {}", path.display()))?;
         optimizer
             .save(&path)
             .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display()))

@@ -6,6 +6,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// A fault-injection hook for the tests: every write to a path containing this variable's
+/// value fails as a full disk would (`ENOSPC`).
+pub const FAIL_WRITES_MATCHING: &str = "GENMODELS_FAIL_WRITES_MATCHING";
+
+/// The injected failure of a write to `path`, if [`FAIL_WRITES_MATCHING`] names it.
+pub fn injected_failure(path: &Path) -> std::io::Result<()> {
+    match std::env::var(FAIL_WRITES_MATCHING) {
+        Ok(pattern) if !pattern.is_empty() && path.to_string_lossy().contains(&pattern) => Err(
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The sibling path a file is first written to before it is renamed into place.
 pub fn temporary_sibling(path: &Path) -> PathBuf {
     let name = path
@@ -35,7 +49,9 @@ pub fn write_atomic_with(
             .with_context(|| format!("cannot create folder {}", parent.display()))?;
     }
     let tmp = temporary_sibling(path);
-    let result = write(&tmp).with_context(|| format!("cannot write {}", path.display()));
+    let result = injected_failure(path)
+        .and_then(|()| write(&tmp))
+        .with_context(|| format!("cannot write {}", path.display()));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
         return result;

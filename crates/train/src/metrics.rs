@@ -80,7 +80,8 @@ impl MetricsLog {
             );
         }
         let row: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
-        writeln!(self.file, "{}", row.join(","))
+        crate::fsutil::injected_failure(&self.path)
+            .and_then(|()| writeln!(self.file, "{}", row.join(",")))
             .and_then(|_| self.file.flush())
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
