@@ -142,6 +142,18 @@ fn conv_cases() -> Vec<ConvCase> {
             [(1, 1); 2],
             true,
         ),
+        // Stride 1 with enough channels for the shifted-GEMM form: uneven kernel, odd sides,
+        // padding that differs before and after.
+        case(
+            "odd-stride1",
+            2,
+            [17, 19],
+            [9, 6],
+            [3, 5],
+            [1, 1],
+            [(2, 0), (1, 3)],
+            true,
+        ),
         // Odd sizes: uneven kernel, stride 3, asymmetric padding, one sample.
         case(
             "odd",
@@ -194,6 +206,7 @@ fn conv_transpose2d_and_its_gradients_match_burn() {
         ("vae-up", 3, [64, 32], [7, 7], 4, 2, 1, 0, true),
         ("odd", 2, [3, 5], [5, 6], 3, 3, 1, 2, true),
         ("stride1", 2, [4, 2], [6, 5], 3, 1, 0, 0, true),
+        ("stride1-wide", 2, [18, 20], [6, 5], 3, 1, 1, 0, true),
     ];
     for (device_name, device) in devices() {
         for (name, batch, [c_in, c_out], [h, w_side], k, s, p, op, bias) in cases {

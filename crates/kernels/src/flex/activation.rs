@@ -3,20 +3,25 @@
 //! SiLU therefore uses [`exp`] below, Cephes' polynomial, within a few ulp of libm's
 //! (no crate offers a vectorisable f32 exponential on stable Rust).
 
+use super::simd::widest;
 use crate::Activation;
 
 /// `e^x` for f32, as Cephes' `expf` computes it: `n = round(x log₂e)`, `r = x − n ln 2` with
 /// ln 2 split in two constants so that `r` is exact, `e^r` from a minimax polynomial on
 /// |r| ≤ ln 2 / 2, times `2^n` built from its exponent bits. Inputs are clamped to [-87, 88],
-/// where the result stays a normal float.
+/// where the result stays a normal float. Every step is plain float or integer arithmetic on
+/// bits (no float-to-int cast, which the vectoriser leaves scalar), so loops over it vectorise.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // Adding and removing 1.5 · 2^23 rounds to the nearest integer without a branch or a call.
+    // Adding 1.5 · 2^23 rounds to the nearest integer n, which then sits in the low mantissa
+    // bits: the float's bits are those of 1.5 · 2^23 plus n.
     const ROUND: f32 = 12_582_912.0;
+    const ROUND_BITS: u32 = 0x4B40_0000;
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let x = x.max(-87.0).min(88.0);
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
     let p = 1.987_569_2e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -25,7 +30,10 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n: the biased exponent n + 127 in the exponent field.
+    let biased = shifted.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127);
+    let two_to_n = f32::from_bits(biased << 23);
+    e_r * two_to_n
 }
 
 #[inline(always)]
@@ -34,7 +42,13 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 /// `z ← act(z)` for every value.
+#[inline(always)]
 pub fn apply(activation: Activation, values: &mut [f32]) {
+    widest(#[inline(always)] || apply_here(activation, values))
+}
+
+#[inline(always)]
+fn apply_here(activation: Activation, values: &mut [f32]) {
     match activation {
         Activation::Identity => {}
         Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
@@ -49,7 +63,13 @@ pub fn apply(activation: Activation, values: &mut [f32]) {
 }
 
 /// `z ← grad · act'(z)` for every value: the gradient at the pre-activation `z`.
+#[inline(always)]
 pub fn backward(activation: Activation, values: &mut [f32], grad: &[f32]) {
+    widest(#[inline(always)] || backward_here(activation, values, grad))
+}
+
+#[inline(always)]
+fn backward_here(activation: Activation, values: &mut [f32], grad: &[f32]) {
     let pairs = values.iter_mut().zip(grad);
     match activation {
         Activation::Identity => values.copy_from_slice(grad),

@@ -25,6 +25,8 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
+use super::shifted;
+
 /// Floats of patch matrix per chunk (16 MiB): large enough for a wide GEMM, small enough to stay
 /// out of the way of the activations.
 const PATCH_BUDGET: usize = 4 << 20;
@@ -38,7 +40,7 @@ thread_local! {
 
 /// Runs `f` on two scratch buffers of at least `sizes` floats (contents unspecified: every
 /// user overwrites what it reads). A nested call gets buffers of its own.
-fn with_scratch<R>(sizes: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(sizes: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
     let [mut first, mut second] = SCRATCH.take();
     for (buffer, size) in [(&mut first, sizes[0]), (&mut second, sizes[1])] {
         if buffer.len() < size {
@@ -110,16 +112,16 @@ impl ConvGeometry {
 
 /// A row-major or strided matrix view over a slice, for [`matmul`].
 #[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+pub(super) struct View<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) row_stride: usize,
+    pub(super) col_stride: usize,
 }
 
 impl<'a> View<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(super) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self {
             data,
             rows,
@@ -129,7 +131,7 @@ impl<'a> View<'a> {
         }
     }
 
-    fn t(self) -> Self {
+    pub(super) fn t(self) -> Self {
         Self {
             rows: self.cols,
             cols: self.rows,
@@ -172,6 +174,17 @@ impl<'a> View<'a> {
 /// `dst [m, n] (row-major) = (accumulate ? dst : 0) + lhs [m, k] · rhs [k, n]`, through faer's
 /// matmul on all of rayon's threads.
 fn matmul(dst: &mut [f32], accumulate: bool, lhs: View<'_>, rhs: View<'_>) {
+    matmul_on(faer::Par::rayon(0), dst, accumulate, lhs, rhs);
+}
+
+/// [`matmul`] on the threads `par` gives: `Par::Seq` inside a task that is one of many.
+pub(super) fn matmul_on(
+    par: faer::Par,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: View<'_>,
+    rhs: View<'_>,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "inner dimensions differ");
     assert!(
@@ -193,14 +206,7 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: View<'_>, rhs: View<'_>) {
         faer::Accum::Replace
     };
     let dst = faer::MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
-    faer::linalg::matmul::matmul(
-        dst,
-        accum,
-        lhs.mat(),
-        rhs.mat(),
-        1.0f32,
-        faer::Par::rayon(0),
-    );
+    faer::linalg::matmul::matmul(dst, accum, lhs.mat(), rhs.mat(), 1.0f32, par);
 }
 
 /// Unfolds `count` images (contiguous, starting at `images[0]`) into `patches [r, count · p]`:
@@ -310,6 +316,9 @@ pub fn forward(
     let (r, p) = (g.patch_len(), g.out_pixels());
     assert_eq!(images.len(), batch * g.image_len(), "image size");
     assert_eq!(weight.len(), m * r, "weight size");
+    if shifted::applies(g) {
+        return shifted::forward(g, batch, images, weight, m, bias);
+    }
     let chunk = g.chunk(batch);
     let mut out = vec![0.0f32; batch * m * p];
     with_scratch([r * chunk * p, m * chunk * p], |patches, product| {
@@ -353,6 +362,9 @@ pub fn weight_grad(
     let (r, p) = (g.patch_len(), g.out_pixels());
     assert_eq!(images.len(), batch * g.image_len(), "image size");
     assert_eq!(output_grad.len(), batch * m * p, "gradient size");
+    if shifted::applies(g) {
+        return shifted::weight_grad(g, batch, images, output_grad, m);
+    }
     let chunk = g.chunk(batch);
     let mut grad = vec![0.0f32; m * r];
     with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
@@ -385,6 +397,9 @@ pub fn image_grad(
     let (r, p) = (g.patch_len(), g.out_pixels());
     assert_eq!(weight.len(), m * r, "weight size");
     assert_eq!(output_grad.len(), batch * m * p, "gradient size");
+    if shifted::applies_to_image_grad(g, m) {
+        return shifted::image_grad(g, batch, weight, m, output_grad, bias);
+    }
     let chunk = g.chunk(batch);
     let mut images = vec![0.0f32; batch * g.image_len()];
     with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
@@ -411,11 +426,17 @@ pub fn image_grad(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A direct seven-loop convolution, the definition the GEMM form must match.
-    fn direct(g: &ConvGeometry, batch: usize, x: &[f32], w: &[f32], m: usize) -> Vec<f32> {
+    pub(in crate::flex) fn direct(
+        g: &ConvGeometry,
+        batch: usize,
+        x: &[f32],
+        w: &[f32],
+        m: usize,
+    ) -> Vec<f32> {
         let [kh, kw] = g.kernel;
         let [h, wd] = g.image;
         let [oh, ow] = g.output;
@@ -448,7 +469,7 @@ mod tests {
         y
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    pub(in crate::flex) fn values(len: usize, seed: u32) -> Vec<f32> {
         // A fixed, irregular sequence in [-1, 1): enough to catch any index error.
         (0..len)
             .map(|i| {
@@ -458,7 +479,7 @@ mod tests {
             .collect()
     }
 
-    fn dot(a: &[f32], b: &[f32]) -> f64 {
+    pub(in crate::flex) fn dot(a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
 
@@ -526,15 +547,17 @@ mod tests {
 
     #[test]
     fn small_chunks_give_the_same_result_as_one() {
-        // A geometry whose patch matrix is larger than the budget splits the batch into chunks.
+        // A geometry whose patch matrix is larger than the budget splits the batch into chunks
+        // (stride 2, so that it takes the unfolded form).
         let g = ConvGeometry {
-            channels: 64,
+            channels: 256,
             image: [28, 28],
             kernel: [3, 3],
-            stride: [1, 1],
+            stride: [2, 2],
             padding: [1, 1],
-            output: [28, 28],
+            output: [14, 14],
         };
+        assert!(!shifted::applies(&g));
         let batch = 12;
         assert!(g.chunk(batch) < batch);
         let m = 2;

@@ -4,6 +4,8 @@
 pub mod activation;
 pub mod conv;
 pub mod norm;
+pub mod shifted;
+mod simd;
 
 use burn::backend::Flex;
 use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};

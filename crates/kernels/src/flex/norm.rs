@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use super::activation as act;
+use super::simd::widest;
 use crate::Activation;
 
 /// Partial sums per BatchNorm statistic: enough groups to keep both cores busy, few enough that
@@ -44,6 +45,7 @@ impl NormShape {
 
 /// `(Σ a, Σ a·b)` over two equally long slices, in eight f32 lanes reduced in f64: a loop the
 /// compiler vectorises, with partial sums short enough to stay exact to f32 rounding.
+#[inline(always)]
 fn sum_and_dot(a: &[f32], b: &[f32]) -> (f64, f64) {
     const LANES: usize = 8;
     let (mut sum, mut dot) = ([0.0f32; LANES], [0.0f32; LANES]);
@@ -83,27 +85,29 @@ fn channel_sums(shape: NormShape, a: &[f32], b: &[f32]) -> [Vec<f64>; 2] {
     let partials: Vec<Vec<f64>> = (0..batch.div_ceil(per_group))
         .into_par_iter()
         .map(|group| {
-            let mut acc = vec![0.0f64; 2 * channels];
-            let (first, second) = acc.split_at_mut(channels);
-            for n in group * per_group..((group + 1) * per_group).min(batch) {
-                let row = n * channels * spatial..(n + 1) * channels * spatial;
-                let (a, b) = (&a[row.clone()], &b[row]);
-                if spatial == 1 {
-                    // After a linear layer: one value per channel, a contiguous row per sample.
-                    for c in 0..channels {
-                        first[c] += a[c] as f64;
-                        second[c] += a[c] as f64 * b[c] as f64;
+            widest(#[inline(always)] || {
+                let mut acc = vec![0.0f64; 2 * channels];
+                let (first, second) = acc.split_at_mut(channels);
+                for n in group * per_group..((group + 1) * per_group).min(batch) {
+                    let row = n * channels * spatial..(n + 1) * channels * spatial;
+                    let (a, b) = (&a[row.clone()], &b[row]);
+                    if spatial == 1 {
+                        // After a linear layer: one value per channel, a contiguous row per sample.
+                        for c in 0..channels {
+                            first[c] += a[c] as f64;
+                            second[c] += a[c] as f64 * b[c] as f64;
+                        }
+                        continue;
                     }
-                    continue;
+                    for c in 0..channels {
+                        let range = c * spatial..(c + 1) * spatial;
+                        let (sa, sab) = sum_and_dot(&a[range.clone()], &b[range]);
+                        first[c] += sa;
+                        second[c] += sab;
+                    }
                 }
-                for c in 0..channels {
-                    let range = c * spatial..(c + 1) * spatial;
-                    let (sa, sab) = sum_and_dot(&a[range.clone()], &b[range]);
-                    first[c] += sa;
-                    second[c] += sab;
-                }
-            }
-            acc
+                acc
+            })
         })
         .collect();
     let mut sums = [vec![0.0f64; channels], vec![0.0f64; channels]];
@@ -144,13 +148,16 @@ pub fn batch_norm_forward(
     y.par_chunks_mut(shape.sample_len())
         .zip(x.par_chunks(shape.sample_len()))
         .for_each(|(out, sample)| {
-            pre_activation(out, sample, &affine, spatial);
-            act::apply(activation, out);
+            widest(#[inline(always)] || {
+                pre_activation(out, sample, &affine, spatial);
+                act::apply(activation, out);
+            })
         });
     (y, to_f32(&mean), to_f32(&variance))
 }
 
 /// `out = a_c x + b_c` over one sample `[channels, spatial]`.
+#[inline(always)]
 fn pre_activation(out: &mut [f32], sample: &[f32], affine: &[(f32, f32)], spatial: usize) {
     if spatial == 1 {
         for ((o, v), &(a, b)) in out.iter_mut().zip(sample).zip(affine) {
@@ -209,8 +216,10 @@ pub fn batch_norm_backward(
         .zip(x.par_chunks(shape.sample_len()))
         .zip(output_grad.par_chunks(shape.sample_len()))
         .for_each(|((g, sample), dy)| {
-            pre_activation(g, sample, &affine, spatial);
-            act::backward(activation, g, dy);
+            widest(#[inline(always)] || {
+                pre_activation(g, sample, &affine, spatial);
+                act::backward(activation, g, dy);
+            })
         });
     // Σg and Σg·x per channel; then Σg·x̂ = (Σg·x − μ Σg) / σ.
     let [sum_g, sum_gx] = channel_sums(shape, &dx, x);
@@ -231,12 +240,14 @@ pub fn batch_norm_backward(
     dx.par_chunks_mut(shape.sample_len())
         .zip(x.par_chunks(shape.sample_len()))
         .for_each(|(out, sample)| {
-            for (c, &[p, q, r]) in coefficients.iter().enumerate() {
-                let range = c * spatial..(c + 1) * spatial;
-                for (o, v) in out[range.clone()].iter_mut().zip(&sample[range]) {
-                    *o = p * *o + q * v + r;
+            widest(#[inline(always)] || {
+                for (c, &[p, q, r]) in coefficients.iter().enumerate() {
+                    let range = c * spatial..(c + 1) * spatial;
+                    for (o, v) in out[range.clone()].iter_mut().zip(&sample[range]) {
+                        *o = p * *o + q * v + r;
+                    }
                 }
-            }
+            })
         });
     (dx, to_f32(&gamma_grad), to_f32(&sum_g))
 }
@@ -261,23 +272,25 @@ pub fn group_norm_forward(
         .zip(x.par_chunks(group_len))
         .enumerate()
         .map(|(index, (out, values))| {
-            // Σx and Σx², then the variance with the mean removed in f64.
-            let (sum, sum_sq) = sum_and_dot(values, values);
-            let mean = sum / group_len as f64;
-            let variance = (sum_sq / group_len as f64 - mean * mean).max(0.0);
-            let inv_std = 1.0 / (variance + epsilon).sqrt();
-            let first_channel = (index % groups) * per_group;
-            for k in 0..per_group {
-                let c = first_channel + k;
-                let a = (gamma[c] as f64 * inv_std) as f32;
-                let b = (beta[c] as f64 - mean * gamma[c] as f64 * inv_std) as f32;
-                let range = k * shape.spatial..(k + 1) * shape.spatial;
-                for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                    *o = v * a + b;
+            widest(#[inline(always)] || {
+                // Σx and Σx², then the variance with the mean removed in f64.
+                let (sum, sum_sq) = sum_and_dot(values, values);
+                let mean = sum / group_len as f64;
+                let variance = (sum_sq / group_len as f64 - mean * mean).max(0.0);
+                let inv_std = 1.0 / (variance + epsilon).sqrt();
+                let first_channel = (index % groups) * per_group;
+                for k in 0..per_group {
+                    let c = first_channel + k;
+                    let a = (gamma[c] as f64 * inv_std) as f32;
+                    let b = (beta[c] as f64 - mean * gamma[c] as f64 * inv_std) as f32;
+                    let range = k * shape.spatial..(k + 1) * shape.spatial;
+                    for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
+                        *o = v * a + b;
+                    }
                 }
-            }
-            act::apply(activation, out);
-            (mean as f32, inv_std as f32)
+                act::apply(activation, out);
+                (mean as f32, inv_std as f32)
+            })
         })
         .collect();
     let (mean, inv_std) = stats.into_iter().unzip();
@@ -310,45 +323,47 @@ pub fn group_norm_backward(
         .par_chunks_mut(group_len)
         .enumerate()
         .map(|(index, out)| {
-            let (mu, rstd) = (mean[index] as f64, inv_std[index] as f64);
-            let values = &x[index * group_len..][..group_len];
-            let dy = &output_grad[index * group_len..][..group_len];
-            let first_channel = (index % groups) * per_group;
-            // g = dy · act'(z) into `out`, with z = a x + b per channel.
-            for k in 0..per_group {
-                let c = first_channel + k;
-                let a = (gamma[c] as f64 * rstd) as f32;
-                let b = (beta[c] as f64 - mu * gamma[c] as f64 * rstd) as f32;
-                let range = k * spatial..(k + 1) * spatial;
-                for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                    *o = v * a + b;
+            widest(#[inline(always)] || {
+                let (mu, rstd) = (mean[index] as f64, inv_std[index] as f64);
+                let values = &x[index * group_len..][..group_len];
+                let dy = &output_grad[index * group_len..][..group_len];
+                let first_channel = (index % groups) * per_group;
+                // g = dy · act'(z) into `out`, with z = a x + b per channel.
+                for k in 0..per_group {
+                    let c = first_channel + k;
+                    let a = (gamma[c] as f64 * rstd) as f32;
+                    let b = (beta[c] as f64 - mu * gamma[c] as f64 * rstd) as f32;
+                    let range = k * spatial..(k + 1) * spatial;
+                    for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
+                        *o = v * a + b;
+                    }
                 }
-            }
-            act::backward(activation, out, dy);
-            // Per channel Σg and Σg·x̂ = (Σg·x − μ Σg)·rstd; over the group Σh and Σh·x̂, h = γ g.
-            let mut channel_sums = Vec::with_capacity(per_group);
-            let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
-            for k in 0..per_group {
-                let gc = gamma[first_channel + k] as f64;
-                let range = k * spatial..(k + 1) * spatial;
-                let (sum_g, sum_gx) = sum_and_dot(&out[range.clone()], &values[range]);
-                let sum_g_xhat = (sum_gx - mu * sum_g) * rstd;
-                channel_sums.push((sum_g, sum_g_xhat));
-                sum_h += gc * sum_g;
-                sum_hx += gc * sum_g_xhat;
-            }
-            // dx = (h − mean(h) − x̂ mean(h x̂))·rstd = A g + B x + C per channel.
-            let (mean_h, mean_hx) = (sum_h / group_len as f64, sum_hx / group_len as f64);
-            let b = (-mean_hx * rstd * rstd) as f32;
-            let c0 = (-rstd * mean_h + mean_hx * rstd * rstd * mu) as f32;
-            for k in 0..per_group {
-                let a = (gamma[first_channel + k] as f64 * rstd) as f32;
-                let range = k * spatial..(k + 1) * spatial;
-                for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                    *o = a * *o + b * v + c0;
+                act::backward(activation, out, dy);
+                // Per channel Σg and Σg·x̂ = (Σg·x − μ Σg)·rstd; over the group Σh and Σh·x̂, h = γ g.
+                let mut channel_sums = Vec::with_capacity(per_group);
+                let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
+                for k in 0..per_group {
+                    let gc = gamma[first_channel + k] as f64;
+                    let range = k * spatial..(k + 1) * spatial;
+                    let (sum_g, sum_gx) = sum_and_dot(&out[range.clone()], &values[range]);
+                    let sum_g_xhat = (sum_gx - mu * sum_g) * rstd;
+                    channel_sums.push((sum_g, sum_g_xhat));
+                    sum_h += gc * sum_g;
+                    sum_hx += gc * sum_g_xhat;
                 }
-            }
-            channel_sums
+                // dx = (h − mean(h) − x̂ mean(h x̂))·rstd = A g + B x + C per channel.
+                let (mean_h, mean_hx) = (sum_h / group_len as f64, sum_hx / group_len as f64);
+                let b = (-mean_hx * rstd * rstd) as f32;
+                let c0 = (-rstd * mean_h + mean_hx * rstd * rstd * mu) as f32;
+                for k in 0..per_group {
+                    let a = (gamma[first_channel + k] as f64 * rstd) as f32;
+                    let range = k * spatial..(k + 1) * spatial;
+                    for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
+                        *o = a * *o + b * v + c0;
+                    }
+                }
+                channel_sums
+            })
         })
         .collect();
     let mut gamma_grad = vec![0.0f64; channels];

@@ -1,0 +1,472 @@
+//! Stride-1 convolutions as a sum of shifted GEMMs over the zero-padded images, with no patch
+//! matrix.
+//!
+//! Lay the padded images out channel-major, `X [c, n · Hp · Wp]` with `Hp = OH + kh − 1` and
+//! `Wp = OW + kw − 1`, and compute the output on the same grid, `Y [m, n · Hp · Wp]`, of which the
+//! columns `(n, oh < OH, ow < OW)` are the real output. Output column `q` at kernel offset
+//! `(i, j)` reads input column `q + i·Wp + j`, so the convolution is
+//!
+//! ```text
+//! Y = Σ_(i,j) W_ij · X[:, s_ij ..]        s_ij = i·Wp + j,  W_ij [m, c] the weights at (i, j)
+//! ```
+//!
+//! `kh · kw` GEMMs whose right operand is the padded image itself, shifted: the patch matrix of
+//! the unfolded form (nine times the image for a 3x3 kernel, and more time to write than the GEMM
+//! takes at the U-Net's convolutions) never exists. The other columns of `Y` read across row and
+//! image boundaries and are dropped. The weight gradient is the same sum read the other way,
+//! `dW_ij = dY · X[:, s_ij ..]ᵀ` with `dY` zero on the dropped columns, and the input gradient of
+//! a stride-1 convolution is itself a stride-1 convolution: of `dY` padded by `k − 1 − p`, with
+//! the kernel flipped and its two channel axes swapped.
+//!
+//! The columns are cut into groups of whole images, one rayon task per group and each GEMM
+//! sequential inside it, so that a group's output block stays in cache across the `kh · kw`
+//! products that add into it.
+
+use rayon::prelude::*;
+
+use super::conv::{ConvGeometry, View, matmul_on, with_scratch};
+
+/// Fewest image channels for which the shifted form is used: they are the inner dimension of its
+/// GEMMs, which a handful of channels would leave mostly idle.
+const MIN_CHANNELS: usize = 16;
+
+/// Floats of one group's output block (`m` rows by its columns), about 1 MiB: it is read and
+/// written once per kernel offset, so it should stay in the core's cache.
+const BLOCK_FLOATS: usize = 1 << 18;
+
+/// Whether a convolution of this geometry takes the shifted form.
+pub fn applies(g: &ConvGeometry) -> bool {
+    g.stride == [1, 1] && g.channels >= MIN_CHANNELS && g.out_pixels() > 0
+}
+
+/// Whether the input gradient of a convolution of this geometry with `m` output channels takes
+/// the shifted form (it is a stride-1 convolution over those `m` channels).
+pub fn applies_to_image_grad(g: &ConvGeometry, m: usize) -> bool {
+    g.stride == [1, 1]
+        && m >= MIN_CHANNELS
+        && g.padding[0] < g.kernel[0]
+        && g.padding[1] < g.kernel[1]
+        && g.image[0] * g.image[1] > 0
+}
+
+/// The padded grid every image is laid out on, and how its columns are grouped.
+struct Grid {
+    /// Padded width: one row of the grid.
+    width: usize,
+    /// Columns of one image: padded height times width.
+    per_image: usize,
+    /// Columns of the whole batch.
+    columns: usize,
+    /// Zero columns after the batch, read by the shifted views of the last rows.
+    slack: usize,
+    /// Images per group of columns.
+    images_per_group: usize,
+}
+
+impl Grid {
+    fn new(g: &ConvGeometry, batch: usize, m: usize) -> Self {
+        let [kh, kw] = g.kernel;
+        let height = g.output[0] + kh - 1;
+        let width = g.output[1] + kw - 1;
+        let per_image = height * width;
+        // At least four groups per thread, so that the threads stay busy to the end.
+        let spread = batch.div_ceil(4 * rayon::current_num_threads()).max(1);
+        let images_per_group = (BLOCK_FLOATS / (m * per_image).max(1)).clamp(1, spread);
+        Self {
+            width,
+            per_image,
+            columns: batch * per_image,
+            slack: (kh - 1) * width + kw - 1,
+            images_per_group,
+        }
+    }
+
+    /// Distance between two channels of the padded images.
+    fn row_stride(&self) -> usize {
+        self.columns + self.slack
+    }
+
+    fn group_columns(&self) -> usize {
+        self.images_per_group * self.per_image
+    }
+
+    /// Where kernel offset `tap` (row-major over the kernel) reads, relative to the output column.
+    fn shift(&self, g: &ConvGeometry, tap: usize) -> usize {
+        (tap / g.kernel[1]) * self.width + tap % g.kernel[1]
+    }
+
+    /// The padded images at kernel offset `tap`, for the group whose columns start at `start`:
+    /// `[channels, columns]` with the channel stride of the padded layout.
+    fn shifted<'a>(
+        &self,
+        g: &ConvGeometry,
+        padded: &'a [f32],
+        tap: usize,
+        start: usize,
+        columns: usize,
+    ) -> View<'a> {
+        View {
+            data: &padded[start + self.shift(g, tap)..],
+            rows: g.channels,
+            cols: columns,
+            row_stride: self.row_stride(),
+            col_stride: 1,
+        }
+    }
+}
+
+/// Writes the batch `images [batch, c, h, w]` zero-padded into `padded [c, batch · Hp · Wp + slack]`.
+fn pad(g: &ConvGeometry, grid: &Grid, images: &[f32], padded: &mut [f32]) {
+    let [h, w] = g.image;
+    let [top, left] = g.padding;
+    let width = grid.width;
+    let copied = w.min(width.saturating_sub(left));
+    padded[..g.channels * grid.row_stride()]
+        .par_chunks_mut(grid.row_stride())
+        .enumerate()
+        .for_each(|(c, channel)| {
+            let (body, slack) = channel.split_at_mut(grid.columns);
+            slack.fill(0.0);
+            for (n, image) in body.chunks_exact_mut(grid.per_image).enumerate() {
+                let plane = &images[(n * g.channels + c) * h * w..][..h * w];
+                for (y, line) in image.chunks_exact_mut(width).enumerate() {
+                    match y.checked_sub(top).filter(|&row| row < h) {
+                        Some(row) => {
+                            line[..left.min(width)].fill(0.0);
+                            line[left..left + copied].copy_from_slice(&plane[row * w..][..copied]);
+                            line[left + copied..].fill(0.0);
+                        }
+                        None => line.fill(0.0),
+                    }
+                }
+            }
+        });
+}
+
+/// The weights `[m, c, kh, kw]` regrouped by kernel offset: `[kh · kw, m, c]`.
+fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
+    let rows = weight.len() / taps;
+    (0..taps)
+        .flat_map(|tap| (0..rows).map(move |row| weight[row * taps + tap]))
+        .collect()
+}
+
+/// `y [batch, m, OH, OW] = conv(x, W) (+ bias [m])` for a geometry [`applies`] accepts.
+pub fn forward(
+    g: &ConvGeometry,
+    batch: usize,
+    images: &[f32],
+    weight: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let c = g.channels;
+    let taps = g.kernel[0] * g.kernel[1];
+    let [oh, ow] = g.output;
+    let grid = Grid::new(g, batch, m);
+    let by_tap = weights_by_tap(weight, taps);
+    let group = grid.group_columns();
+    let mut out = vec![0.0f32; batch * m * oh * ow];
+    with_scratch([c * grid.row_stride(), m * grid.columns], |padded, wide| {
+        pad(g, &grid, images, padded);
+        // wide: one [m, columns of the group] block after another.
+        wide.par_chunks_mut(m * group)
+            .enumerate()
+            .for_each(|(index, block)| {
+                let columns = block.len() / m;
+                for tap in 0..taps {
+                    matmul_on(
+                        faer::Par::Seq,
+                        block,
+                        tap > 0,
+                        View::row_major(&by_tap[tap * m * c..][..m * c], m, c),
+                        grid.shifted(g, padded, tap, index * group, columns),
+                    );
+                }
+            });
+        let wide = &*wide;
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(index, plane)| {
+                let (n, o) = (index / m, index % m);
+                let (group_index, within) = (n / grid.images_per_group, n % grid.images_per_group);
+                let block = &wide[group_index * m * group..];
+                let columns = (grid.columns - group_index * group).min(group);
+                let image = &block[o * columns + within * grid.per_image..][..grid.per_image];
+                let shift = bias.map_or(0.0, |b| b[o]);
+                for (dst, src) in plane
+                    .chunks_exact_mut(ow)
+                    .zip(image.chunks_exact(grid.width))
+                {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = s + shift;
+                    }
+                }
+            });
+    });
+    out
+}
+
+/// `dW [m, c, kh, kw] = Σ_n dY_n · U(x_n)ᵀ`, the weight gradient of a convolution whose geometry
+/// [`applies`] accepts.
+pub fn weight_grad(
+    g: &ConvGeometry,
+    batch: usize,
+    images: &[f32],
+    output_grad: &[f32],
+    m: usize,
+) -> Vec<f32> {
+    let c = g.channels;
+    let taps = g.kernel[0] * g.kernel[1];
+    let [oh, ow] = g.output;
+    let grid = Grid::new(g, batch, m);
+    let group = grid.group_columns();
+    let by_tap = with_scratch([c * grid.row_stride(), m * grid.columns], |padded, wide| {
+        pad(g, &grid, images, padded);
+        // dY on the padded grid, zero on the dropped columns, in blocks as in `forward`.
+        wide.par_chunks_mut(m * group)
+            .enumerate()
+            .for_each(|(index, block)| {
+                let columns = block.len() / m;
+                let first = index * grid.images_per_group;
+                for (o, row) in block.chunks_exact_mut(columns).enumerate() {
+                    for (i, image) in row.chunks_exact_mut(grid.per_image).enumerate() {
+                        image.fill(0.0);
+                        let plane = &output_grad[((first + i) * m + o) * oh * ow..][..oh * ow];
+                        for (dst, src) in image
+                            .chunks_exact_mut(grid.width)
+                            .zip(plane.chunks_exact(ow))
+                        {
+                            dst[..ow].copy_from_slice(src);
+                        }
+                    }
+                }
+            });
+        let wide = &*wide;
+        let padded = &*padded;
+        wide.par_chunks(m * group)
+            .enumerate()
+            .fold(
+                || vec![0.0f32; taps * m * c],
+                |mut sum, (index, block)| {
+                    let columns = block.len() / m;
+                    for tap in 0..taps {
+                        matmul_on(
+                            faer::Par::Seq,
+                            &mut sum[tap * m * c..][..m * c],
+                            true,
+                            View::row_major(block, m, columns),
+                            grid.shifted(g, padded, tap, index * group, columns).t(),
+                        );
+                    }
+                    sum
+                },
+            )
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            })
+            .unwrap_or_else(|| vec![0.0f32; taps * m * c])
+    });
+    // [kh · kw, m, c] -> [m, c, kh · kw]
+    let mut grad = vec![0.0f32; m * c * taps];
+    for (row, values) in grad.chunks_exact_mut(taps).enumerate() {
+        for (tap, value) in values.iter_mut().enumerate() {
+            *value = by_tap[tap * m * c + row];
+        }
+    }
+    grad
+}
+
+/// `dx [batch, c, h, w] = conv(dY padded by k − 1 − p, flipped Wᵀ) (+ bias [c])`: the input
+/// gradient of a convolution (or the forward pass of a stride-1 transposed convolution) whose
+/// geometry [`applies_to_image_grad`] accepts.
+pub fn image_grad(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    m: usize,
+    output_grad: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let c = g.channels;
+    let [kh, kw] = g.kernel;
+    let flipped = ConvGeometry {
+        channels: m,
+        image: g.output,
+        kernel: g.kernel,
+        stride: [1, 1],
+        padding: [kh - 1 - g.padding[0], kw - 1 - g.padding[1]],
+        output: g.image,
+    };
+    // W' [c, m, i, j] = W [m, c, kh − 1 − i, kw − 1 − j]
+    let mut swapped = vec![0.0f32; c * m * kh * kw];
+    for (index, value) in swapped.iter_mut().enumerate() {
+        let (ci, o, i, j) = (
+            index / (m * kh * kw),
+            (index / (kh * kw)) % m,
+            (index / kw) % kh,
+            index % kw,
+        );
+        *value = weight[((o * c + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
+    }
+    forward(&flipped, batch, output_grad, &swapped, c, bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flex::conv::tests::{direct, dot, values};
+
+    /// Stride-1 geometries with enough channels for the shifted form, including odd sides,
+    /// uneven kernels, no padding and padding that differs before and after.
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |channels,
+                 image: [usize; 2],
+                 kernel: [usize; 2],
+                 padding: [usize; 2],
+                 after: [usize; 2]| {
+            let out = |axis: usize| image[axis] + padding[axis] + after[axis] + 1 - kernel[axis];
+            ConvGeometry {
+                channels,
+                image,
+                kernel,
+                stride: [1, 1],
+                padding,
+                output: [out(0), out(1)],
+            }
+        };
+        vec![
+            g(16, [7, 9], [3, 3], [1, 1], [1, 1]), // the U-Net's 3x3, odd sides
+            g(17, [5, 6], [1, 1], [0, 0], [0, 0]), // a 1x1 skip
+            g(16, [6, 7], [3, 3], [0, 0], [0, 0]), // no padding
+            g(18, [6, 5], [5, 3], [2, 1], [0, 2]), // uneven kernel, asymmetric padding
+        ]
+    }
+
+    /// `dx` and `dW` straight from their definitions, in f64.
+    fn direct_grads(
+        g: &ConvGeometry,
+        batch: usize,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        m: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let [kh, kw] = g.kernel;
+        let [h, wd] = g.image;
+        let [oh, ow] = g.output;
+        let c = g.channels;
+        let mut dx = vec![0.0f64; x.len()];
+        let mut dw = vec![0.0f64; w.len()];
+        for n in 0..batch {
+            for o in 0..m {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let d = dy[((n * m + o) * oh + i) * ow + j] as f64;
+                        for ci in 0..c {
+                            for a in 0..kh {
+                                for b in 0..kw {
+                                    let (ih, iw) = (
+                                        (i + a) as isize - g.padding[0] as isize,
+                                        (j + b) as isize - g.padding[1] as isize,
+                                    );
+                                    if ih < 0 || iw < 0 || ih as usize >= h || iw as usize >= wd {
+                                        continue;
+                                    }
+                                    let xi = ((n * c + ci) * h + ih as usize) * wd + iw as usize;
+                                    let wi = ((o * c + ci) * kh + a) * kw + b;
+                                    dx[xi] += d * w[wi] as f64;
+                                    dw[wi] += d * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw)
+    }
+
+    fn assert_close(what: &str, got: &[f32], expected: impl IntoIterator<Item = f64>) {
+        let mut count = 0;
+        for (i, (v, e)) in got.iter().zip(expected).enumerate() {
+            assert!(
+                (*v as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "{what} at {i}: {v} vs {e}"
+            );
+            count += 1;
+        }
+        assert_eq!(count, got.len(), "{what}: length");
+    }
+
+    #[test]
+    fn every_pass_matches_the_definition() {
+        for g in geometries() {
+            assert!(applies(&g));
+            let (batch, m) = (3, 16);
+            assert!(applies_to_image_grad(&g, m));
+            let x = values(batch * g.image_len(), 11);
+            let w = values(m * g.patch_len(), 12);
+            let bias = values(m, 13);
+            let dy = values(batch * m * g.out_pixels(), 14);
+            let p = g.out_pixels();
+            let y = forward(&g, batch, &x, &w, m, Some(&bias));
+            let expected = direct(&g, batch, &x, &w, m);
+            let with_bias = expected
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e + bias[(i / p) % m]) as f64);
+            assert_close(&format!("{g:?} output"), &y, with_bias);
+            let (dx, dw) = direct_grads(&g, batch, &x, &w, &dy, m);
+            assert_close(
+                &format!("{g:?} input gradient"),
+                &image_grad(&g, batch, &w, m, &dy, None),
+                dx,
+            );
+            assert_close(
+                &format!("{g:?} weight gradient"),
+                &weight_grad(&g, batch, &x, &dy, m),
+                dw,
+            );
+        }
+    }
+
+    #[test]
+    fn groups_of_images_add_up_like_one_image_at_a_time() {
+        // Batch 13 on a 14x14 grid with 64 channels splits into several groups, the last one short.
+        let g = geometries()[0];
+        let g = ConvGeometry {
+            channels: 64,
+            image: [14, 14],
+            output: [14, 14],
+            ..g
+        };
+        let (batch, m) = (13, 64);
+        let grid = Grid::new(&g, batch, m);
+        assert!(grid.images_per_group < batch && batch % grid.images_per_group != 0);
+        let x = values(batch * g.image_len(), 21);
+        let w = values(m * g.patch_len(), 22);
+        let dy = values(batch * m * g.out_pixels(), 23);
+        let y = forward(&g, batch, &x, &w, m, None);
+        let dw = weight_grad(&g, batch, &x, &dy, m);
+        let mut dw_sum = vec![0.0f64; dw.len()];
+        let per_out = m * g.out_pixels();
+        for n in 0..batch {
+            let x_n = &x[n * g.image_len()..][..g.image_len()];
+            let dy_n = &dy[n * per_out..][..per_out];
+            assert_eq!(
+                &y[n * per_out..][..per_out],
+                forward(&g, 1, x_n, &w, m, None).as_slice()
+            );
+            for (s, v) in dw_sum.iter_mut().zip(weight_grad(&g, 1, x_n, dy_n, m)) {
+                *s += v as f64;
+            }
+        }
+        assert_close("weight gradient by groups", &dw, dw_sum);
+        // And the adjoint identity <dY, conv(x)> = <dx, x> on the whole batch.
+        let dx = image_grad(&g, batch, &w, m, &dy, None);
+        let (a, b) = (dot(&dy, &y), dot(&dx, &x));
+        assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}
