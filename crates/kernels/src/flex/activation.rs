@@ -19,7 +19,7 @@ pub fn exp(x: f32) -> f32 {
     const ROUND_BITS: u32 = 0x4B40_0000;
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let shifted = x * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
@@ -44,7 +44,7 @@ fn sigmoid(x: f32) -> f32 {
 /// `z ← act(z)` for every value.
 #[inline(always)]
 pub fn apply(activation: Activation, values: &mut [f32]) {
-    widest(#[inline(always)] || apply_here(activation, values))
+    widest! { apply_here(activation, values) }
 }
 
 #[inline(always)]
@@ -65,7 +65,7 @@ fn apply_here(activation: Activation, values: &mut [f32]) {
 /// `z ← grad · act'(z)` for every value: the gradient at the pre-activation `z`.
 #[inline(always)]
 pub fn backward(activation: Activation, values: &mut [f32], grad: &[f32]) {
-    widest(#[inline(always)] || backward_here(activation, values, grad))
+    widest! { backward_here(activation, values, grad) }
 }
 
 #[inline(always)]

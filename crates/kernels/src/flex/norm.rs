@@ -85,7 +85,7 @@ fn channel_sums(shape: NormShape, a: &[f32], b: &[f32]) -> [Vec<f64>; 2] {
     let partials: Vec<Vec<f64>> = (0..batch.div_ceil(per_group))
         .into_par_iter()
         .map(|group| {
-            widest(#[inline(always)] || {
+            widest! {
                 let mut acc = vec![0.0f64; 2 * channels];
                 let (first, second) = acc.split_at_mut(channels);
                 for n in group * per_group..((group + 1) * per_group).min(batch) {
@@ -107,7 +107,7 @@ fn channel_sums(shape: NormShape, a: &[f32], b: &[f32]) -> [Vec<f64>; 2] {
                     }
                 }
                 acc
-            })
+            }
         })
         .collect();
     let mut sums = [vec![0.0f64; channels], vec![0.0f64; channels]];
@@ -148,10 +148,10 @@ pub fn batch_norm_forward(
     y.par_chunks_mut(shape.sample_len())
         .zip(x.par_chunks(shape.sample_len()))
         .for_each(|(out, sample)| {
-            widest(#[inline(always)] || {
+            widest! {
                 pre_activation(out, sample, &affine, spatial);
                 act::apply(activation, out);
-            })
+            }
         });
     (y, to_f32(&mean), to_f32(&variance))
 }
@@ -216,10 +216,10 @@ pub fn batch_norm_backward(
         .zip(x.par_chunks(shape.sample_len()))
         .zip(output_grad.par_chunks(shape.sample_len()))
         .for_each(|((g, sample), dy)| {
-            widest(#[inline(always)] || {
+            widest! {
                 pre_activation(g, sample, &affine, spatial);
                 act::backward(activation, g, dy);
-            })
+            }
         });
     // Σg and Σg·x per channel; then Σg·x̂ = (Σg·x − μ Σg) / σ.
     let [sum_g, sum_gx] = channel_sums(shape, &dx, x);
@@ -240,14 +240,14 @@ pub fn batch_norm_backward(
     dx.par_chunks_mut(shape.sample_len())
         .zip(x.par_chunks(shape.sample_len()))
         .for_each(|(out, sample)| {
-            widest(#[inline(always)] || {
+            widest! {
                 for (c, &[p, q, r]) in coefficients.iter().enumerate() {
                     let range = c * spatial..(c + 1) * spatial;
                     for (o, v) in out[range.clone()].iter_mut().zip(&sample[range]) {
                         *o = p * *o + q * v + r;
                     }
                 }
-            })
+            }
         });
     (dx, to_f32(&gamma_grad), to_f32(&sum_g))
 }
@@ -272,7 +272,7 @@ pub fn group_norm_forward(
         .zip(x.par_chunks(group_len))
         .enumerate()
         .map(|(index, (out, values))| {
-            widest(#[inline(always)] || {
+            widest! {
                 // Σx and Σx², then the variance with the mean removed in f64.
                 let (sum, sum_sq) = sum_and_dot(values, values);
                 let mean = sum / group_len as f64;
@@ -290,7 +290,7 @@ pub fn group_norm_forward(
                 }
                 act::apply(activation, out);
                 (mean as f32, inv_std as f32)
-            })
+            }
         })
         .collect();
     let (mean, inv_std) = stats.into_iter().unzip();
@@ -323,7 +323,7 @@ pub fn group_norm_backward(
         .par_chunks_mut(group_len)
         .enumerate()
         .map(|(index, out)| {
-            widest(#[inline(always)] || {
+            widest! {
                 let (mu, rstd) = (mean[index] as f64, inv_std[index] as f64);
                 let values = &x[index * group_len..][..group_len];
                 let dy = &output_grad[index * group_len..][..group_len];
@@ -363,7 +363,7 @@ pub fn group_norm_backward(
                     }
                 }
                 channel_sums
-            })
+            }
         })
         .collect();
     let mut gamma_grad = vec![0.0f64; channels];
