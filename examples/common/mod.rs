@@ -15,8 +15,8 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// mimalloc, told never to purge freed memory. By default it hands memory that stays free for
 /// a second back to the kernel, and a training step longer than that (a U-Net step on a CPU)
 /// then faults every page of its activations in afresh, each zeroed by the kernel: a quarter of
-/// the U-Net's step time. Kept mapped, the memory of one step serves the next; the peak resident
-/// size stays what it was.
+/// the U-Net's step time. Kept mapped, the memory of one step serves the next, for a peak
+/// resident size 5-15% larger (benches/RESULTS.md).
 struct KeepFreedMemory;
 
 static CONFIGURED: AtomicBool = AtomicBool::new(false);

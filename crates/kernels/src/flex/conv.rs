@@ -339,14 +339,18 @@ pub fn forward(
                 .for_each(|(index, dst)| {
                     let (n, row) = (index / m, index % m);
                     let src = &product[row * columns + n * p..][..p];
-                    let shift = bias.map_or(0.0, |b| b[row]);
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = s + shift;
-                    }
+                    add_bias(dst, src, bias.map_or(0.0, |b| b[row]));
                 });
         }
     });
     out
+}
+
+/// `dst = src + bias`, element by element: a GEMM's output moved to its place with the bias.
+pub(super) fn add_bias(dst: &mut [f32], src: &[f32], bias: f32) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s + bias;
+    }
 }
 
 /// `dW [m, r] = Σ_n dY_n [m, p] · U(x_n)ᵀ`: the weight gradient of a convolution (`dY` its

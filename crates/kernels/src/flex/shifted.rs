@@ -24,7 +24,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{ConvGeometry, View, matmul_on, with_scratch};
+use super::conv::{ConvGeometry, View, add_bias, matmul_on, with_scratch};
 
 /// Fewest image channels for which the shifted form is used: they are the inner dimension of its
 /// GEMMs, which a handful of channels would leave mostly idle.
@@ -198,9 +198,7 @@ pub fn forward(
                     .chunks_exact_mut(ow)
                     .zip(image.chunks_exact(grid.width))
                 {
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = s + shift;
-                    }
+                    add_bias(dst, src, shift);
                 }
             });
     });
