@@ -10,6 +10,9 @@ same workloads (one training iteration; generation; DDPM/DDIM sampling), same st
 Usage: python3 benches/pytorch_reference.py --cases dcgan:train:128 vae:train:64 ... [--runs 5]
 [--warmup 2] [--max-seconds 30] [--threads N] [--device cpu|cuda]
 
+`--fixtures DIR` instead writes the small PyTorch checkpoints, with their inputs and outputs, that
+the weight-loading tests read (crates/models/tests/fixtures/pytorch/).
+
 On `--device cuda` every tensor and parameter lives on the GPU and the clock stops after
 `torch.cuda.synchronize()`, as the Rust side synchronises its device.
 """
@@ -30,28 +33,28 @@ import torch.nn.functional as F
 
 
 class Generator(nn.Module):
-    def __init__(self, latent=100):
+    def __init__(self, latent=100, base=256):
         super().__init__()
-        self.latent = latent
-        self.project = nn.Linear(latent, 256 * 7 * 7, bias=False)
-        self.bn0 = nn.BatchNorm1d(256 * 7 * 7)
-        self.up1 = nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(128)
-        self.up2 = nn.ConvTranspose2d(128, 1, 4, 2, 1)
+        self.latent, self.base = latent, base
+        self.project = nn.Linear(latent, base * 7 * 7, bias=False)
+        self.bn0 = nn.BatchNorm1d(base * 7 * 7)
+        self.up1 = nn.ConvTranspose2d(base, base // 2, 4, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(base // 2)
+        self.up2 = nn.ConvTranspose2d(base // 2, 1, 4, 2, 1)
 
     def forward(self, z):
-        h = F.relu(self.bn0(self.project(z))).view(-1, 256, 7, 7)
+        h = F.relu(self.bn0(self.project(z))).view(-1, self.base, 7, 7)
         h = F.relu(self.bn1(self.up1(h)))
         return torch.tanh(self.up2(h))
 
 
 class Discriminator(nn.Module):
-    def __init__(self):
+    def __init__(self, base=64):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 64, 4, 2, 1)
-        self.conv2 = nn.Conv2d(64, 128, 4, 2, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(128)
-        self.linear = nn.Linear(128 * 7 * 7, 1)
+        self.conv1 = nn.Conv2d(1, base, 4, 2, 1)
+        self.conv2 = nn.Conv2d(base, 2 * base, 4, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(2 * base)
+        self.linear = nn.Linear(2 * base * 7 * 7, 1)
 
     def forward(self, x):
         h = F.leaky_relu(self.conv1(x), 0.2)
@@ -93,17 +96,18 @@ class Dcgan:
 
 
 class Vae(nn.Module):
-    def __init__(self, latent=16):
+    def __init__(self, latent=16, channels=(32, 64), hidden=256):
         super().__init__()
         self.latent = latent
+        c1, c2 = channels
         self.enc = nn.Sequential(
-            nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(3136, 256), nn.ReLU(), nn.Linear(256, 2 * latent),
+            nn.Conv2d(1, c1, 4, 2, 1), nn.ReLU(), nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(c2 * 49, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent),
         )
         self.dec = nn.Sequential(
-            nn.Linear(latent, 256), nn.ReLU(), nn.Linear(256, 3136), nn.ReLU(),
-            nn.Unflatten(1, (64, 7, 7)), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 1, 4, 2, 1),
+            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, c2 * 49), nn.ReLU(),
+            nn.Unflatten(1, (c2, 7, 7)), nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(c1, 1, 4, 2, 1),
         )
         self.opt = torch.optim.Adam(self.parameters(), 1e-3, eps=1e-8)
 
@@ -161,7 +165,7 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, base=64, mults=(1, 2, 2), blocks=2, attn_levels=(2,), temb=64):
+    def __init__(self, base=64, mults=(1, 2, 2), blocks=2, attn_levels=(2,), temb=64, groups=8):
         super().__init__()
         self.temb, time_dim = temb, 4 * temb
         self.time = nn.Sequential(nn.Linear(temb, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
@@ -171,27 +175,28 @@ class UNet(nn.Module):
         for level, c in enumerate(chans):
             blks = nn.ModuleList()
             for _ in range(blocks):
-                blks.append(ResBlock(c_prev, c, time_dim))
+                blks.append(ResBlock(c_prev, c, time_dim, groups))
                 c_prev = c
                 skips.append(c)
-            attn = Attention(c) if level in attn_levels else None
+            attn = Attention(c, groups) if level in attn_levels else None
             down = nn.Conv2d(c, c, 3, 2, 1) if level + 1 < len(chans) else None
             self.down.append(nn.ModuleDict({"blocks": blks, **({"attn": attn} if attn else {}),
                                             **({"down": down} if down else {})}))
-        self.mid1, self.mid_attn, self.mid2 = (ResBlock(c_prev, c_prev, time_dim),
-                                               Attention(c_prev), ResBlock(c_prev, c_prev, time_dim))
+        self.mid1, self.mid_attn, self.mid2 = (ResBlock(c_prev, c_prev, time_dim, groups),
+                                               Attention(c_prev, groups),
+                                               ResBlock(c_prev, c_prev, time_dim, groups))
         self.up = nn.ModuleList()
         for level in reversed(range(len(chans))):
             c = chans[level]
             blks = nn.ModuleList()
             for _ in range(blocks):
-                blks.append(ResBlock(c_prev + skips.pop(), c, time_dim))
+                blks.append(ResBlock(c_prev + skips.pop(), c, time_dim, groups))
                 c_prev = c
-            attn = Attention(c) if level in attn_levels else None
+            attn = Attention(c, groups) if level in attn_levels else None
             up = nn.Conv2d(c, c, 3, 1, 1) if level > 0 else None
             self.up.append(nn.ModuleDict({"blocks": blks, **({"attn": attn} if attn else {}),
                                           **({"up": up} if up else {})}))
-        self.out_norm, self.out_conv = nn.GroupNorm(8, base), nn.Conv2d(base, 1, 3, 1, 1)
+        self.out_norm, self.out_conv = nn.GroupNorm(groups, base), nn.Conv2d(base, 1, 3, 1, 1)
 
     def forward(self, x, t):
         t = self.time(sinusoidal(t, self.temb))
@@ -257,6 +262,70 @@ class Ddpm:
         return x
 
 
+# --- weight fixtures ----------------------------------------------------------------------------
+
+# Reduced-width versions of the networks above, as the Rust tests rebuild them
+# (crates/models/tests/pytorch_weights.rs).
+FIXTURE_NETWORKS = {
+    "dcgan_generator": lambda: Generator(latent=8, base=16),
+    "dcgan_discriminator": lambda: Discriminator(base=8),
+    "vae": lambda: Vae(latent=4, channels=(4, 8), hidden=16),
+    "unet": lambda: UNet(base=4, mults=(1, 2), blocks=1, attn_levels=(1,), temb=8, groups=2),
+}
+
+
+def fixture_inputs(name, gen):
+    """Fixed inputs of each fixture network, and its outputs on them in eval mode."""
+    if name == "dcgan_generator":
+        return {"z": torch.randn(3, 8, generator=gen)}
+    if name == "dcgan_discriminator":
+        return {"x": torch.rand(3, 1, 28, 28, generator=gen) * 2 - 1}
+    if name == "vae":
+        return {"x": torch.rand(3, 1, 28, 28, generator=gen), "z": torch.randn(3, 4, generator=gen)}
+    return {"x": torch.randn(2, 1, 8, 8, generator=gen), "t": torch.tensor([3.0, 650.0])}
+
+
+def fixture_outputs(name, net, inputs):
+    if name == "vae":
+        mu, logvar = net.enc(inputs["x"]).chunk(2, 1)
+        return {"mu": mu, "log_var": logvar, "logits": net.dec(inputs["z"])}
+    if name == "unet":
+        return {"eps": net(inputs["x"], inputs["t"])}
+    return {"out": net(next(iter(inputs.values())))}
+
+
+def write_fixtures(out):
+    """Writes, for each fixture network, its state dict as `<name>.pt` and `<name>.safetensors`
+    and its inputs and outputs as `<name>_io.safetensors`. Every parameter and BatchNorm
+    statistic is drawn at random (not left at 1 or 0), so a misplaced tensor changes the output."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(20261201)
+    for name, build in FIXTURE_NETWORKS.items():
+        torch.manual_seed(0)
+        net = build()
+        with torch.no_grad():
+            for key, tensor in net.state_dict().items():
+                if key.endswith("running_var"):
+                    tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+                elif tensor.is_floating_point():
+                    tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.3)
+        net.eval()
+        inputs = fixture_inputs(name, gen)
+        with torch.no_grad():
+            outputs = fixture_outputs(name, net, inputs)
+        state = {k: v.contiguous() for k, v in net.state_dict().items()}
+        torch.save(state, out / f"{name}.pt")
+        save_file(state, out / f"{name}.safetensors")
+        io = {**{f"input.{k}": v for k, v in inputs.items()}, **{f"output.{k}": v for k, v in outputs.items()}}
+        save_file({k: v.contiguous() for k, v in io.items()}, out / f"{name}_io.safetensors")
+        print(f"{name}: {sum(v.numel() for v in state.values())} values, outputs {[tuple(v.shape) for v in outputs.values()]}")
+
+
 # --- timing -------------------------------------------------------------------------------------
 
 
@@ -280,13 +349,18 @@ def workload(model, kind, batch):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", nargs="+", required=True, help="model:workload:batch")
+    parser.add_argument("--cases", nargs="+", default=[], help="model:workload:batch")
+    parser.add_argument("--fixtures", metavar="DIR", help="write the weight fixtures into DIR, then exit")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    if args.fixtures:
+        return write_fixtures(args.fixtures)
+    if not args.cases:
+        parser.error("--cases is required (or --fixtures DIR)")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_default_device(args.device)

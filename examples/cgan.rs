@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::Args;
 use genmodels_train::cgan::{CganArgs, CganSettings, MODEL, train};
 use genmodels_train::cli::{GeneratorCli, GeneratorCommand, SampleArgs};
-use genmodels_train::registry::{SourceOptions, sample};
+use genmodels_train::registry::{SourceOptions, export, sample};
 
 #[derive(Args)]
 struct CganSampleArgs {
@@ -42,5 +42,6 @@ fn main() -> ExitCode {
             };
             sample(&[MODEL], &args.sample, &options).map(drop)
         }
+        GeneratorCommand::Export(args) => export(&[MODEL], &args).map(drop),
     })
 }

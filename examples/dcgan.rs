@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example dcgan -- --epochs 1
 //! cargo run --release --example dcgan -- sample --from runs/dcgan --count 64
+//! cargo run --release --example dcgan -- export --from runs/dcgan --format safetensors
 //! ```
 //!
 //! Training writes `runs/dcgan/`: `samples/epoch_NNN.png` (8x8 grids from one fixed z),
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use genmodels_train::cli::{GeneratorCli, GeneratorCommand, SampleArgs};
 use genmodels_train::dcgan::{DcganArgs, DcganSettings, MODEL, train};
-use genmodels_train::registry::{SourceOptions, sample};
+use genmodels_train::registry::{SourceOptions, export, sample};
 
 fn main() -> ExitCode {
     let command = GeneratorCli::<DcganArgs, SampleArgs>::parse_command(
@@ -25,5 +26,6 @@ fn main() -> ExitCode {
         GeneratorCommand::Sample(args) => {
             sample(&[MODEL], &args, &SourceOptions::default()).map(drop)
         }
+        GeneratorCommand::Export(args) => export(&[MODEL], &args).map(drop),
     })
 }

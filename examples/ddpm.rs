@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use genmodels_train::cli::{DiffusionArgs, GeneratorCli, GeneratorCommand, SampleArgs};
-use genmodels_train::ddpm::{DdpmArgs, DdpmSettings, sample_from_checkpoint, train};
+use genmodels_train::ddpm::{DdpmArgs, DdpmSettings, MODEL, sample_from_checkpoint, train};
+use genmodels_train::registry::export;
 
 #[derive(Args)]
 struct DdpmSampleArgs {
@@ -35,5 +36,6 @@ fn main() -> ExitCode {
         GeneratorCommand::Sample(args) => {
             sample_from_checkpoint(&args.sample, args.diffusion.settings()).map(drop)
         }
+        GeneratorCommand::Export(args) => export(&[MODEL], &args).map(drop),
     })
 }

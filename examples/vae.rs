@@ -17,8 +17,8 @@ mod common;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use genmodels_train::cli::SampleArgs;
-use genmodels_train::registry::{SourceOptions, sample};
+use genmodels_train::cli::{ExportArgs, SampleArgs};
+use genmodels_train::registry::{SourceOptions, export, sample};
 use genmodels_train::vae::{AnalyzeArgs, VaeArgs, VaeSettings, analyze_checkpoint, train};
 
 /// Train a VAE (Kingma & Welling, 2014) or an autoencoder on Fashion-MNIST and analyse its
@@ -40,6 +40,8 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Draw images from a run's latest checkpoint, without training.
     Sample(SampleArgs),
+    /// Write a run's networks for PyTorch, under the PyTorch module's parameter names.
+    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +55,6 @@ fn main() -> ExitCode {
         })(),
         Command::Analyze(args) => analyze_checkpoint(&args).map(drop),
         Command::Sample(args) => sample(&["vae", "ae"], &args, &SourceOptions::default()).map(drop),
+        Command::Export(args) => export(&["vae", "ae"], &args).map(drop),
     })
 }

@@ -15,7 +15,7 @@ mod common;
 use std::process::ExitCode;
 
 use genmodels_train::cli::{GeneratorCli, GeneratorCommand, SampleArgs};
-use genmodels_train::registry::{SourceOptions, sample};
+use genmodels_train::registry::{SourceOptions, export, sample};
 use genmodels_train::wgan::{WganArgs, WganSettings, train};
 
 fn main() -> ExitCode {
@@ -28,5 +28,6 @@ fn main() -> ExitCode {
         GeneratorCommand::Sample(args) => {
             sample(&["wgan-gp", "wgan"], &args, &SourceOptions::default()).map(drop)
         }
+        GeneratorCommand::Export(args) => export(&["wgan-gp", "wgan"], &args).map(drop),
     })
 }

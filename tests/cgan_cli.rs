@@ -58,6 +58,14 @@ fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
     assert!(sample.status.success(), "{}", stderr(&sample));
     let grid = image::open(out.path().join("samples/sample.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (302, 62));
+
+    let exported = run_ok("cgan", &format!("export --from {out_arg}"));
+    for network in ["generator", "discriminator"] {
+        assert!(
+            exported.contains(&format!("{network}.safetensors")),
+            "{exported}"
+        );
+    }
 }
 
 #[test]

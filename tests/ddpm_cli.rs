@@ -111,6 +111,31 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     // 10 images in 8 columns: two rows.
     assert_eq!(dimensions(&grid), (242, 2 * 30 + 2));
     assert!(out.path().join("drawn_reverse.png").exists());
+
+    // Both U-Nets, under the PyTorch names; the EMA one draws what `sample` draws.
+    let exported = out.path().join("pytorch");
+    run_ok(
+        "ddpm",
+        &format!("export --from {out_arg} --output {}", exported.display()),
+    );
+    let device = burn::tensor::Device::flex();
+    let run = genmodels::checkpoint::RunFolder::open(out.path()).unwrap();
+    let config: genmodels::diffusion::UNetConfig = run.config("unet").unwrap();
+    let ema =
+        genmodels::pytorch::load_pytorch(config.init(&device), exported.join("ema.safetensors"))
+            .unwrap();
+    let saved = run
+        .load_record("unet", "ema", |c: genmodels::diffusion::UNetConfig| {
+            c.init(&device)
+        })
+        .unwrap();
+    let x = genmodels::noise::seeded_normal_images([2, 1, 28, 28], 3, &device);
+    let t = burn::tensor::Tensor::<1>::from_floats([10.0, 700.0], &device);
+    assert!(
+        ema.forward(x.clone(), t.clone())
+            .all_close(saved.forward(x, t), Some(0.0), Some(0.0))
+    );
+    assert!(exported.join("unet.safetensors").exists());
 }
 
 #[test]

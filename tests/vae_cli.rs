@@ -149,6 +149,15 @@ fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
     let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
     let kl_column = header.iter().position(|h| *h == "train_kl").unwrap();
     assert_eq!(last.split(',').nth(kl_column).unwrap(), "0");
+
+    let exported = run_ok("vae", &format!("export --from {}", out.path().display()));
+    assert!(exported.contains("vae.safetensors"), "{exported}");
+    let device = burn::tensor::Device::flex();
+    let network = genmodels::VaeConfig::new()
+        .with_latent_dim(2)
+        .with_variational(false)
+        .init(&device);
+    genmodels::pytorch::load_pytorch(network, out.path().join("export/vae.safetensors")).unwrap();
 }
 
 #[test]

@@ -123,6 +123,11 @@ fn wgan_with_clipping_runs() {
         .unwrap()
         .unwrap();
     assert_eq!(checkpoint.state.model, "wgan");
+
+    // The critic has no PyTorch counterpart: it keeps its own names, leaves in PyTorch's style.
+    let exported = run_ok("wgan", &format!("export --from {}", out.path().display()));
+    assert!(exported.contains("critic.safetensors"), "{exported}");
+    assert!(out.path().join("export/generator.safetensors").exists());
 }
 
 #[test]

@@ -68,6 +68,9 @@ pub struct ConditionalGenerator {
     label_channels: usize,
 }
 
+/// No PyTorch counterpart in `benches/pytorch_reference.py`: exported under its own paths.
+impl crate::pytorch::PytorchNames for ConditionalGenerator {}
+
 impl ConditionalGeneratorConfig {
     /// The label embedding ~ N(0, 1) (burn's default); every other layer as in DCGAN.
     pub fn init(&self, device: &Device) -> ConditionalGenerator {
@@ -256,6 +259,9 @@ pub struct ConditionalDiscriminator {
     label_map: Embedding,
     discriminator: Discriminator,
 }
+
+/// No PyTorch counterpart in `benches/pytorch_reference.py`: exported under its own paths.
+impl crate::pytorch::PytorchNames for ConditionalDiscriminator {}
 
 impl ConditionalDiscriminatorConfig {
     /// A 28x28 label map per class, N(0, 0.02) like the convolutions it feeds, and a DCGAN

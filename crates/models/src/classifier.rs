@@ -52,6 +52,9 @@ pub struct Classifier {
     output: Linear,
 }
 
+/// No PyTorch counterpart in `benches/pytorch_reference.py`: exported under its own paths.
+impl crate::pytorch::PytorchNames for Classifier {}
+
 impl ClassifierConfig {
     /// Initialises the network with burn's default initialisations (Kaiming uniform).
     pub fn init(&self, device: &Device) -> Classifier {

@@ -18,6 +18,7 @@ use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d};
 use crate::image_source::{Drawn, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
 use crate::noise::seeded_normal;
+use crate::pytorch::PytorchNames;
 
 /// The generator's name in a run folder: its Config's key in `config.json` and its record
 /// `generator.bpk`.
@@ -104,6 +105,16 @@ impl Generator {
     }
 }
 
+/// The names of `Generator` in `benches/pytorch_reference.py`.
+impl PytorchNames for Generator {
+    const RENAMES: &'static [(&'static str, &'static str)] = &[
+        ("project_norm", "bn0"),
+        ("upsample_norm", "bn1"),
+        ("upsample", "up1"),
+        ("to_image", "up2"),
+    ];
+}
+
 /// `G(z)` with `z ~ N(0, I)` drawn on the host from the seed.
 impl ImageSource for Generator {
     fn pixel_range(&self) -> PixelRange {
@@ -175,6 +186,16 @@ impl Discriminator {
         ); // [B, 128, 7, 7]
         self.classify.forward(x.flatten(1, 3)) // [B, 1]
     }
+}
+
+/// The names of `Discriminator` in `benches/pytorch_reference.py`.
+impl PytorchNames for Discriminator {
+    const RENAMES: &'static [(&'static str, &'static str)] = &[
+        ("downsample1", "conv1"),
+        ("downsample2_norm", "bn2"),
+        ("downsample2", "conv2"),
+        ("classify", "linear"),
+    ];
 }
 
 #[cfg(test)]

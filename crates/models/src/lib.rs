@@ -14,6 +14,8 @@
 //! - [`image_source`]: [`ImageSource`], the one interface of everything that draws images.
 //! - [`layers`]: small shared pieces: layer output sizes and the DCGAN initialisation.
 //! - [`noise`]: Gaussian noise drawn on the host from a seed, the same on every backend.
+//! - [`pytorch`]: networks written as `.safetensors` under PyTorch's names, and PyTorch
+//!   checkpoints (`.pt`, `.safetensors`) read into networks.
 //! - [`toy2d`]: the 2-D lab: Gaussian mixtures, MLP players, the optimal discriminator and the
 //!   mode-coverage metrics.
 //! - [`vae`]: the variational autoencoder of Kingma & Welling (2014) and the plain autoencoder.
@@ -92,6 +94,7 @@ pub mod gan_loss;
 pub mod image_source;
 pub mod layers;
 pub mod noise;
+pub mod pytorch;
 pub mod toy2d;
 pub mod vae;
 pub mod wgan;

@@ -25,6 +25,7 @@ use genmodels_kernels::nn::{conv_transpose2d, conv2d};
 use crate::gan_loss::stable_softplus;
 use crate::image_source::{Drawn, ImageSource, PixelRange};
 use crate::noise::seeded_normal;
+use crate::pytorch::PytorchNames;
 
 /// The network's name in a run folder: its Config's key in `config.json` and its record
 /// `vae.bpk`.
@@ -32,12 +33,6 @@ pub const VAE: &str = "vae";
 
 /// Side of the smallest feature map: 28 -> 14 -> 7.
 const BASE_SIDE: usize = 7;
-/// Channels of the two feature maps, 14x14 and 7x7.
-const CHANNELS: [usize; 2] = [32, 64];
-/// Units of the fully connected hidden layer in both networks.
-const HIDDEN: usize = 256;
-/// Flattened size of the 7x7 feature map: 64 * 7 * 7 = 3136.
-const FLAT: usize = CHANNELS[1] * BASE_SIDE * BASE_SIDE;
 
 /// Builds an [`Encoder`].
 #[derive(Config, Debug)]
@@ -45,6 +40,12 @@ pub struct EncoderConfig {
     /// Size d of the latent space.
     #[config(default = 16)]
     pub latent_dim: usize,
+    /// Channels of the two feature maps, 14x14 and 7x7.
+    #[config(default = "[32, 64]")]
+    pub channels: [usize; 2],
+    /// Units of the fully connected hidden layer.
+    #[config(default = 256)]
+    pub hidden: usize,
 }
 
 /// The parameters of q(z|x) = N(mu, diag exp(log_var)), each `[B, d]`.
@@ -73,11 +74,12 @@ impl EncoderConfig {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device)
         };
+        let [c1, c2] = self.channels;
         Encoder {
-            downsample1: down([1, CHANNELS[0]]),
-            downsample2: down([CHANNELS[0], CHANNELS[1]]),
-            hidden: LinearConfig::new(FLAT, HIDDEN).init(device),
-            to_posterior: LinearConfig::new(HIDDEN, 2 * self.latent_dim).init(device),
+            downsample1: down([1, c1]),
+            downsample2: down([c1, c2]),
+            hidden: LinearConfig::new(c2 * BASE_SIDE * BASE_SIDE, self.hidden).init(device),
+            to_posterior: LinearConfig::new(self.hidden, 2 * self.latent_dim).init(device),
             latent_dim: self.latent_dim,
         }
     }
@@ -109,6 +111,12 @@ pub struct DecoderConfig {
     /// Size d of the latent space.
     #[config(default = 16)]
     pub latent_dim: usize,
+    /// Channels of the two feature maps, 14x14 and 7x7 (the encoder's, mirrored).
+    #[config(default = "[32, 64]")]
+    pub channels: [usize; 2],
+    /// Units of the fully connected hidden layer.
+    #[config(default = 256)]
+    pub hidden: usize,
 }
 
 /// p(x|z): latent vector -> one Bernoulli logit per pixel.
@@ -119,6 +127,8 @@ pub struct Decoder {
     upsample: ConvTranspose2d,
     to_logits: ConvTranspose2d,
     latent_dim: usize,
+    /// Channels of the 7x7 feature map the projection is reshaped to.
+    base_channels: usize,
 }
 
 impl DecoderConfig {
@@ -130,12 +140,14 @@ impl DecoderConfig {
                 .with_padding([1, 1])
                 .init(device)
         };
+        let [c1, c2] = self.channels;
         Decoder {
-            hidden: LinearConfig::new(self.latent_dim, HIDDEN).init(device),
-            project: LinearConfig::new(HIDDEN, FLAT).init(device),
-            upsample: up([CHANNELS[1], CHANNELS[0]]),
-            to_logits: up([CHANNELS[0], 1]),
+            hidden: LinearConfig::new(self.latent_dim, self.hidden).init(device),
+            project: LinearConfig::new(self.hidden, c2 * BASE_SIDE * BASE_SIDE).init(device),
+            upsample: up([c2, c1]),
+            to_logits: up([c1, 1]),
             latent_dim: self.latent_dim,
+            base_channels: c2,
         }
     }
 }
@@ -146,7 +158,7 @@ impl Decoder {
         let [batch, _] = z.dims();
         let x = relu(self.hidden.forward(z)); // [B, 256]
         let x = relu(self.project.forward(x)); // [B, 3136]
-        let x = x.reshape([batch, CHANNELS[1], BASE_SIDE, BASE_SIDE]); // [B, 64, 7, 7]
+        let x = x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]); // [B, 64, 7, 7]
         let x = relu(conv_transpose2d(&self.upsample, x)); // [B, 32, 14, 14]
         conv_transpose2d(&self.to_logits, x) // [B, 1, 28, 28]
     }
@@ -191,6 +203,12 @@ pub struct VaeConfig {
     /// (z = mu, no KL term) when false.
     #[config(default = true)]
     pub variational: bool,
+    /// Channels of the two feature maps, 14x14 and 7x7, in both networks.
+    #[config(default = "[32, 64]")]
+    pub channels: [usize; 2],
+    /// Units of the fully connected hidden layer of both networks.
+    #[config(default = 256)]
+    pub hidden: usize,
 }
 
 /// Encoder and decoder together.
@@ -201,14 +219,33 @@ pub struct Vae {
     variational: bool,
 }
 
+/// The names of `Vae` in `benches/pytorch_reference.py`: two `nn.Sequential`s, whose indices
+/// count the activations and reshapes between the layers.
+impl PytorchNames for Vae {
+    const RENAMES: &'static [(&'static str, &'static str)] = &[
+        ("encoder.downsample1", "enc.0"),
+        ("encoder.downsample2", "enc.2"),
+        ("encoder.hidden", "enc.5"),
+        ("encoder.to_posterior", "enc.7"),
+        ("decoder.hidden", "dec.0"),
+        ("decoder.project", "dec.2"),
+        ("decoder.upsample", "dec.5"),
+        ("decoder.to_logits", "dec.7"),
+    ];
+}
+
 impl VaeConfig {
     pub fn init(&self, device: &Device) -> Vae {
         Vae {
             encoder: EncoderConfig::new()
                 .with_latent_dim(self.latent_dim)
+                .with_channels(self.channels)
+                .with_hidden(self.hidden)
                 .init(device),
             decoder: DecoderConfig::new()
                 .with_latent_dim(self.latent_dim)
+                .with_channels(self.channels)
+                .with_hidden(self.hidden)
                 .init(device),
             variational: self.variational,
         }

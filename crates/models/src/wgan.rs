@@ -62,6 +62,9 @@ pub struct Critic {
     base_channels: usize,
 }
 
+/// No PyTorch counterpart in `benches/pytorch_reference.py`: exported under its own paths.
+impl crate::pytorch::PytorchNames for Critic {}
+
 impl CriticConfig {
     /// Initialises the critic with the DCGAN weight initialisation N(0, 0.02).
     pub fn init(&self, device: &Device) -> Critic {

@@ -2,13 +2,17 @@
 //! each with its own optimizer, checkpointed under their record names, and the rule of the
 //! game (the losses and the order of the updates) held apart by each model.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use genmodels::dcgan::GENERATOR;
+use genmodels::pytorch::{PytorchNames, load_pytorch};
 
 use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::interop::export_network;
 use crate::run::{Checkpointed, RunDir};
 
 /// A generator `G`, its opponent `D` and their optimizers, with `rule` the model's own
@@ -54,7 +58,7 @@ impl<G: Module, D: Module, R> Adversarial<G, D, R> {
     }
 }
 
-impl<G: Module, D: Module, R> Checkpointed for Adversarial<G, D, R> {
+impl<G: Module + PytorchNames, D: Module + PytorchNames, R> Checkpointed for Adversarial<G, D, R> {
     fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
         Ok(Self {
             generator: checkpoint.load_module(GENERATOR, self.generator)?,
@@ -72,5 +76,30 @@ impl<G: Module, D: Module, R> Checkpointed for Adversarial<G, D, R> {
         writer.optimizer(GENERATOR, &self.optim_g)?;
         writer.optimizer(self.opponent_name, &self.optim_d)?;
         writer.commit(state)
+    }
+
+    fn networks(&self) -> Vec<&'static str> {
+        vec![GENERATOR, self.opponent_name]
+    }
+
+    fn init_from(self, network: &str, file: &Path) -> Result<Self> {
+        Ok(if network == GENERATOR {
+            Self {
+                generator: load_pytorch(self.generator, file)?,
+                ..self
+            }
+        } else {
+            Self {
+                opponent: load_pytorch(self.opponent, file)?,
+                ..self
+            }
+        })
+    }
+
+    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(vec![
+            export_network(dir, GENERATOR, &self.generator)?,
+            export_network(dir, self.opponent_name, &self.opponent)?,
+        ])
     }
 }

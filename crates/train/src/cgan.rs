@@ -4,6 +4,8 @@
 //! real images carry their labels, and the generated batch uses the same labels, so fakes and
 //! reals have the same class mix.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::optim::AdamConfig;
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_non_negative_f64};
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit, single};
-use crate::registry::SourceOptions;
+use crate::registry::{SourceOptions, export_model};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -151,6 +153,11 @@ impl Trainable for Cgan {
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
         Some(Box::new(self.generator.valid()))
     }
+}
+
+/// `export`: the conditional generator and discriminator of a run.
+pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
+    export_model(run, dir, |settings| Ok(Cgan::new(settings, device)))
 }
 
 /// The trained generator of a run: the classes in turn, or only `options.class`.

@@ -6,12 +6,15 @@
 //! the test split. When training ends the weights are written to `<run>/fashion_classifier.bpk`;
 //! the repository's copy is [`WEIGHTS`] (`crates/train/weights/fashion_classifier.bpk`).
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
+use genmodels::pytorch::load_pytorch;
 use genmodels::{Classifier, ClassifierConfig, ImageSource};
 use genmodels_data::{Batch, PixelRange, Split};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
 use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
+use crate::interop::export_network;
 use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
@@ -230,6 +234,21 @@ impl Checkpointed for Trainer {
         writer.module(MODEL, &self.classifier)?;
         writer.optimizer(MODEL, &self.optim)?;
         writer.commit(state)
+    }
+
+    fn networks(&self) -> Vec<&'static str> {
+        vec![MODEL]
+    }
+
+    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
+        Ok(Self {
+            classifier: load_pytorch(self.classifier, file)?,
+            ..self
+        })
+    }
+
+    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(vec![export_network(dir, MODEL, &self.classifier)?])
     }
 }
 

@@ -55,6 +55,36 @@ pub struct CommonArgs {
     /// Checkpoints kept in the run folder; older ones are removed.
     #[arg(long, value_name = "K", default_value_t = 2, value_parser = parse_positive_usize)]
     pub keep_checkpoints: usize,
+    /// Start a network from PyTorch weights: a state dict (.pt, .pth) or a .safetensors file,
+    /// under the names of the equivalent PyTorch module. NETWORK (generator, discriminator,
+    /// critic, vae, unet) defaults to the model's first; repeat the flag for more networks.
+    #[arg(long, value_name = "[NETWORK=]FILE", value_parser = parse_init_from)]
+    #[serde(default)]
+    pub init_from: Vec<InitFrom>,
+}
+
+/// One `--init-from`: a network of the model, and the PyTorch file its weights come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitFrom {
+    /// The network's name; `None` for the model's first network.
+    pub network: Option<String>,
+    pub file: PathBuf,
+}
+
+fn parse_init_from(text: &str) -> Result<InitFrom, String> {
+    let (network, file) = match text.split_once('=') {
+        Some((network, file)) if !network.is_empty() && !network.contains(['/', '\\']) => {
+            (Some(network.to_string()), file)
+        }
+        _ => (None, text),
+    };
+    if file.is_empty() {
+        return Err(format!("`{text}` names no file"));
+    }
+    Ok(InitFrom {
+        network,
+        file: file.into(),
+    })
 }
 
 impl Default for CommonArgs {
@@ -88,6 +118,29 @@ pub enum GeneratorCommand<T: Args, S: Args> {
     Train(T),
     /// Draw images from a run's latest checkpoint, without training.
     Sample(S),
+    /// Write a run's networks for PyTorch, under the PyTorch module's parameter names.
+    Export(ExportArgs),
+}
+
+/// The file formats `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One `<network>.safetensors` per network (`safetensors.torch.load_file` reads it).
+    Safetensors,
+}
+
+/// The flags of `export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A run folder (its latest checkpoint) or a checkpoint folder [default: runs/<model>].
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// The file format.
+    #[arg(long, value_enum, default_value = "safetensors")]
+    pub format: ExportFormat,
+    /// The folder the files go into [default: <run>/export].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 impl<T: Args, S: Args> GeneratorCli<T, S> {
@@ -234,6 +287,37 @@ mod tests {
         assert!(
             backend.contains("tpu") && backend.contains("flex"),
             "{backend}"
+        );
+    }
+
+    #[test]
+    fn init_from_takes_an_optional_network_name() {
+        let cli = Cli::try_parse_from([
+            "prog",
+            "--init-from",
+            "g.pt",
+            "--init-from",
+            "discriminator=weights/d=1.safetensors",
+            "--init-from",
+            "./a=b.pt",
+        ])
+        .unwrap();
+        let init = |network: Option<&str>, file: &str| InitFrom {
+            network: network.map(str::to_string),
+            file: file.into(),
+        };
+        assert_eq!(
+            cli.common.init_from,
+            [
+                init(None, "g.pt"),
+                init(Some("discriminator"), "weights/d=1.safetensors"),
+                init(None, "./a=b.pt"),
+            ]
+        );
+        let empty = error_of(&["--init-from", "generator="]);
+        assert!(
+            empty.contains("--init-from") && empty.contains("no file"),
+            "{empty}"
         );
     }
 

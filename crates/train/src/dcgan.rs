@@ -1,5 +1,7 @@
 //! Training a DCGAN on Fashion-MNIST: one discriminator step, then one generator step, per batch.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::AdamConfig;
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::adversarial::Adversarial;
 use crate::cli::CommonArgs;
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit, single};
-use crate::registry::SourceOptions;
+use crate::registry::{SourceOptions, export_model};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -139,6 +141,11 @@ pub fn open_source(
 ) -> Result<Box<dyn ImageSource>> {
     let generator = run.load(GENERATOR, |config: GeneratorConfig| config.init(device))?;
     Ok(Box::new(generator))
+}
+
+/// `export`: the generator and discriminator of a run.
+pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
+    export_model(run, dir, |settings| Ok(Dcgan::new(settings, device)))
 }
 
 /// Trains a DCGAN with `settings`, writing grids, metrics and checkpoints into the run folder.

@@ -17,6 +17,7 @@ use genmodels::diffusion::{
     UNET, UNet, UNetConfig, timesteps_tensor,
 };
 use genmodels::noise::seeded_normal_images;
+use genmodels::pytorch::load_pytorch;
 use genmodels_data::{Batch, PixelRange};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -29,8 +30,9 @@ use crate::fit::{
     FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single, step_seed,
 };
 use crate::grid::{PixelScale, save_grid, save_strips};
+use crate::interop::export_network;
 use crate::optim::{Ema, clip_grad_norm};
-use crate::registry::SourceOptions;
+use crate::registry::{SourceOptions, export_model, open_run};
 use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
@@ -288,6 +290,27 @@ impl Checkpointed for Ddpm {
         writer.optimizer(UNET, &self.optim)?;
         writer.commit(state)
     }
+
+    fn networks(&self) -> Vec<&'static str> {
+        vec![UNET]
+    }
+
+    /// The network and its moving average both start from the file's weights.
+    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
+        let unet = load_pytorch(self.unet, file)?;
+        Ok(Self {
+            ema: Ema::new(&unet, self.ema.decay),
+            unet,
+            ..self
+        })
+    }
+
+    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(vec![
+            export_network(dir, UNET, &self.unet)?,
+            export_network(dir, EMA, &self.ema.model)?,
+        ])
+    }
 }
 
 /// Trains a DDPM with `settings`, writing grids, figures, metrics and checkpoints into the run
@@ -296,6 +319,11 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     settings.validate()?;
     let plan = FitPlan::new(MODEL, &settings.run, PixelRange::MinusOneToOne);
     fit(&plan, settings, |device| Ddpm::new(settings, device))
+}
+
+/// `export`: the U-Net of a run and its moving average (what `sample` draws from).
+pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
+    export_model(run, dir, |settings| Ddpm::new(settings, device))
 }
 
 /// The EMA weights of a run with the sampler of `options`.
@@ -320,12 +348,7 @@ fn open_diffusion(
 /// `sample`: draws `args.count` images from the EMA weights of a checkpoint, and writes their
 /// grid and, beside it, `<name>_reverse.png`. Returns the grid's path.
 pub fn sample_from_checkpoint(args: &SampleArgs, sampling: SamplingSettings) -> Result<PathBuf> {
-    let from = args
-        .from
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(MODEL));
-    let run = RunFolder::open(&from).with_context(|| format!("--from {}", from.display()))?;
-    run.checkpoint.expect_model(MODEL)?;
+    let run = open_run(&[MODEL], args.from.as_deref())?;
     let selected = select_device(args.backend)?;
     println!("{MODEL}: computing on {}", selected.description);
     let device = selected.device;

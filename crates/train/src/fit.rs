@@ -244,7 +244,8 @@ pub fn fit_on<M: Trainable>(
     };
     let device = run.device.device.clone().autodiff();
     device.seed(common.seed);
-    let (mut model, start) = run.resume(common, build(&device)?)?;
+    let model = run.init_from(common, build(&device)?)?;
+    let (mut model, start) = run.resume(common, model)?;
     let draw_device = run.device.device.clone();
     let fid = match model.image_source() {
         Some(source) => FidMonitor::new(plan.model, common, &run, &data, source.pixel_range())?,
@@ -505,6 +506,19 @@ mod tests {
             writer.module("layer", &self.layer)?;
             writer.commit(state)
         }
+
+        fn networks(&self) -> Vec<&'static str> {
+            vec!["layer", "other"]
+        }
+
+        /// Reports the call, so that a test sees which network the loop asked for.
+        fn init_from(self, network: &str, file: &std::path::Path) -> Result<Self> {
+            anyhow::bail!("asked for {network} from {}", file.display())
+        }
+
+        fn export(&self, _dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+            Ok(Vec::new())
+        }
     }
 
     /// Images of uniform noise in [0, 1].
@@ -680,6 +694,35 @@ mod tests {
             .map(|r| r[0].clone())
             .collect();
         assert_eq!(steps, ["5", "7", "10", "15"]);
+    }
+
+    #[test]
+    fn init_from_names_the_network_before_training_and_is_ignored_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = |flags: &[&str]| {
+            let (result, seen) = run_stub(&common(dir.path(), flags), 1, None);
+            assert!(seen.is_empty(), "trained before --init-from was applied");
+            format!("{:#}", result.err().unwrap())
+        };
+        let first = error(&["--init-from", "w.pt"]);
+        assert!(
+            first.contains("--init-from w.pt: asked for layer from w.pt"),
+            "{first}"
+        );
+        let named = error(&["--init-from", "other=w.pt"]);
+        assert!(named.contains("asked for other"), "{named}");
+        let unknown = error(&["--init-from", "critic=w.pt"]);
+        assert!(
+            unknown.contains("no network `critic`") && unknown.contains("layer, other"),
+            "{unknown}"
+        );
+        // A resumed run has its weights from the checkpoint.
+        run_stub(&common(dir.path(), &["--max-steps", "2"]), 1, None)
+            .0
+            .unwrap();
+        let flags = ["--resume", "--init-from", "w.pt"];
+        let (summary, _) = run_stub(&common(dir.path(), &flags), 1, None);
+        assert_eq!(summary.unwrap().steps, 5);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod fit;
 pub mod fsutil;
 pub mod grid;
+pub mod interop;
 pub mod latent;
 pub mod metrics;
 pub mod optim;

@@ -1,7 +1,8 @@
-//! The one table from a checkpoint's model name to the code that opens its generator, so that
-//! `eval` and `sample` work on a run of any model without knowing the models.
+//! The one table from a checkpoint's model name to the code that opens it, so that `eval`,
+//! `sample` and `export` work on a run of any model without knowing the models.
 //!
-//! A new generator is one row here, and an `open_source` function in its own module.
+//! A new model is one row here, with an `open_source` and an `export` function in its own
+//! module.
 
 use std::path::{Path, PathBuf};
 
@@ -11,11 +12,13 @@ use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
 use genmodels::diffusion::{SamplerKind, SamplingSettings};
 use genmodels_data::NUM_CLASSES;
+use serde::de::DeserializeOwned;
 
 use crate::backend::select_device;
-use crate::cli::SampleArgs;
+use crate::cli::{ExportArgs, ExportFormat, SampleArgs};
 use crate::grid::{PixelScale, save_class_grid, save_grid};
-use crate::{cgan, dcgan, ddpm, vae};
+use crate::run::Checkpointed;
+use crate::{cgan, dcgan, ddpm, vae, wgan};
 
 /// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
 /// of a conditional model.
@@ -42,31 +45,66 @@ impl Default for SourceOptions {
 /// Opens the generator of one model's run folder.
 pub type OpenSource = fn(&RunFolder, &SourceOptions, &Device) -> Result<Box<dyn ImageSource>>;
 
-/// Every model whose checkpoints draw images: its name (in `state.json`) and its opener.
-pub const GENERATORS: &[(&str, OpenSource)] = &[
-    (dcgan::MODEL, dcgan::open_source),
+/// Writes every network of one model's run folder into a folder for PyTorch; returns the files.
+pub type Export = fn(&RunFolder, &Path, &Device) -> Result<Vec<PathBuf>>;
+
+/// One model whose checkpoints draw images.
+pub struct Registered {
+    /// The model's name, as `state.json` records it.
+    pub model: &'static str,
+    pub open_source: OpenSource,
+    pub export: Export,
+}
+
+/// Every model whose checkpoints draw images.
+pub const GENERATORS: &[Registered] = &[
+    Registered {
+        model: dcgan::MODEL,
+        open_source: dcgan::open_source,
+        export: dcgan::export,
+    },
     // A WGAN's generator is DCGAN's.
-    ("wgan", dcgan::open_source),
-    ("wgan-gp", dcgan::open_source),
-    (cgan::MODEL, cgan::open_source),
-    ("vae", vae::open_source),
-    ("ae", vae::open_source),
-    (ddpm::MODEL, ddpm::open_source),
+    Registered {
+        model: "wgan",
+        open_source: dcgan::open_source,
+        export: wgan::export,
+    },
+    Registered {
+        model: "wgan-gp",
+        open_source: dcgan::open_source,
+        export: wgan::export,
+    },
+    Registered {
+        model: cgan::MODEL,
+        open_source: cgan::open_source,
+        export: cgan::export,
+    },
+    Registered {
+        model: "vae",
+        open_source: vae::open_source,
+        export: vae::export,
+    },
+    Registered {
+        model: "ae",
+        open_source: vae::open_source,
+        export: vae::export,
+    },
+    Registered {
+        model: ddpm::MODEL,
+        open_source: ddpm::open_source,
+        export: ddpm::export,
+    },
 ];
 
-/// The generator of the run (its model named by the checkpoint), with its trained weights.
-pub fn open(
-    run: &RunFolder,
-    options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+/// The table's row for the run's model (named by its checkpoint).
+fn registered(run: &RunFolder, what: &str) -> Result<&'static Registered> {
     let model = run.model();
-    match GENERATORS.iter().find(|(name, _)| *name == model) {
-        Some((_, open)) => open(run, options, device),
+    match GENERATORS.iter().find(|entry| entry.model == model) {
+        Some(entry) => Ok(entry),
         None => {
-            let known: Vec<&str> = GENERATORS.iter().map(|(name, _)| *name).collect();
+            let known: Vec<&str> = GENERATORS.iter().map(|entry| entry.model).collect();
             bail!(
-                "{}: cannot draw images from a `{model}` checkpoint (the generators are {})",
+                "{}: cannot {what} a `{model}` checkpoint (the generators are {})",
                 run.checkpoint.dir.display(),
                 known.join(", ")
             )
@@ -74,20 +112,69 @@ pub fn open(
     }
 }
 
+/// The generator of the run (its model named by the checkpoint), with its trained weights.
+pub fn open(
+    run: &RunFolder,
+    options: &SourceOptions,
+    device: &Device,
+) -> Result<Box<dyn ImageSource>> {
+    (registered(run, "draw images from")?.open_source)(run, options, device)
+}
+
+/// A model's [`Export`]: the model built from the run's settings by `build`, its checkpoint
+/// loaded, and each network written into `dir`.
+pub fn export_model<S: DeserializeOwned, M: Checkpointed>(
+    run: &RunFolder,
+    dir: &Path,
+    build: impl FnOnce(&S) -> Result<M>,
+) -> Result<Vec<PathBuf>> {
+    let model = build(&run.settings::<S>()?)?.load(&run.checkpoint)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    model.export(dir)
+}
+
+/// The run `--from` names (by default `runs/<first model>`), which must be one of `models`.
+pub fn open_run(models: &[&str], from: Option<&Path>) -> Result<RunFolder> {
+    let from = from.map_or_else(|| Path::new("runs").join(models[0]), Path::to_path_buf);
+    let run = RunFolder::open(&from).with_context(|| format!("--from {}", from.display()))?;
+    if !models.contains(&run.model()) {
+        run.checkpoint.expect_model(models[0])?;
+    }
+    Ok(run)
+}
+
+/// `export`: writes every network of a run of one of `models` (`--from`, by default
+/// `runs/<first model>`) into `--output` (by default `<run>/export`). Returns the files.
+pub fn export(models: &[&str], args: &ExportArgs) -> Result<Vec<PathBuf>> {
+    let run = open_run(models, args.from.as_deref())?;
+    let model = run.model().to_string();
+    let dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| run.root.join("export"));
+    let files = match args.format {
+        ExportFormat::Safetensors => {
+            (registered(&run, "export")?.export)(&run, &dir, &Device::flex())
+        }
+    }
+    .with_context(|| format!("--output {}", dir.display()))?;
+    for file in &files {
+        println!("{model}: wrote {}", file.display());
+    }
+    println!(
+        "{model}: the networks of {}, under the PyTorch names of benches/pytorch_reference.py",
+        run.checkpoint.dir.display()
+    );
+    Ok(files)
+}
+
 /// `sample`: draws `args.count` images from a run of one of `models` (`--from`, by default
 /// `runs/<first model>`) and writes their grid: eight a row, or for a conditional model one
 /// class per column (the classes in turn) or per row (one class, named). Returns the grid's
 /// path.
 pub fn sample(models: &[&str], args: &SampleArgs, options: &SourceOptions) -> Result<PathBuf> {
-    let from = args
-        .from
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(models[0]));
-    let run = RunFolder::open(&from).with_context(|| format!("--from {}", from.display()))?;
+    let run = open_run(models, args.from.as_deref())?;
     let model = run.model().to_string();
-    if !models.contains(&model.as_str()) {
-        run.checkpoint.expect_model(models[0])?;
-    }
     let selected = select_device(args.backend)?;
     println!("{model}: computing on {}", selected.description);
     let source = open(&run, options, &selected.device)?;

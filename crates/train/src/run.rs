@@ -28,12 +28,22 @@ pub struct RunDir {
     pub checkpoints: Checkpoints,
 }
 
-/// A model whose whole training state (networks and optimizers) goes into a checkpoint.
+/// A model whose whole training state (networks and optimizers) goes into a checkpoint, and
+/// whose networks travel to and from PyTorch.
 pub trait Checkpointed: Sized {
     /// The state saved in `checkpoint`, loaded into `self`.
     fn load(self, checkpoint: &Checkpoint) -> Result<Self>;
     /// Writes the state as a new checkpoint of `run`.
     fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint>;
+    /// The names of the networks (their record names); `--init-from FILE` without a name sets
+    /// the first.
+    fn networks(&self) -> Vec<&'static str>;
+    /// `--init-from NETWORK=FILE`: the network `network` (one of [`Checkpointed::networks`])
+    /// with its weights read from a PyTorch file ([`genmodels::pytorch::load_pytorch`]).
+    fn init_from(self, network: &str, file: &Path) -> Result<Self>;
+    /// `export`: every network written into `dir` for PyTorch
+    /// ([`crate::interop::export_network`]). Returns the files written.
+    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>>;
 }
 
 /// Where training starts: step 0 of epoch 0, or where a resumed checkpoint stopped.
@@ -113,6 +123,44 @@ impl RunDir {
             start.step
         );
         Ok((model, start))
+    }
+
+    /// Without `--resume`, reads the networks named by `--init-from` into `model`. (A resumed
+    /// run takes its weights from the checkpoint, so the flag is ignored then.)
+    pub fn init_from<M: Checkpointed>(&self, args: &CommonArgs, mut model: M) -> Result<M> {
+        if args.resume {
+            return Ok(model);
+        }
+        for init in &args.init_from {
+            let networks = model.networks();
+            let flag = || {
+                let name = init
+                    .network
+                    .as_ref()
+                    .map(|n| format!("{n}="))
+                    .unwrap_or_default();
+                format!("--init-from {name}{}", init.file.display())
+            };
+            let network = match &init.network {
+                None => networks[0],
+                Some(name) => match networks.iter().find(|known| *known == name) {
+                    Some(known) => known,
+                    None => bail!(
+                        "{}: the {} model has no network `{name}` (its networks: {})",
+                        flag(),
+                        self.model,
+                        networks.join(", ")
+                    ),
+                },
+            };
+            model = model.init_from(network, &init.file).with_context(flag)?;
+            println!(
+                "{}: {network} initialised from {}",
+                self.model,
+                init.file.display()
+            );
+        }
+        Ok(model)
     }
 
     /// Saves `model` as the checkpoint of `step`, with `epoch` epochs completed.

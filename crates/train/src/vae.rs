@@ -2,7 +2,7 @@
 //! ELBO per batch, and after each epoch the same terms on the test split; then the analysis of
 //! its latent space ([`crate::latent`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::module::Module;
@@ -10,6 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
+use genmodels::pytorch::load_pytorch;
 use genmodels::vae::{Code, VAE, Vae, VaeConfig};
 use genmodels_data::{Batch, IMAGE_PIXELS, PixelRange, Split};
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,9 @@ use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::{CommonArgs, parse_non_negative_f64};
 use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
 use crate::grid::{PixelScale, save_grid};
+use crate::interop::export_network;
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
-use crate::registry::SourceOptions;
+use crate::registry::{SourceOptions, export_model};
 use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
 
@@ -232,6 +234,21 @@ impl Checkpointed for Trainer {
         writer.optimizer(VAE, &self.optim)?;
         writer.commit(state)
     }
+
+    fn networks(&self) -> Vec<&'static str> {
+        vec![VAE]
+    }
+
+    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
+        Ok(Self {
+            vae: load_pytorch(self.vae, file)?,
+            ..self
+        })
+    }
+
+    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(vec![export_network(dir, VAE, &self.vae)?])
+    }
 }
 
 /// Test images above their reconstructions (decoding mu): rows of 8 alternate.
@@ -247,6 +264,11 @@ fn save_reconstructions(vae: &Vae, originals: &Tensor<4>, path: &std::path::Path
         })
         .collect();
     save_grid(Tensor::cat(rows, 0), 8, PixelScale::ZeroToOne, path)
+}
+
+/// `export`: the encoder and decoder of a run, as one network.
+pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
+    export_model(run, dir, |settings| Ok(Trainer::new(settings, device)))
 }
 
 /// The decoder of a run, `sigmoid(l(z))` for `z ~ N(0, I)`.

@@ -2,11 +2,14 @@
 //! then one generator step. WGAN keeps the critic Lipschitz by clipping its weights, WGAN-GP by
 //! the gradient penalty of [`genmodels::wgan`].
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer, RmsPropConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
+use genmodels::checkpoint::RunFolder;
 use genmodels::dcgan::{Generator, GeneratorConfig};
 use genmodels::wgan::{
     CRITIC, Critic, CriticConfig, critic_loss, gradient_penalty, interpolate,
@@ -18,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_positive_f64};
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit};
+use crate::registry::export_model;
 use crate::summary::TrainSummary;
 
 /// How the critic is kept 1-Lipschitz.
@@ -232,6 +236,11 @@ impl Trainable for Wgan {
 }
 
 /// Trains a WGAN or WGAN-GP with `settings`, writing grids, metrics and checkpoints into the run
+/// `export`: the generator and critic of a run.
+pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
+    export_model(run, dir, |settings| Ok(Wgan::new(settings, device)))
+}
+
 /// folder. A step is one generator update after `n_critic` critic updates on as many batches.
 pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
     let plan = FitPlan::new(

@@ -17,6 +17,7 @@ use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{conv2d, group_norm};
 
 use super::attention::SelfAttention2d;
+use crate::pytorch::PytorchNames;
 
 /// Builds a [`UNet`].
 #[derive(Config, Debug)]
@@ -219,6 +220,22 @@ impl UNet {
         let h = group_norm(&self.out_norm, h, Activation::Silu); // [B, 64, 28, 28]
         conv2d(&self.out_conv, h) // [B, 1, 28, 28]
     }
+}
+
+/// The names of `UNet` in `benches/pytorch_reference.py`.
+impl PytorchNames for UNet {
+    const RENAMES: &'static [(&'static str, &'static str)] = &[
+        ("time_embedding.first", "time.0"),
+        ("time_embedding.second", "time.2"),
+        ("middle.first", "mid1"),
+        ("middle.attention", "mid_attn"),
+        ("middle.second", "mid2"),
+        ("attention", "attn"),
+        ("downsample", "down"),
+        ("upsample.conv", "up"),
+        ("query_key_value", "qkv"),
+        ("output", "out"),
+    ];
 }
 
 /// The sinusoidal embedding of Vaswani et al. as used by Ho et al.: for `i < d/2`,
