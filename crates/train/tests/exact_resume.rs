@@ -118,6 +118,12 @@ fn check_exact_resume<N: Module>(
         );
         let (l, r) = (values(&left), values(&right));
         assert!(l == r, "{name}: the resumed run's parameters differ");
+        let count: usize = l.iter().map(Vec::len).sum();
+        eprintln!(
+            "{name}: {total} steps straight = {stop} steps + resume to {total}: {} tensors, \
+             {count} values, bitwise equal",
+            l.len()
+        );
     }
     let (left, right) = (
         rows_from(straight.path(), stop + 1),
@@ -125,6 +131,11 @@ fn check_exact_resume<N: Module>(
     );
     assert_eq!(left.len() as u64, total - stop);
     assert_eq!(left, right, "the metrics rows after the resume differ");
+    eprintln!(
+        "metrics rows {}..={total}: identical\n{}",
+        stop + 1,
+        left.join("\n")
+    );
 }
 
 #[test]
