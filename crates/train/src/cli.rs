@@ -87,16 +87,26 @@ fn parse_init_from(text: &str) -> Result<InitFrom, String> {
     })
 }
 
-impl Default for CommonArgs {
-    /// The flags' own defaults, as if none were given (for code that trains without a command
-    /// line, such as the benchmarks).
-    fn default() -> Self {
+impl CommonArgs {
+    /// The common flags read from `flags` (without a program name), as a command line would
+    /// give them: for code that trains without one, such as the benchmarks and tests.
+    pub fn try_parse_from<'a>(
+        flags: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, clap::Error> {
         #[derive(clap::Parser)]
-        struct NoFlags {
+        struct Flags {
             #[command(flatten)]
             common: CommonArgs,
         }
-        <NoFlags as clap::Parser>::parse_from(["genmodels"]).common
+        let argv = std::iter::once("genmodels").chain(flags);
+        <Flags as clap::Parser>::try_parse_from(argv).map(|flags| flags.common)
+    }
+}
+
+impl Default for CommonArgs {
+    /// The flags' own defaults, as if none were given.
+    fn default() -> Self {
+        Self::try_parse_from([]).expect("the defaults parse")
     }
 }
 
@@ -252,18 +262,9 @@ pub fn parse_non_negative_f64(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        common: CommonArgs,
-    }
 
     fn error_of(args: &[&str]) -> String {
-        let mut argv = vec!["prog"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
+        CommonArgs::try_parse_from(args.iter().copied())
             .err()
             .expect("should be refused")
             .to_string()
@@ -292,8 +293,7 @@ mod tests {
 
     #[test]
     fn init_from_takes_an_optional_network_name() {
-        let cli = Cli::try_parse_from([
-            "prog",
+        let common = CommonArgs::try_parse_from([
             "--init-from",
             "g.pt",
             "--init-from",
@@ -307,7 +307,7 @@ mod tests {
             file: file.into(),
         };
         assert_eq!(
-            cli.common.init_from,
+            common.init_from,
             [
                 init(None, "g.pt"),
                 init(Some("discriminator"), "weights/d=1.safetensors"),
@@ -323,12 +323,11 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let cli = Cli::try_parse_from(["prog"]).unwrap();
-        assert_eq!(CommonArgs::default().batch_size, cli.common.batch_size);
-        assert_eq!(CommonArgs::default().log_every, 50);
-        assert_eq!(cli.common.batch_size, 128);
-        assert_eq!(cli.common.backend, BackendChoice::Auto);
-        assert_eq!(cli.common.epochs, None);
-        assert!(!cli.common.resume);
+        let common = CommonArgs::default();
+        assert_eq!(common.log_every, 50);
+        assert_eq!(common.batch_size, 128);
+        assert_eq!(common.backend, BackendChoice::Auto);
+        assert_eq!(common.epochs, None);
+        assert!(!common.resume);
     }
 }

@@ -557,15 +557,10 @@ mod tests {
     }
 
     fn common(out: &std::path::Path, args: &[&str]) -> CommonArgs {
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            common: CommonArgs,
-        }
         let out = out.to_string_lossy().into_owned();
-        let mut argv = vec!["t", "--batch-size", "8", "--backend", "flex", "--out", &out];
-        argv.extend_from_slice(args);
-        <Flags as clap::Parser>::parse_from(argv).common
+        let mut flags = vec!["--batch-size", "8", "--backend", "flex", "--out", &out];
+        flags.extend_from_slice(args);
+        CommonArgs::try_parse_from(flags).unwrap()
     }
 
     /// Runs the stub for `epochs` epochs; the labels it saw.

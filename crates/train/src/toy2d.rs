@@ -246,15 +246,7 @@ pub fn optimal_discriminator_experiment(
         "Optimal discriminator: max |D - D*| = {:.3} where (p_data + p_g) / 2 >= {MIN_DENSITY}",
         report.max_gap
     );
-    save_plot((900, 520), &settings.out.join("optimal_d.png"), |root| {
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(40)
-            .build_cartesian_2d(-5.0..5.0, 0.0..1.05)?;
-        chart.configure_mesh().disable_mesh().draw()?;
+    save_density_plot(&settings.out.join("optimal_d.png"), &title, |chart| {
         let line = |ys: &[f64]| {
             xs.iter()
                 .cloned()
@@ -264,25 +256,19 @@ pub fn optimal_discriminator_experiment(
         chart
             .draw_series(LineSeries::new(line(&p_d), GREEN.stroke_width(2)))?
             .label("p_data")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], GREEN.stroke_width(2)));
+            .legend(legend_line(GREEN.stroke_width(2)));
         chart
             .draw_series(LineSeries::new(line(&p_gs), MAGENTA.stroke_width(2)))?
             .label("p_g (frozen)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], MAGENTA.stroke_width(2)));
+            .legend(legend_line(MAGENTA.stroke_width(2)));
         chart
             .draw_series(LineSeries::new(line(&d_star), BLACK.stroke_width(3)))?
             .label("D* = p_data / (p_data + p_g)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.stroke_width(3)));
+            .legend(legend_line(BLACK.stroke_width(3)));
         chart
             .draw_series(LineSeries::new(line(&d_x), RED.stroke_width(2)))?
             .label("trained D")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+            .legend(legend_line(RED.stroke_width(2)));
         Ok(())
     })?;
     Ok(report)
@@ -348,15 +334,7 @@ pub fn equilibrium_experiment(
         "GAN equilibrium: mean D(x) = {:.3} on data, {:.3} on samples",
         report.mean_d_real, report.mean_d_fake
     );
-    save_plot((900, 520), &settings.out.join("equilibrium.png"), |root| {
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(40)
-            .build_cartesian_2d(-5.0..5.0, 0.0..1.05)?;
-        chart.configure_mesh().disable_mesh().draw()?;
+    save_density_plot(&settings.out.join("equilibrium.png"), &title, |chart| {
         chart
             .draw_series(bins.iter().enumerate().map(|(i, &count)| {
                 let x0 = -5.0 + i as f64 * width;
@@ -370,27 +348,21 @@ pub fn equilibrium_experiment(
         chart
             .draw_series(LineSeries::new(p_d, GREEN.stroke_width(2)))?
             .label("p_data")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], GREEN.stroke_width(2)));
+            .legend(legend_line(GREEN.stroke_width(2)));
         chart
             .draw_series(LineSeries::new(
                 xs.iter().zip(&d_x).map(|(&x, &v)| (x, v as f64)),
                 RED.stroke_width(2),
             ))?
             .label("D(x)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED.stroke_width(2)));
+            .legend(legend_line(RED.stroke_width(2)));
         chart
             .draw_series(LineSeries::new(
                 [(-5.0, 0.5), (5.0, 0.5)],
                 BLACK.mix(0.5).stroke_width(1),
             ))?
             .label("1/2")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.5)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+            .legend(legend_line(BLACK.mix(0.5)));
         Ok(())
     })?;
     Ok(report)
@@ -604,6 +576,45 @@ pub fn run(settings: &Toy2dSettings) -> Result<Toy2dReport> {
 }
 
 /// Draws a plot into an RGB buffer with plotters and writes it as PNG, atomically.
+/// The chart of the 1-D experiments: densities and discriminator values over x in [-5, 5],
+/// drawn by `series`, under `title`, with the series' legend; 900x520 pixels.
+fn save_density_plot(
+    path: &Path,
+    title: &str,
+    series: impl FnOnce(&mut DensityChart) -> Result<(), Box<dyn Error>>,
+) -> Result<()> {
+    save_plot((900, 520), path, |root| {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(-5.0..5.0, 0.0..1.05)?;
+        chart.configure_mesh().disable_mesh().draw()?;
+        series(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        Ok(())
+    })
+}
+
+type DensityChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A legend entry: a short line in `style`.
+fn legend_line<S: Into<ShapeStyle>>(style: S) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    let style = style.into();
+    move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style)
+}
+
 fn save_plot(
     size: (u32, u32),
     path: &Path,

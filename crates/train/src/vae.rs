@@ -373,17 +373,9 @@ pub fn analyze_checkpoint(args: &AnalyzeArgs) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        common: CommonArgs,
-    }
-
     fn with_beta(beta: f64, kl_warmup_epochs: f64) -> VaeSettings {
         VaeSettings::new(VaeArgs {
-            common: Cli::try_parse_from(["prog"]).unwrap().common,
+            common: CommonArgs::default(),
             model: ModelKind::Vae,
             latent_dim: 16,
             beta,

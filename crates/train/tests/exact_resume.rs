@@ -32,16 +32,11 @@ fn data() -> FashionMnist {
 }
 
 fn common(out: &Path, flags: &str) -> CommonArgs {
-    #[derive(clap::Parser)]
-    struct Flags {
-        #[command(flatten)]
-        common: CommonArgs,
-    }
     let line = format!(
-        "t --backend flex --batch-size 8 --log-every 1 --out {} {flags}",
+        "--backend flex --batch-size 8 --log-every 1 --out {} {flags}",
         out.display()
     );
-    <Flags as clap::Parser>::parse_from(line.split_whitespace()).common
+    CommonArgs::try_parse_from(line.split_whitespace()).unwrap()
 }
 
 /// Every float parameter of a module, flattened, in visiting order.
