@@ -265,8 +265,7 @@ mod tests {
 
     fn error_of(args: &[&str]) -> String {
         CommonArgs::try_parse_from(args.iter().copied())
-            .err()
-            .expect("should be refused")
+            .expect_err("should be refused")
             .to_string()
     }
 
