@@ -343,13 +343,15 @@ fn export_writes_pytorch_files_that_init_from_reads_back() {
         "export and load change the generator"
     );
 
-    // A new run started from the exported weights: at a learning rate of 1e-12 its first step
-    // leaves them where they were (BatchNorm's running statistics aside, which the step moves).
+    // A new run started from the exported weights, one Adam step at lr 1e-3: Adam's first step
+    // moves a parameter by lr (m / sqrt(v) = g / |g|), so every tensor's largest change is 1e-3.
+    // That shows both that the weights were read (a fresh init differs by about 0.02) and that
+    // they still train. BatchNorm's running statistics follow the batch instead.
     let second = tempfile::tempdir().unwrap();
     let output = run_ok(
         "dcgan",
         &format!(
-            "--backend flex --batch-size 16 --max-steps 1 --lr 1e-12 --init-from {} \
+            "--backend flex --batch-size 16 --max-steps 1 --lr 1e-3 --init-from {} \
              --init-from discriminator={} --out {}",
             generator_file.display(),
             discriminator_file.display(),
@@ -369,12 +371,15 @@ fn export_writes_pytorch_files_that_init_from_reads_back() {
         let before = safetensors(&first.path().join(format!("export/{network}.safetensors")));
         let after = safetensors(&second.path().join(format!("export/{network}.safetensors")));
         for (name, values) in before.iter().filter(|(name, _)| !name.contains("running_")) {
-            let error = values
+            let change = values
                 .iter()
                 .zip(&after[name])
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            assert!(error < 1e-6, "{network}.{name} moved by {error}");
+            assert!(
+                (0.9e-3..1.1e-3).contains(&change),
+                "{network}.{name} moved by {change}, not by the learning rate"
+            );
         }
     }
 
