@@ -120,21 +120,6 @@ pub trait KernelBackend: Backend {
         )
     }
 
-    /// `activation(x)`, value by value.
-    fn kernel_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
-        fallback::activation::<Self>(x, activation)
-    }
-
-    /// The gradient of [`kernel_activation`](Self::kernel_activation) at its input `x`:
-    /// `output_grad · activation'(x)`.
-    fn kernel_activation_backward(
-        x: FloatTensor<Self>,
-        activation: Activation,
-        output_grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        fallback::activation_backward::<Self>(x, output_grad, activation)
-    }
-
     /// Group normalisation of `x [batch, channels, ...]` in `groups` groups of channels, then
     /// `activation`: returns the output, and the mean and `1 / √(σ² + ε)` per `[batch, groups]`.
     fn kernel_group_norm(
@@ -285,23 +270,6 @@ fn differentiable_conv<B: KernelBackend, C: CheckpointStrategy>(
     }
 }
 
-#[derive(Debug)]
-struct ActivationBackward;
-
-impl<B: KernelBackend> Backward<B, 1> for ActivationBackward {
-    /// The input and the activation.
-    type State = (FloatTensor<B>, Activation);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, activation) = ops.state;
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::kernel_activation_backward(x, activation, grad));
-        }
-    }
-}
-
 /// Which normalisation a backward node differentiates.
 #[derive(Debug, Clone, Copy)]
 enum NormKind {
@@ -401,22 +369,6 @@ fn differentiable_norm<B: KernelBackend, C: CheckpointStrategy>(
 }
 
 impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
-    fn kernel_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
-        match ActivationBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let output = B::kernel_activation(x.primitive().clone(), activation);
-                prep.finish((x.into_primitive(), activation), output)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::kernel_activation(x.into_primitive(), activation))
-            }
-        }
-    }
-
     fn kernel_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -120,23 +120,6 @@ pub fn conv_transpose2d(
     ))
 }
 
-/// `activation(x)`, value by value, in one pass on flex (burn composes LeakyReLU from a mask, a
-/// product and a select, and its gradient likewise). Differentiable in `x`.
-pub fn activation<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
-    if activation == Activation::Identity {
-        return x;
-    }
-    if activation == Activation::Relu {
-        // burn's own ReLU is one pass already, in place when the tensor is not shared: measured
-        // faster than this kernel's copy for the VAE's layers.
-        return burn::tensor::activation::relu(x);
-    }
-    Tensor::from_dispatch(<Dispatch as KernelBackend>::kernel_activation(
-        x.into_dispatch(),
-        activation,
-    ))
-}
-
 /// The bias, or zeros as long as the output channels (axis `axis` of the weight): the
 /// extension's routing takes no optional tensors, and adding 0 changes no value.
 fn bias_or_zeros(bias: Option<Tensor<1>>, weight: &Tensor<4>, axis: usize) -> Tensor<1> {

@@ -411,37 +411,3 @@ fn group_norm_and_its_gradients_match_burn() {
         check_group_norm(device_name, &device, [2, 6, 5, 3], 3);
     }
 }
-
-fn check_activation(device_name: &str, device: &Device, shape: [usize; 4]) {
-    use burn::tensor::activation::{leaky_relu, silu};
-    let x = random(shape, device);
-    let r = random(shape, device);
-    for activation in [Activation::LeakyRelu(0.2), Activation::Silu] {
-        let run = |fused: bool| {
-            let x = x.clone().autodiff().require_grad();
-            let y = if fused {
-                genmodels_kernels::activation(x.clone(), activation)
-            } else {
-                match activation {
-                    Activation::LeakyRelu(slope) => leaky_relu(x.clone(), slope),
-                    _ => silu(x.clone()),
-                }
-            };
-            let grads = (y.clone() * r.clone().autodiff()).sum().backward();
-            (y.inner(), x.grad(&grads).unwrap())
-        };
-        let (ours, reference) = (run(true), run(false));
-        let what = |t: &str| format!("{activation:?} {shape:?} on {device_name}: {t}");
-        assert_close(&what("output"), ours.0, reference.0);
-        assert_close(&what("input gradient"), ours.1, reference.1);
-    }
-}
-
-#[test]
-fn activations_and_their_gradients_match_burn() {
-    for (device_name, device) in devices() {
-        // The DCGAN discriminator's first feature map (several rayon chunks), and an odd size.
-        check_activation(device_name, &device, [16, 64, 14, 14]);
-        check_activation(device_name, &device, [3, 5, 7, 2]);
-    }
-}

@@ -11,9 +11,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::tanh;
+use burn::tensor::activation::{leaky_relu, tanh};
+use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d};
-use genmodels_kernels::{Activation, activation};
 
 use crate::image_source::{Drawn, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
@@ -177,8 +177,7 @@ impl DiscriminatorConfig {
 impl Discriminator {
     /// Maps images `[B, C, 28, 28]` to logits `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = conv2d(&self.downsample1, images); // [B, 64, 14, 14]
-        let x = activation(x, Activation::LeakyRelu(LEAKY_SLOPE)); // [B, 64, 14, 14]
+        let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
         let x = conv2d(&self.downsample2, x); // [B, 128, 7, 7]
         let x = batch_norm(
             &self.downsample2_norm,

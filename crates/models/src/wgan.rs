@@ -22,9 +22,10 @@ use burn::module::{ModuleMapper, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::activation::leaky_relu;
 use burn::tensor::ops::ConvTransposeOptions;
+use genmodels_kernels::conv_transpose2d;
 use genmodels_kernels::nn::conv2d;
-use genmodels_kernels::{Activation, activation, conv_transpose2d};
 
 use crate::layers::{conv_output_size, dcgan_weight_init};
 
@@ -121,16 +122,11 @@ fn conv2d_input_gradient(conv: &Conv2d, output_grad: Tensor<4>, input_side: usiz
     conv_transpose2d(output_grad, conv.weight.val(), None, options)
 }
 
-/// The critic's LeakyReLU, in one kernel.
-fn leaky(x: Tensor<4>) -> Tensor<4> {
-    activation(x, Activation::LeakyRelu(LEAKY_SLOPE))
-}
-
 impl Critic {
     /// Maps images `[B, C, 28, 28]` to scores `f(x)`, `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = leaky(conv2d(&self.downsample1, images)); // [B, 64, 14, 14]
-        let x = leaky(conv2d(&self.downsample2, x)); // [B, 128, 7, 7]
+        let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = leaky_relu(conv2d(&self.downsample2, x), LEAKY_SLOPE); // [B, 128, 7, 7]
         self.score.forward(x.flatten(1, 3)) // [B, 1]
     }
 
@@ -153,7 +149,7 @@ impl Critic {
     /// `[B, 128, 7, 7]`, constants (no gradient flows through them).
     fn slopes(&self, images: Tensor<4>) -> [Tensor<4>; 2] {
         let a1 = conv2d(&self.downsample1, images); // [B, 64, 14, 14]
-        let a2 = conv2d(&self.downsample2, leaky(a1.clone())); // [B, 128, 7, 7]
+        let a2 = conv2d(&self.downsample2, leaky_relu(a1.clone(), LEAKY_SLOPE)); // [B, 128, 7, 7]
         [
             leaky_relu_slope(a1, LEAKY_SLOPE),
             leaky_relu_slope(a2, LEAKY_SLOPE),

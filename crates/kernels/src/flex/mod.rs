@@ -12,17 +12,12 @@ use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
-use rayon::prelude::*;
 
 use crate::Activation;
 use crate::backend::KernelBackend;
 use crate::fallback;
 use conv::ConvGeometry;
 use norm::NormShape;
-
-/// Values per rayon task of the element-wise kernels: large enough that the split costs nothing,
-/// small enough that both cores share a `[128, 64, 14, 14]` activation.
-const ELEMENTWISE_CHUNK: usize = 1 << 16;
 
 /// A contiguous f32 copy of `tensor` (the tensor itself when it already is one), or `None` for
 /// another dtype.
@@ -318,33 +313,6 @@ impl KernelBackend for Flex {
             (dgamma, &[shape.channels]),
             (dbeta, &[shape.channels]),
         ))
-    }
-
-    fn kernel_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
-        let Some(data) = f32_data(&x) else {
-            return fallback::activation::<Flex>(x, activation);
-        };
-        let mut values = data.storage().to_vec();
-        values
-            .par_chunks_mut(ELEMENTWISE_CHUNK)
-            .for_each(|chunk| activation::apply(activation, chunk));
-        from_vec(values, &data.layout().shape().to_vec())
-    }
-
-    fn kernel_activation_backward(
-        x: FloatTensor<Self>,
-        activation: Activation,
-        output_grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        let [Some(data), Some(dy)] = [&x, &output_grad].map(f32_data) else {
-            return fallback::activation_backward::<Flex>(x, output_grad, activation);
-        };
-        let mut values = data.storage().to_vec();
-        values
-            .par_chunks_mut(ELEMENTWISE_CHUNK)
-            .zip(dy.storage().par_chunks(ELEMENTWISE_CHUNK))
-            .for_each(|(chunk, grad)| activation::backward(activation, chunk, grad));
-        from_vec(values, &data.layout().shape().to_vec())
     }
 
     fn kernel_group_norm(
