@@ -21,7 +21,7 @@ use genmodels_train::cli::DiffusionArgs;
 use genmodels_train::eval::images::GridLayout;
 use genmodels_train::eval::{EvalRequest, evaluate};
 
-/// Draw samples from a checkpoint of any generator (dcgan, wgan, cgan, vae, ae, ddpm) and
+/// Draw samples from a checkpoint of any generator (dcgan, wgan, cgan, vae, ae, ddpm, ldm, realnvp) and
 /// measure them.
 #[derive(Parser)]
 #[command(version)]
@@ -58,9 +58,13 @@ struct Cli {
     /// Test images the samples are compared with (and training images in the floor).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
     reference_images: u64,
-    /// DDPM only: the sampler.
+    /// Diffusion models only: the sampler.
     #[command(flatten)]
     diffusion: DiffusionArgs,
+    /// Conditional latent diffusion only: the guidance scale w of classifier-free guidance
+    /// [default: 0, the conditional model alone].
+    #[arg(long, allow_negative_numbers = true, value_parser = genmodels_train::cli::parse_non_negative_f64)]
+    guidance: Option<f64>,
     /// Write the samples as an IDX images file (gzip when the name ends in .gz).
     #[arg(long, value_name = "FILE")]
     export: Option<PathBuf>,
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         cache_dir: cli.cache_dir,
         reference_images: cli.reference_images as usize,
         sampling: cli.diffusion.settings(),
+        guidance: cli.guidance,
         export: cli.export,
         output: cli.output,
     };

@@ -8,7 +8,10 @@
 //! - [`checkpoint`]: reading a run folder: its settings and its networks' trained weights.
 //! - [`classifier`]: the Fashion-MNIST CNN whose penultimate layer is the feature space of FID.
 //! - [`dcgan`]: the DCGAN generator and discriminator (Radford et al., 2016).
-//! - [`diffusion`]: DDPM (Ho et al., 2020): noise schedule, DDPM and DDIM samplers, the U-Net.
+//! - [`diffusion`]: DDPM (Ho et al., 2020): noise schedule, DDPM and DDIM samplers, the U-Net;
+//!   latent diffusion on a VAE's codes with classifier-free guidance.
+//! - [`flow`]: RealNVP (Dinh et al., 2017): affine couplings, squeeze and factor-out, ActNorm,
+//!   and the exact negative log-likelihood in bits per dimension.
 //! - [`fid`]: the Fréchet distance between feature statistics, streamed in batches, in f64.
 //! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
 //! - [`image_source`]: [`ImageSource`], the one interface of everything that draws images.
@@ -90,6 +93,7 @@ pub mod classifier;
 pub mod dcgan;
 pub mod diffusion;
 pub mod fid;
+pub mod flow;
 pub mod gan_loss;
 pub mod image_source;
 pub mod layers;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
@@ -17,7 +17,6 @@ use genmodels::diffusion::{
     UNET, UNet, UNetConfig, timesteps_tensor,
 };
 use genmodels::noise::seeded_normal_images;
-use genmodels::pytorch::load_pytorch;
 use genmodels_data::{Batch, PixelRange};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,8 +29,7 @@ use crate::fit::{
     FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single, step_seed,
 };
 use crate::grid::{PixelScale, save_grid, save_strips};
-use crate::interop::export_network;
-use crate::optim::{Ema, clip_grad_norm};
+use crate::optim::AveragedNetwork;
 use crate::registry::{SourceOptions, export_model, open_run};
 use crate::run::{Checkpointed, RunDir};
 use crate::summary::TrainSummary;
@@ -89,7 +87,7 @@ pub struct DdpmArgs {
     pub final_ddpm_steps: usize,
 }
 
-fn parse_unit_interval(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_unit_interval(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
         Ok(_) => Err(format!("must be in [0, 1), got {text}")),
@@ -158,9 +156,7 @@ impl DdpmSettings {
 /// The network being trained, its weight average and its optimizer: one training iteration is
 /// [`Ddpm::step`].
 pub struct Ddpm {
-    pub unet: UNet,
-    ema: Ema<UNet>,
-    optim: ModuleOptimizer,
+    pub unet: AveragedNetwork<UNet>,
     schedule: NoiseSchedule,
     settings: DdpmSettings,
 }
@@ -171,9 +167,7 @@ impl Ddpm {
     pub fn new(settings: &DdpmSettings, device: &Device) -> Result<Self> {
         let unet = settings.unet.init(device);
         Ok(Self {
-            ema: Ema::new(&unet, settings.ema_decay),
-            unet,
-            optim: settings.optimizer.init(),
+            unet: AveragedNetwork::new(unet, &settings.optimizer, settings.ema_decay),
             schedule: settings.validate()?,
             settings: settings.clone(),
         })
@@ -194,15 +188,13 @@ impl Ddpm {
         let x_t = self.schedule.add_noise(x0, noise.clone(), &timesteps); // [B, 1, 28, 28]
         let predicted = self
             .unet
+            .network
             .forward(x_t, timesteps_tensor(&timesteps, &device)); // [B, 1, 28, 28]
         let loss = (predicted - noise).square().mean();
-
-        let grads = GradientsParams::from_grads(loss.backward(), &self.unet);
-        let (grads, norm) = clip_grad_norm(grads, &self.unet, self.settings.max_grad_norm);
-        self.unet = self
-            .optim
-            .step(self.settings.run.lr, self.unet.clone(), grads);
-        self.ema.update(&self.unet, step);
+        let run = &self.settings.run;
+        let norm = self
+            .unet
+            .step(loss.clone(), run.lr, self.settings.max_grad_norm, step);
         StepMetrics::new()
             .with("loss", loss.detach().inner())
             .with("grad_norm", norm)
@@ -210,7 +202,7 @@ impl Ddpm {
 
     /// The EMA weights drawing with `sampling`.
     fn source(&self, sampling: SamplingSettings) -> DiffusionSource {
-        DiffusionSource::new(self.ema.model.clone(), &self.schedule, sampling)
+        DiffusionSource::new(self.unet.ema.model.clone(), &self.schedule, sampling)
             .expect("validated when the run started")
     }
 }
@@ -271,23 +263,15 @@ impl Trainable for Ddpm {
 
 impl Checkpointed for Ddpm {
     fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        let ema_model = checkpoint.load_module(EMA, self.ema.model)?;
         Ok(Self {
-            unet: checkpoint.load_module(UNET, self.unet)?,
-            ema: Ema {
-                model: ema_model,
-                decay: self.ema.decay,
-            },
-            optim: checkpoint.load_optimizer(UNET, self.optim)?,
+            unet: self.unet.load(checkpoint, UNET)?,
             ..self
         })
     }
 
     fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
         let writer = run.checkpoints.begin(state.step)?;
-        writer.module(UNET, &self.unet)?;
-        writer.module(EMA, &self.ema.model)?;
-        writer.optimizer(UNET, &self.optim)?;
+        self.unet.save(&writer, UNET)?;
         writer.commit(state)
     }
 
@@ -297,19 +281,15 @@ impl Checkpointed for Ddpm {
 
     /// The network and its moving average both start from the file's weights.
     fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
-        let unet = load_pytorch(self.unet, file)?;
         Ok(Self {
-            ema: Ema::new(&unet, self.ema.decay),
-            unet,
+            unet: self.unet.init_from(file)?,
             ..self
         })
     }
 
+    /// The U-Net and its moving average.
     fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        Ok(vec![
-            export_network(dir, UNET, &self.unet)?,
-            export_network(dir, EMA, &self.ema.model)?,
-        ])
+        self.unet.export(dir, UNET)
     }
 }
 

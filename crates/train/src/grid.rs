@@ -150,6 +150,30 @@ pub fn save_strips(columns: Vec<Tensor<4>>, scale: PixelScale, path: &Path) -> R
     save_grid(images, count, scale, path)
 }
 
+/// Draws a figure of `size` pixels with plotters (`draw` is given the drawing area) and writes
+/// it as PNG, atomically.
+pub fn save_plot(
+    size: (u32, u32),
+    path: &Path,
+    draw: impl FnOnce(
+        &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    ) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<()> {
+    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        draw(&root).map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
+        root.present()
+            .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
+    }
+    let image = RgbImage::from_raw(size.0, size.1, pixels).expect("buffer matches the size");
+    write_atomic_with(path, |tmp| {
+        image
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

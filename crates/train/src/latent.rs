@@ -16,14 +16,14 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use genmodels::vae::{Code, Vae};
 use genmodels_data::{CLASS_NAMES, FashionMnist, IMAGE_PIXELS, NUM_CLASSES, PixelRange, Split};
-use image::{GrayImage, RgbImage};
+use image::GrayImage;
 use plotters::prelude::*;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
 use crate::fsutil::{write_atomic, write_atomic_with};
-use crate::grid::{PixelScale, image_grid};
+use crate::grid::{PixelScale, image_grid, save_plot};
 
 /// Images per forward pass when scoring a split.
 const EVAL_BATCH: usize = 500;
@@ -218,18 +218,8 @@ const LEGEND_WIDTH: u32 = 170;
 
 /// A scatter plot of 2-D points, one colour per class and a legend with the class names.
 pub fn save_class_scatter(points: &[f32], labels: &[u8], title: &str, path: &Path) -> Result<()> {
-    let mut pixels = vec![0u8; (MAP_SIZE.0 * MAP_SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, MAP_SIZE).into_drawing_area();
-        draw_class_scatter(&root, points, labels, title)
-            .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
-    }
-    let image =
-        RgbImage::from_raw(MAP_SIZE.0, MAP_SIZE.1, pixels).expect("buffer matches the size");
-    write_atomic_with(path, |tmp| {
-        image
-            .save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(std::io::Error::other)
+    save_plot(MAP_SIZE, path, |root| {
+        draw_class_scatter(root, points, labels, title)
     })
 }
 
@@ -272,7 +262,6 @@ fn draw_class_scatter(
             ("sans-serif", 18).into_font(),
         ))?;
     }
-    root.present()?;
     Ok(())
 }
 

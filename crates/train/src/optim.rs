@@ -1,9 +1,20 @@
-//! Helpers around the optimizer step: an exponential moving average of the weights, and
-//! clipping the gradients to a global norm.
+//! Helpers around the optimizer step: an exponential moving average of the weights, clipping
+//! the gradients to a global norm, and the two together as a diffusion model trains its network
+//! ([`AveragedNetwork`]).
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::GradientsParams;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
+use genmodels::pytorch::{PytorchNames, load_pytorch};
+
+use crate::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::interop::export_network;
+
+/// The name of the moving average's record in a checkpoint, `ema.bpk`.
+pub use genmodels::diffusion::EMA;
 
 /// An exponential moving average of a module's weights, kept off the autodiff graph:
 /// `ema <- d ema + (1 - d) theta` after every optimizer step, with the warm-up of diffusers'
@@ -40,6 +51,73 @@ impl<M: Module> Ema<M> {
             decay,
         };
         self.model = self.model.clone().map(&mut blend);
+    }
+}
+
+/// A network, its Adam state and the moving average of its weights that draws the samples:
+/// what a diffusion model trains. One optimisation step is [`AveragedNetwork::step`].
+pub struct AveragedNetwork<M> {
+    pub network: M,
+    pub ema: Ema<M>,
+    optim: ModuleOptimizer,
+}
+
+impl<M: Module + PytorchNames> AveragedNetwork<M> {
+    /// `network` (on an autodiff device), fresh Adam state and an average starting at its
+    /// weights.
+    pub fn new(network: M, optimizer: &AdamConfig, decay: f64) -> Self {
+        Self {
+            ema: Ema::new(&network, decay),
+            network,
+            optim: optimizer.init(),
+        }
+    }
+
+    /// One Adam step at learning rate `lr` on `loss`, the gradient's global norm clipped at
+    /// `max_grad_norm`, then average update number `step`. Returns the norm before clipping.
+    pub fn step(&mut self, loss: Tensor<1>, lr: f64, max_grad_norm: f64, step: u64) -> Tensor<1> {
+        let grads = GradientsParams::from_grads(loss.backward(), &self.network);
+        let (grads, norm) = clip_grad_norm(grads, &self.network, max_grad_norm);
+        self.network = self.optim.step(lr, self.network.clone(), grads);
+        self.ema.update(&self.network, step);
+        norm
+    }
+
+    /// The network `<name>.bpk`, its optimizer and the average `ema.bpk` of `checkpoint`.
+    pub fn load(self, checkpoint: &Checkpoint, name: &str) -> Result<Self> {
+        Ok(Self {
+            network: checkpoint.load_module(name, self.network)?,
+            ema: Ema {
+                model: checkpoint.load_module(EMA, self.ema.model)?,
+                decay: self.ema.decay,
+            },
+            optim: checkpoint.load_optimizer(name, self.optim)?,
+        })
+    }
+
+    /// Writes what [`AveragedNetwork::load`] reads.
+    pub fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
+        writer.module(name, &self.network)?;
+        writer.module(EMA, &self.ema.model)?;
+        writer.optimizer(name, &self.optim)
+    }
+
+    /// The network and its average both start from the weights of a PyTorch file.
+    pub fn init_from(self, file: &Path) -> Result<Self> {
+        let network = load_pytorch(self.network, file)?;
+        Ok(Self {
+            ema: Ema::new(&network, self.ema.decay),
+            network,
+            optim: self.optim,
+        })
+    }
+
+    /// `<name>.safetensors` and `ema.safetensors` in `dir`.
+    pub fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+        Ok(vec![
+            export_network(dir, name, &self.network)?,
+            export_network(dir, EMA, &self.ema.model)?,
+        ])
     }
 }
 

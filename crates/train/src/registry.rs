@@ -18,18 +18,21 @@ use crate::backend::select_device;
 use crate::cli::{ExportArgs, ExportFormat, SampleArgs};
 use crate::grid::{PixelScale, save_class_grid, save_grid};
 use crate::run::Checkpointed;
-use crate::{cgan, dcgan, ddpm, vae, wgan};
+use crate::{cgan, dcgan, ddpm, flow, ldm, vae, wgan};
 
 /// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
-/// of a conditional model.
+/// of a conditional model, the guidance scale of a conditional latent diffusion model, the
+/// temperature of a flow.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceOptions {
     pub sampling: SamplingSettings,
     pub class: Option<usize>,
+    pub guidance: Option<f64>,
+    pub temperature: Option<f64>,
 }
 
 impl Default for SourceOptions {
-    /// DDIM-50 at eta 0; every class in turn.
+    /// DDIM-50 at eta 0; every class in turn; no guidance; temperature 1.
     fn default() -> Self {
         Self {
             sampling: SamplingSettings {
@@ -38,6 +41,8 @@ impl Default for SourceOptions {
                 eta: 0.0,
             },
             class: None,
+            guidance: None,
+            temperature: None,
         }
     }
 }
@@ -93,6 +98,16 @@ pub const GENERATORS: &[Registered] = &[
         model: ddpm::MODEL,
         open_source: ddpm::open_source,
         export: ddpm::export,
+    },
+    Registered {
+        model: ldm::MODEL,
+        open_source: ldm::open_source,
+        export: ldm::export,
+    },
+    Registered {
+        model: flow::MODEL,
+        open_source: flow::open_source,
+        export: flow::export,
     },
 ];
 
@@ -244,6 +259,8 @@ mod tests {
                 eta: 0.0,
             },
             class: None,
+            guidance: None,
+            temperature: None,
         }
     }
 

@@ -24,12 +24,12 @@ use genmodels::toy2d::{
     optimal_discriminator,
 };
 use genmodels::wgan::{critic_loss, gradient_penalty, interpolate, wasserstein_generator_loss};
-use image::RgbImage;
 use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::backend::{BackendChoice, select_device};
-use crate::fsutil::{write_atomic, write_atomic_with};
+use crate::fsutil::write_atomic;
+use crate::grid::save_plot;
 
 /// Which experiments to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -575,7 +575,6 @@ pub fn run(settings: &Toy2dSettings) -> Result<Toy2dReport> {
     Ok(report)
 }
 
-/// Draws a plot into an RGB buffer with plotters and writes it as PNG, atomically.
 /// The chart of the 1-D experiments: densities and discriminator values over x in [-5, 5],
 /// drawn by `series`, under `title`, with the series' legend; 900x520 pixels.
 fn save_density_plot(
@@ -613,24 +612,4 @@ type DensityChart<'a, 'b> = ChartContext<
 fn legend_line<S: Into<ShapeStyle>>(style: S) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     let style = style.into();
     move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style)
-}
-
-fn save_plot(
-    size: (u32, u32),
-    path: &Path,
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), Box<dyn Error>>,
-) -> Result<()> {
-    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        draw(&root).map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
-        root.present()
-            .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
-    }
-    let image = RgbImage::from_raw(size.0, size.1, pixels).expect("buffer matches the size");
-    write_atomic_with(path, |tmp| {
-        image
-            .save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(std::io::Error::other)
-    })
 }

@@ -11,8 +11,12 @@
 //! - [`unet`]: the noise predictor eps_theta(x_t, t), a U-Net with a time embedding,
 //!   residual blocks and self-attention.
 //! - [`attention`]: scaled dot-product attention, with an optional causal mask.
-//! - [`sampling`]: the reverse process x_T -> x_0 ([`sample`]) with a sampler chosen by
-//!   [`SamplingSettings`], and [`DiffusionSource`], a trained network as an image source.
+//! - [`sampling`]: the reverse process x_T -> x_0 ([`sample`], and [`reverse_process`] for data
+//!   of any shape) with a sampler chosen by [`SamplingSettings`], and [`DiffusionSource`], a
+//!   trained network as an image source.
+//! - [`latent`]: latent diffusion (Rombach et al., 2022): the same process on the codes of a
+//!   frozen VAE, with a residual-MLP denoiser and classifier-free guidance (Ho & Salimans,
+//!   2022).
 //!
 //! Both samplers give the same numbers as the `DDPMScheduler` and `DDIMScheduler` of
 //! huggingface diffusers for the same inputs and noise (see `tests/reference/`).
@@ -20,6 +24,7 @@
 pub mod attention;
 pub mod ddim;
 pub mod ddpm;
+pub mod latent;
 pub mod sampling;
 pub mod schedule;
 pub mod unet;
@@ -27,9 +32,13 @@ pub mod unet;
 pub use attention::scaled_dot_product_attention;
 pub use ddim::DdimScheduler;
 pub use ddpm::{DdpmScheduler, PosteriorVariance};
+pub use latent::{
+    AUTOENCODER, CodeStatistics, DENOISER, Guidance, GuidanceError, LatentCodec, LatentDenoiser,
+    LatentDenoiserConfig, LatentDiffusionSource, guided_noise,
+};
 pub use sampling::{
     AnySampler, DiffusionSource, EMA, SCHEDULE, SamplerKind, SamplingSettings, ScheduleConfig,
-    UNET, sample, timesteps_tensor,
+    UNET, reverse_process, sample, timesteps_tensor,
 };
 pub use schedule::NoiseSchedule;
 pub use unet::{UNet, UNetConfig};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DdimScheduler, DdpmScheduler, DiffusionError, NoiseSchedule, Sampler, UNet};
 use crate::image_source::{Drawn, ImageSource, PixelRange};
-use crate::noise::seeded_normal_images;
+use crate::noise::seeded_normal;
 
 /// The noise predictor's name in a run folder: its Config's key in `config.json` and the record
 /// of the weights being trained, `unet.bpk`.
@@ -110,6 +110,34 @@ impl AnySampler {
             Self::Ddim(sampler) => sample(unet, sampler, count, seed, device, observe),
         }
     }
+
+    /// The sampler clipping x0_hat to the image range [-1, 1] (the default) or not (data of
+    /// another range, such as standardised latent codes).
+    pub fn with_clip_sample(self, clip_sample: bool) -> Self {
+        match self {
+            Self::Ddpm(sampler) => Self::Ddpm(sampler.with_clip_sample(clip_sample)),
+            Self::Ddim(sampler) => Self::Ddim(sampler.with_clip_sample(clip_sample)),
+        }
+    }
+
+    /// [`reverse_process`] with the chosen sampler.
+    pub fn reverse_process<const D: usize>(
+        &self,
+        shape: [usize; D],
+        seed: u64,
+        device: &Device,
+        predict_noise: impl FnMut(Tensor<D>, usize) -> Tensor<D>,
+        observe: impl FnMut(usize, &Tensor<D>),
+    ) -> Tensor<D> {
+        match self {
+            Self::Ddpm(sampler) => {
+                reverse_process(shape, sampler, seed, device, predict_noise, observe)
+            }
+            Self::Ddim(sampler) => {
+                reverse_process(shape, sampler, seed, device, predict_noise, observe)
+            }
+        }
+    }
 }
 
 /// Timesteps `[B]` as the floats the U-Net's time embedding takes.
@@ -118,28 +146,48 @@ pub fn timesteps_tensor(timesteps: &[usize], device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(values, [timesteps.len()]), device)
 }
 
-/// Runs the reverse process for `count` images of the U-Net's shape: x_T ~ N(0, I), then
-/// `x <- sampler.step(eps_theta(x, t), t, x, z_t)` for each timestep of the sampler, from
-/// noisiest to clean. x_T and each step's fresh noise z_t are drawn on the host from `seed`
-/// (stream 0 for x_T, 1 + t for z_t), so that the images are the same on every backend.
-/// `observe(t, x)` sees x_T with `t = usize::MAX`, then the state before the step at each `t`
-/// (the reverse-process strips use it).
+/// Runs the reverse process for `count` images of the U-Net's shape ([`reverse_process`] with
+/// `eps_theta(x, t)` of the U-Net).
 pub fn sample(
     unet: &UNet,
     sampler: &impl Sampler,
     count: usize,
     seed: u64,
     device: &Device,
-    mut observe: impl FnMut(usize, &Tensor<4>),
+    observe: impl FnMut(usize, &Tensor<4>),
 ) -> Tensor<4> {
     let unet = unet.valid();
     let shape = unet.image_shape(count);
-    let normal = |stream: u64| seeded_normal_images(shape, seed.wrapping_add(stream), device);
-    let mut x = normal(0); // x_T: [count, C, H, W]
+    let predict_noise = |x: Tensor<4>, t: usize| {
+        unet.forward(x, timesteps_tensor(&vec![t; count], device)) // [count, C, H, W]
+    };
+    reverse_process(shape, sampler, seed, device, predict_noise, observe)
+}
+
+/// The reverse process for data of any `shape` (`shape[0]` samples): x_T ~ N(0, I), then
+/// `x <- sampler.step(predict_noise(x, t), t, x, z_t)` for each timestep of the sampler, from
+/// noisiest to clean. x_T and each step's fresh noise z_t are drawn on the host from `seed`
+/// (stream 0 for x_T, 1 + t for z_t), so that the samples are the same on every backend.
+/// `observe(t, x)` sees x_T with `t = usize::MAX`, then the state before the step at each `t`
+/// (the reverse-process strips use it).
+pub fn reverse_process<const D: usize>(
+    shape: [usize; D],
+    sampler: &impl Sampler,
+    seed: u64,
+    device: &Device,
+    mut predict_noise: impl FnMut(Tensor<D>, usize) -> Tensor<D>,
+    mut observe: impl FnMut(usize, &Tensor<D>),
+) -> Tensor<D> {
+    let count = shape[0];
+    let per_sample = shape[1..].iter().product();
+    let normal = |stream: u64| {
+        seeded_normal([count, per_sample], seed.wrapping_add(stream), device).reshape(shape)
+    };
+    let mut x = normal(0); // x_T: shape
     observe(usize::MAX, &x);
     for &t in sampler.timesteps() {
         observe(t, &x);
-        let eps = unet.forward(x.clone(), timesteps_tensor(&vec![t; count], device)); // [count, C, H, W]
+        let eps = predict_noise(x.clone(), t); // shape
         let noise = sampler.needs_noise(t).then(|| normal(1 + t as u64));
         x = sampler.step(eps, t, x, noise); // x_{t_prev}
     }

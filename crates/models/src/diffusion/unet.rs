@@ -149,11 +149,7 @@ impl UNetConfig {
         }
 
         UNet {
-            time_embedding: TimeEmbedding {
-                first: LinearConfig::new(self.time_embedding_dim, time_dim).init(device),
-                second: LinearConfig::new(time_dim, time_dim).init(device),
-                dim: self.time_embedding_dim,
-            },
+            time_embedding: TimeEmbedding::new(self.time_embedding_dim, device),
             stem: conv3x3(self.image_channels, self.base_channels, 1, device),
             down,
             middle,
@@ -251,16 +247,27 @@ pub fn sinusoidal_embedding(t: Tensor<1>, dim: usize) -> Tensor<2> {
     Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1) // [B, d]
 }
 
-/// Sinusoidal embedding -> Linear(d -> 4d) -> SiLU -> Linear(4d -> 4d).
+/// Sinusoidal embedding -> Linear(d -> 4d) -> SiLU -> Linear(4d -> 4d): the time conditioning
+/// of every noise predictor of this module.
 #[derive(Module, Debug)]
-struct TimeEmbedding {
+pub(crate) struct TimeEmbedding {
     first: Linear,
     second: Linear,
     dim: usize,
 }
 
 impl TimeEmbedding {
-    fn forward(&self, t: Tensor<1>) -> Tensor<2> {
+    /// A sinusoidal embedding of size `dim` and an MLP of width `4 * dim`.
+    pub(crate) fn new(dim: usize, device: &Device) -> Self {
+        Self {
+            first: LinearConfig::new(dim, 4 * dim).init(device),
+            second: LinearConfig::new(4 * dim, 4 * dim).init(device),
+            dim,
+        }
+    }
+
+    /// `t: [B]` -> `[B, 4 * dim]`.
+    pub(crate) fn forward(&self, t: Tensor<1>) -> Tensor<2> {
         let e = sinusoidal_embedding(t, self.dim); // [B, 64]
         self.second.forward(silu(self.first.forward(e))) // [B, 256]
     }

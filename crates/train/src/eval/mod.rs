@@ -59,8 +59,10 @@ pub struct EvalRequest {
     pub cache_dir: Option<PathBuf>,
     /// Test (and training) images in the reference statistics.
     pub reference_images: usize,
-    /// DDPM only: the sampler.
+    /// Diffusion models only: the sampler.
     pub sampling: SamplingSettings,
+    /// Conditional latent diffusion only: the guidance scale w.
+    pub guidance: Option<f64>,
     /// Writes the samples as an IDX images file.
     pub export: Option<PathBuf>,
     /// The report's path [default: `<run>/eval.json`].
@@ -288,6 +290,8 @@ fn evaluate_checkpoint(request: &EvalRequest) -> Result<EvalReport> {
     let options = SourceOptions {
         sampling: request.sampling,
         class: None,
+        guidance: request.guidance,
+        temperature: None,
     };
     let source = registry::open(&run, &options, device)?;
 

@@ -1,0 +1,81 @@
+//! Train a latent diffusion model on the codes of a trained VAE, with optional class
+//! conditioning for classifier-free guidance; or sample from, or sweep the guidance scale of, a
+//! trained one.
+//!
+//! ```text
+//! cargo run --release --example vae -- --epochs 10                      # the autoencoder first
+//! cargo run --release --example ldm -- --autoencoder runs/vae --epochs 30
+//! cargo run --release --example ldm -- --conditional --out runs/ldm-cfg
+//! cargo run --release --example ldm -- sample --from runs/ldm-cfg --class 7 --guidance 3
+//! cargo run --release --example ldm -- guidance --from runs/ldm-cfg --scales 0,1,3,5
+//! ```
+//!
+//! Training writes `runs/ldm/`: `samples/epoch_NNN.png` (decoded samples of the EMA weights;
+//! one column per class for a conditional model), `metrics.csv`, `config.json` and
+//! `checkpoints/` (which hold the VAE and its code statistics too). `guidance` writes
+//! `eval_guidance_<w>.json`, `guidance.csv` and `guidance.png` into the run folder.
+
+mod common;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use genmodels_train::cli::{DiffusionArgs, ExportArgs, SampleArgs, parse_non_negative_f64};
+use genmodels_train::ldm::{GuidanceSweepArgs, LdmArgs, LdmSettings, MODEL, guidance_sweep, train};
+use genmodels_train::registry::{SourceOptions, export, sample};
+
+/// Train a latent diffusion model (Rombach et al., 2022) on a VAE's codes, with classifier-free
+/// guidance (Ho & Salimans, 2022) when conditional; or sample a trained one.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: LdmArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (the default).
+    Train(LdmArgs),
+    /// Draw images from a run's latest checkpoint, without training.
+    Sample(LdmSampleArgs),
+    /// FID and requested-class accuracy of a conditional run at several guidance scales.
+    Guidance(GuidanceSweepArgs),
+    /// Write a run's networks for PyTorch, under the PyTorch module's parameter names.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct LdmSampleArgs {
+    #[command(flatten)]
+    sample: SampleArgs,
+    #[command(flatten)]
+    diffusion: DiffusionArgs,
+    /// Conditional runs: draw only this class: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress,
+    /// 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot [default: the classes in turn].
+    #[arg(long)]
+    class: Option<usize>,
+    /// Conditional runs: the guidance scale w [default: 0, the conditional model alone].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_non_negative_f64)]
+    guidance: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
+        Command::Train(args) => LdmSettings::new(args).and_then(|s| train(&s)).map(drop),
+        Command::Sample(args) => {
+            let options = SourceOptions {
+                sampling: args.diffusion.settings(),
+                class: args.class,
+                guidance: args.guidance,
+                temperature: None,
+            };
+            sample(&[MODEL], &args.sample, &options).map(drop)
+        }
+        Command::Guidance(args) => guidance_sweep(&args).map(drop),
+        Command::Export(args) => export(&[MODEL], &args).map(drop),
+    })
+}
