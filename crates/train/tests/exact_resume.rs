@@ -1,7 +1,8 @@
 //! A run stopped by `--max-steps` and resumed ends where the uninterrupted run ends: the same
 //! parameters, bit for bit, and the same metrics rows after the resume, on flex, for DCGAN,
-//! WGAN-GP and the tiny DDPM. Everything random derives from the seed and the step (the device's
-//! noise, the DDPM timesteps) or from the seed and the epoch (the data order). The parameters
+//! WGAN-GP, the tiny DDPM and a tiny conditional latent diffusion model. Everything random
+//! derives from the seed and the step (the device's noise, the DDPM timesteps, the dropped
+//! labels) or from the seed and the epoch (the data order). The parameters
 //! include the BatchNorm running statistics.
 
 use std::path::Path;
@@ -213,5 +214,72 @@ fn ddpm_resumed_mid_epoch_equals_the_uninterrupted_run() {
         |_| settings.unet.init(&device),
         4,
         8,
+    );
+}
+
+#[test]
+fn latent_diffusion_resumed_mid_epoch_equals_the_uninterrupted_run() {
+    use genmodels::diffusion::{
+        CodeStatistics, LatentCodec, LatentDenoiserConfig, SamplerKind, SamplingSettings,
+        ScheduleConfig,
+    };
+    use genmodels::vae::VaeConfig;
+    use genmodels_train::fit::RunSettings;
+    use genmodels_train::ldm::{LatentDiffusion, LdmSettings};
+
+    let settings_for = |out: &Path, flags: &str| LdmSettings {
+        run: RunSettings::new(common(out, flags), 2, 1e-3),
+        optimizer: burn::optim::AdamConfig::new().with_epsilon(1e-8),
+        autoencoder_checkpoint: "unused".into(),
+        autoencoder: VaeConfig::new()
+            .with_latent_dim(4)
+            .with_channels([4, 8])
+            .with_hidden(16),
+        denoiser: LatentDenoiserConfig::new()
+            .with_latent_dim(4)
+            .with_hidden(16)
+            .with_blocks(1)
+            .with_time_embedding_dim(8)
+            .with_num_classes(10),
+        schedule: ScheduleConfig::default(),
+        label_dropout: 0.5,
+        ema_decay: 0.99,
+        max_grad_norm: 1.0,
+        epoch_sampling: SamplingSettings {
+            sampler: SamplerKind::Ddim,
+            steps: 2,
+            eta: 0.0,
+        },
+        epoch_guidance: 1.0,
+    };
+    let statistics = CodeStatistics {
+        mean: vec![0.1, -0.2, 0.3, 0.0],
+        std: vec![0.5, 2.0, 1.0, 0.25],
+    };
+    // As `ldm::train`: a fresh run fits the codec, a resumed one takes it from the checkpoint
+    // (here an unfitted one, which the checkpoint must overwrite for the runs to agree).
+    let train = |out: &Path, flags: &str| {
+        let settings = settings_for(out, flags);
+        let plan = FitPlan::new("ldm", &settings.run, PixelRange::ZeroToOne);
+        let resume = settings.run.common.resume;
+        fit_on(&plan, &settings, Some(data()), |device| {
+            let vae = settings.autoencoder.init(device);
+            let codec = if resume {
+                LatentCodec::unfitted(vae)
+            } else {
+                LatentCodec::new(vae, &statistics)
+            };
+            LatentDiffusion::new(&settings, codec, device)
+        })
+        .map(drop)
+    };
+    let device = Device::flex();
+    let settings = settings_for(Path::new("unused"), "");
+    check_exact_resume(
+        train,
+        &["denoiser", "ema"],
+        |_| settings.denoiser.init(&device),
+        4,
+        9,
     );
 }
