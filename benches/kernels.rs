@@ -104,55 +104,28 @@ impl Case {
     }
 }
 
+// A table, one case a line.
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     let relu = Activation::Relu;
     let leaky = Activation::LeakyRelu(0.2);
-    vec![
-        Case {
-            name: "DCGAN D conv 1->64, 28->14",
-            op: Op::Conv([128, 1, 28, 28], 64, 4, 2, 1),
-        },
-        Case {
-            name: "DCGAN D conv 64->128, 14->7",
-            op: Op::Conv([128, 64, 14, 14], 128, 4, 2, 1),
-        },
-        Case {
-            name: "DCGAN G convT 256->128, 7->14",
-            op: Op::ConvTranspose([128, 256, 7, 7], 128, 4, 2, 1),
-        },
-        Case {
-            name: "DCGAN G convT 128->1, 14->28",
-            op: Op::ConvTranspose([128, 128, 14, 14], 1, 4, 2, 1),
-        },
-        Case {
-            name: "U-Net conv3x3 64->64 at 28",
-            op: Op::Conv([128, 64, 28, 28], 64, 3, 1, 1),
-        },
-        Case {
-            name: "U-Net conv3x3 128->128 at 14",
-            op: Op::Conv([128, 128, 14, 14], 128, 3, 1, 1),
-        },
-        Case {
-            name: "DCGAN G BatchNorm+ReLU [128, 12544]",
-            op: Op::Norm2([128, 12544], relu),
-        },
-        Case {
-            name: "DCGAN G BatchNorm2d+ReLU 128x14x14",
-            op: Op::Norm4([128, 128, 14, 14], relu),
-        },
-        Case {
-            name: "DCGAN D BatchNorm2d+LeakyReLU 128x7x7",
-            op: Op::Norm4([128, 128, 7, 7], leaky),
-        },
-        Case {
-            name: "U-Net GroupNorm(8)+SiLU 128x64x28x28",
-            op: Op::Group([128, 64, 28, 28], 8, Activation::Silu),
-        },
-        Case {
-            name: "U-Net GroupNorm(8)+SiLU 128x128x14x14",
-            op: Op::Group([128, 128, 14, 14], 8, Activation::Silu),
-        },
+    let silu = Activation::Silu;
+    [
+        ("DCGAN D conv 1->64, 28->14", Op::Conv([128, 1, 28, 28], 64, 4, 2, 1)),
+        ("DCGAN D conv 64->128, 14->7", Op::Conv([128, 64, 14, 14], 128, 4, 2, 1)),
+        ("DCGAN G convT 256->128, 7->14", Op::ConvTranspose([128, 256, 7, 7], 128, 4, 2, 1)),
+        ("DCGAN G convT 128->1, 14->28", Op::ConvTranspose([128, 128, 14, 14], 1, 4, 2, 1)),
+        ("U-Net conv3x3 64->64 at 28", Op::Conv([128, 64, 28, 28], 64, 3, 1, 1)),
+        ("U-Net conv3x3 128->128 at 14", Op::Conv([128, 128, 14, 14], 128, 3, 1, 1)),
+        ("DCGAN G BatchNorm+ReLU [128, 12544]", Op::Norm2([128, 12544], relu)),
+        ("DCGAN G BatchNorm2d+ReLU 128x14x14", Op::Norm4([128, 128, 14, 14], relu)),
+        ("DCGAN D BatchNorm2d+LeakyReLU 128x7x7", Op::Norm4([128, 128, 7, 7], leaky)),
+        ("U-Net GroupNorm(8)+SiLU 128x64x28x28", Op::Group([128, 64, 28, 28], 8, silu)),
+        ("U-Net GroupNorm(8)+SiLU 128x128x14x14", Op::Group([128, 128, 14, 14], 8, silu)),
     ]
+    .into_iter()
+    .map(|(name, op)| Case { name, op })
+    .collect()
 }
 
 fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {

@@ -114,9 +114,10 @@ struct Case {
     batch: usize,
 }
 
-/// What one measurement found.
+/// The times of one case's runs, and the memory the process held: what both halves of the
+/// benchmark report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Measurement {
+struct Timing {
     median_s: f64,
     min_s: f64,
     max_s: f64,
@@ -124,6 +125,13 @@ struct Measurement {
     images_per_s: f64,
     /// Peak resident set of the process (CPU backends) in MiB.
     peak_rss_mib: f64,
+}
+
+/// What one measurement found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Measurement {
+    #[serde(flatten)]
+    timing: Timing,
     /// Peak bytes the backend's allocator reserved (GPU backends) in MiB.
     device_reserved_mib: Option<f64>,
     /// The time is `steps_run` measured steps scaled to the sampler's full step count.
@@ -141,12 +149,8 @@ struct Row {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PytorchMeasurement {
-    median_s: f64,
-    min_s: f64,
-    max_s: f64,
-    runs: usize,
-    images_per_s: f64,
-    peak_rss_mib: f64,
+    #[serde(flatten)]
+    timing: Timing,
     torch: String,
     threads: usize,
     /// "cpu", or the CUDA device's name.
@@ -220,8 +224,8 @@ fn run_all(cli: &Cli) -> Result<()> {
             Ok(m) => {
                 println!(
                     "{:>10.1} ms  {:>8.1} img/s",
-                    m.median_s * 1e3,
-                    m.images_per_s
+                    m.timing.median_s * 1e3,
+                    m.timing.images_per_s
                 );
                 (Some(m), None)
             }
@@ -272,8 +276,8 @@ fn run_all(cli: &Cli) -> Result<()> {
                     match &measurement {
                         Ok(m) => println!(
                             "{:>10.1} ms  {:>8.1} img/s",
-                            m.median_s * 1e3,
-                            m.images_per_s
+                            m.timing.median_s * 1e3,
+                            m.timing.images_per_s
                         ),
                         Err(e) => println!("failed: {e:#}"),
                     }
@@ -477,64 +481,38 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
         Ok(times)
     };
 
+    let train_device = device.clone().autodiff();
+    // A batch of uniform noise images in [low, 1] on the training device.
+    let images = |low: f64| {
+        let range = Distribution::Uniform(low, 1.0);
+        Tensor::<4>::random([batch, 1, 28, 28], range, &train_device)
+    };
     let times = match (case.model, case.workload) {
         (Model::Dcgan, Workload::Train) => {
-            let train_device = device.clone().autodiff();
-            let settings = dcgan_settings(common);
-            let mut gan = Dcgan::new(&settings, &train_device);
-            let real = Tensor::<4>::random(
-                [batch, 1, 28, 28],
-                Distribution::Uniform(-1.0, 1.0),
-                &train_device,
-            );
-            timed(&mut || {
-                gan.step(real.clone());
-                Ok(())
-            })?
+            let mut gan = Dcgan::new(&dcgan_settings(common), &train_device);
+            let real = images(-1.0);
+            timed(&mut || done(gan.step(real.clone())))?
         }
         (Model::Dcgan, Workload::Generate) => {
             let generator = dcgan_settings(common).generator.init(&device);
-            timed(&mut || {
-                let z = generator.sample_latent(batch, &device);
-                generator.forward(z);
-                Ok(())
-            })?
+            timed(&mut || done(generator.forward(generator.sample_latent(batch, &device))))?
         }
         (Model::Vae, Workload::Train) => {
-            let train_device = device.clone().autodiff();
-            let settings = vae_settings(common);
-            let mut trainer = VaeTrainer::new(&settings, &train_device);
-            let images = Tensor::<4>::random(
-                [batch, 1, 28, 28],
-                Distribution::Uniform(0.0, 1.0),
-                &train_device,
-            );
-            timed(&mut || {
-                trainer.step(images.clone(), 1.0);
-                Ok(())
-            })?
+            let mut trainer = VaeTrainer::new(&vae_settings(common), &train_device);
+            let real = images(0.0);
+            timed(&mut || done(trainer.step(real.clone(), 1.0)))?
         }
         (Model::Vae, Workload::Generate) => {
             let vae = vae_settings(common).vae.init(&device);
-            timed(&mut || {
-                vae.decoder.decode(vae.sample_prior(batch, &device));
-                Ok(())
-            })?
+            timed(&mut || done(vae.decoder.decode(vae.sample_prior(batch, &device))))?
         }
         (Model::UnetSmall | Model::UnetFull, Workload::Train) => {
-            let train_device = device.clone().autodiff();
-            let settings = ddpm_settings(case.model, common);
-            let mut ddpm = Ddpm::new(&settings, &train_device)?;
-            let x0 = Tensor::<4>::random(
-                [batch, 1, 28, 28],
-                Distribution::Uniform(-1.0, 1.0),
-                &train_device,
-            );
+            let mut ddpm = Ddpm::new(&ddpm_settings(case.model, common), &train_device)?;
+            let x0 = images(-1.0);
             let mut step = 0;
             timed(&mut || {
                 step += 1;
-                ddpm.step(x0.clone(), step);
-                Ok(())
+                done(ddpm.step(x0.clone(), step))
             })?
         }
         (Model::UnetSmall | Model::UnetFull, Workload::Ddpm1000 | Workload::Ddim50) => {
@@ -573,16 +551,23 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
     sorted.sort_by(f64::total_cmp);
     let median = median(&sorted);
     Ok(Measurement {
-        median_s: median,
-        min_s: sorted[0],
-        max_s: sorted[sorted.len() - 1],
-        runs: sorted.len(),
-        images_per_s: batch as f64 / median,
-        peak_rss_mib: peak_rss_mib(),
+        timing: Timing {
+            median_s: median,
+            min_s: sorted[0],
+            max_s: sorted[sorted.len() - 1],
+            runs: sorted.len(),
+            images_per_s: batch as f64 / median,
+            peak_rss_mib: peak_rss_mib(),
+        },
         device_reserved_mib: (peak_reserved > 0).then(|| peak_reserved as f64 / (1024.0 * 1024.0)),
         extrapolated,
         device: selected.description,
     })
+}
+
+/// What [`measure`]'s timed iterations return: their results are not needed.
+fn done<T>(_result: T) -> Result<()> {
+    Ok(())
 }
 
 fn dcgan_settings(common: CommonArgs) -> DcganSettings {
@@ -737,18 +722,19 @@ fn markdown_table(rows: &[Row], machine: &Machine) -> String {
                     == (case.model, case.workload, case.batch)
             })
             .filter(|r| matches!(r.case.backend, BackendChoice::Flex | BackendChoice::Ndarray))
-            .filter_map(|r| r.genmodels.as_ref().map(|m| m.median_s))
+            .filter_map(|r| r.genmodels.as_ref().map(|m| m.timing.median_s))
             .min_by(f64::total_cmp);
-        let relative = fastest_cpu.map_or("".into(), |cpu| format!("{:.2}x", cpu / m.median_s));
+        let relative =
+            fastest_cpu.map_or("".into(), |cpu| format!("{:.2}x", cpu / m.timing.median_s));
         let memory = m
             .device_reserved_mib
-            .map_or(format!("{:.0} (RSS)", m.peak_rss_mib), |gpu| {
+            .map_or(format!("{:.0} (RSS)", m.timing.peak_rss_mib), |gpu| {
                 format!("{gpu:.0} (device)")
             });
         let (torch_ms, ratio) = match &row.pytorch {
             Some(p) => (
-                format!("{:.1}", p.median_s * 1e3),
-                format!("{:.2}x", p.median_s / m.median_s),
+                format!("{:.1}", p.timing.median_s * 1e3),
+                format!("{:.2}x", p.timing.median_s / m.timing.median_s),
             ),
             None => (String::new(), String::new()),
         };
@@ -759,12 +745,12 @@ fn markdown_table(rows: &[Row], machine: &Machine) -> String {
             workload_name(case.workload),
             case.batch,
             backend_name(case.backend),
-            m.median_s * 1e3,
-            m.min_s * 1e3,
-            m.max_s * 1e3,
-            m.runs,
+            m.timing.median_s * 1e3,
+            m.timing.min_s * 1e3,
+            m.timing.max_s * 1e3,
+            m.timing.runs,
             if m.extrapolated { ", extrapolated" } else { "" },
-            m.images_per_s,
+            m.timing.images_per_s,
             relative,
             memory,
             torch_ms,
@@ -796,13 +782,13 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
             bars.push((
                 model,
                 backend_name(row.case.backend).to_string(),
-                m.images_per_s,
+                m.timing.images_per_s,
             ));
         }
         if let Some(p) = &row.pytorch
             && !bars.iter().any(|b| b.0 == model && b.1 == "pytorch")
         {
-            bars.push((model, "pytorch".to_string(), p.images_per_s));
+            bars.push((model, "pytorch".to_string(), p.timing.images_per_s));
         }
     }
     for bar in &bars {

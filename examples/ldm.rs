@@ -19,32 +19,18 @@ mod common;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use genmodels_train::cli::{DiffusionArgs, ExportArgs, SampleArgs, parse_non_negative_f64};
+use clap::{Args, Subcommand};
+use genmodels_train::cli::{
+    DiffusionArgs, GeneratorCli, GeneratorCommand, SampleArgs, parse_non_negative_f64,
+};
 use genmodels_train::ldm::{GuidanceSweepArgs, LdmArgs, LdmSettings, MODEL, guidance_sweep, train};
 use genmodels_train::registry::{SourceOptions, export, sample};
 
-/// Train a latent diffusion model (Rombach et al., 2022) on a VAE's codes, with classifier-free
-/// guidance (Ho & Salimans, 2022) when conditional; or sample a trained one.
-#[derive(Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    train: LdmArgs,
-}
-
+/// The latent diffusion model's own command.
 #[derive(Subcommand)]
-enum Command {
-    /// Train (the default).
-    Train(LdmArgs),
-    /// Draw images from a run's latest checkpoint, without training.
-    Sample(LdmSampleArgs),
+enum LdmCommand {
     /// FID and requested-class accuracy of a conditional run at several guidance scales.
     Guidance(GuidanceSweepArgs),
-    /// Write a run's networks for PyTorch, under the PyTorch module's parameter names.
-    Export(ExportArgs),
 }
 
 #[derive(Args)]
@@ -63,10 +49,13 @@ struct LdmSampleArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
-        Command::Train(args) => LdmSettings::new(args).and_then(|s| train(&s)).map(drop),
-        Command::Sample(args) => {
+    let command = GeneratorCli::<LdmArgs, LdmSampleArgs, LdmCommand>::parse_command(
+        "Train a latent diffusion model (Rombach et al., 2022) on a VAE's codes, with \
+         classifier-free guidance (Ho & Salimans, 2022) when conditional; or sample a trained one.",
+    );
+    genmodels_train::exit_on_error(match command {
+        GeneratorCommand::Train(args) => LdmSettings::new(args).and_then(|s| train(&s)).map(drop),
+        GeneratorCommand::Sample(args) => {
             let options = SourceOptions {
                 sampling: args.diffusion.settings(),
                 class: args.class,
@@ -75,7 +64,7 @@ fn main() -> ExitCode {
             };
             sample(&[MODEL], &args.sample, &options).map(drop)
         }
-        Command::Guidance(args) => guidance_sweep(&args).map(drop),
-        Command::Export(args) => export(&[MODEL], &args).map(drop),
+        GeneratorCommand::Export(args) => export(&[MODEL], &args).map(drop),
+        GeneratorCommand::Other(LdmCommand::Guidance(args)) => guidance_sweep(&args).map(drop),
     })
 }

@@ -16,45 +16,35 @@ mod common;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use genmodels_train::cli::{ExportArgs, SampleArgs};
+use clap::Subcommand;
+use genmodels_train::cli::{GeneratorCli, GeneratorCommand, SampleArgs};
 use genmodels_train::registry::{SourceOptions, export, sample};
 use genmodels_train::vae::{AnalyzeArgs, VaeArgs, VaeSettings, analyze_checkpoint, train};
 
-/// Train a VAE (Kingma & Welling, 2014) or an autoencoder on Fashion-MNIST and analyse its
-/// latent space, or sample a trained one.
-#[derive(Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    train: VaeArgs,
-}
-
+/// The VAE's own command.
 #[derive(Subcommand)]
-enum Command {
-    /// Train, then analyse the trained network (the default).
-    Train(VaeArgs),
+enum VaeCommand {
     /// Analyse a trained run's latent space, without training.
     Analyze(AnalyzeArgs),
-    /// Draw images from a run's latest checkpoint, without training.
-    Sample(SampleArgs),
-    /// Write a run's networks for PyTorch, under the PyTorch module's parameter names.
-    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    genmodels_train::exit_on_error(match cli.command.unwrap_or(Command::Train(cli.train)) {
-        Command::Train(args) => (|| {
+    let command = GeneratorCli::<VaeArgs, SampleArgs, VaeCommand>::parse_command(
+        "Train a VAE (Kingma & Welling, 2014) or an autoencoder on Fashion-MNIST and analyse its \
+         latent space, or sample a trained one.",
+    );
+    genmodels_train::exit_on_error(match command {
+        // Training ends with the analysis of the trained network.
+        GeneratorCommand::Train(args) => (|| {
             let analysis = args.analysis.clone();
             let settings = VaeSettings::new(args);
             let run = train(&settings)?.run_dir;
             analyze_checkpoint(&AnalyzeArgs::of_run(run, &settings.run.common, analysis)).map(drop)
         })(),
-        Command::Analyze(args) => analyze_checkpoint(&args).map(drop),
-        Command::Sample(args) => sample(&["vae", "ae"], &args, &SourceOptions::default()).map(drop),
-        Command::Export(args) => export(&["vae", "ae"], &args).map(drop),
+        GeneratorCommand::Sample(args) => {
+            sample(&["vae", "ae"], &args, &SourceOptions::default()).map(drop)
+        }
+        GeneratorCommand::Export(args) => export(&["vae", "ae"], &args).map(drop),
+        GeneratorCommand::Other(VaeCommand::Analyze(args)) => analyze_checkpoint(&args).map(drop),
     })
 }

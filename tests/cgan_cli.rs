@@ -5,16 +5,15 @@ mod common;
 
 use genmodels_train::checkpoint::Checkpoints;
 
-use common::{assert_clean_failure, run, run_ok, stderr};
+use common::{assert_clean_failure, run, run_in_new_folder, run_ok, stderr};
 
 #[test]
 fn a_few_steps_write_a_class_grid_and_sample_mode_draws_one_class() {
-    let out = tempfile::tempdir().unwrap();
-    let out_arg = out.path().to_str().unwrap();
-    run_ok(
+    let out = run_in_new_folder(
         "cgan",
-        &format!("--backend flex --batch-size 16 --log-every 1 --max-steps 2 --out {out_arg}"),
+        "--backend flex --batch-size 16 --log-every 1 --max-steps 2",
     );
+    let out_arg = out.path().to_str().unwrap();
     let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
     // 10 columns and 10 rows of 28 px tiles with 2 px padding, after a 110 px name strip.
     assert_eq!((grid.width(), grid.height()), (110 + 302, 302));

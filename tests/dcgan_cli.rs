@@ -5,51 +5,40 @@
 
 mod common;
 
+use std::path::Path;
+
 use burn::tensor::Device;
 use genmodels::dcgan::GeneratorConfig;
 use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
 
-use common::{assert_clean_failure, run, run_example, run_ok, stderr};
+use common::{
+    assert_clean_failure, assert_gan_files, example_command, latest_checkpoint, read_metrics, run,
+    run_ok, stderr,
+};
+
+/// The flags of a run on the CPU in batches of 16 writing into `out`, followed by `more`.
+fn flags_into(out: &Path, more: &str) -> String {
+    format!(
+        "--backend flex --batch-size 16 --out {} {more}",
+        out.display()
+    )
+}
 
 #[test]
 fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
     let out = tempfile::tempdir().unwrap();
-    let out_arg = out.path().to_str().unwrap();
-    let common = [
-        "--backend",
-        "flex",
-        "--batch-size",
-        "16",
-        "--log-every",
-        "1",
-        "--out",
-        out_arg,
-    ];
-    let first = run_example("dcgan", &[&common[..], &["--max-steps", "3"]].concat());
-    assert!(first.status.success(), "{}", stderr(&first));
+    let flags = flags_into(out.path(), "--log-every 1");
+    run_ok("dcgan", &format!("{flags} --max-steps 3"));
 
-    for file in [
-        "real.png",
-        "samples/epoch_001.png",
-        "config.json",
-        "metrics.csv",
-    ] {
-        assert!(out.path().join(file).exists(), "{file} missing");
-    }
-    let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
-    // 8 tiles of 28 px with 2 px padding: 8 * 30 + 2.
-    assert_eq!((grid.width(), grid.height()), (242, 242));
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    assert_gan_files(out.path());
+    let metrics = read_metrics(out.path());
     assert_eq!(
         metrics.lines().count(),
         1 + 3,
         "header and one row per step:\n{metrics}"
     );
 
-    let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
-        .latest()
-        .unwrap()
-        .unwrap();
+    let checkpoint = latest_checkpoint(out.path());
     assert_eq!(checkpoint.state.step, 3);
     assert_eq!(checkpoint.state.model, "dcgan");
     let device = Device::flex();
@@ -62,18 +51,11 @@ fn a_few_steps_write_grids_and_a_loadable_checkpoint_and_resume_continues() {
         "the loaded weights should differ from a fresh init"
     );
 
-    let resumed = run_example(
-        "dcgan",
-        &[&common[..], &["--max-steps", "5", "--resume"]].concat(),
-    );
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
-    let latest = Checkpoints::new(out.path().join("checkpoints"))
-        .latest()
-        .unwrap()
-        .unwrap();
+    let resumed = run_ok("dcgan", &format!("{flags} --max-steps 5 --resume"));
+    assert!(resumed.contains("resumed from"), "{resumed}");
+    let latest = latest_checkpoint(out.path());
     assert_eq!(latest.state.step, 5);
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let metrics = read_metrics(out.path());
     assert_eq!(
         metrics.lines().count(),
         1 + 5,
@@ -135,13 +117,8 @@ fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
     use std::time::{Duration, Instant};
 
     let out = tempfile::tempdir().unwrap();
-    let flags = format!(
-        "--backend flex --batch-size 16 --log-every 1 --checkpoint-minutes 0 --out {}",
-        out.path().display()
-    );
-    let child = Command::new(common::example("dcgan"))
-        .args(flags.split_whitespace())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let flags = flags_into(out.path(), "--log-every 1 --checkpoint-minutes 0");
+    let child = example_command("dcgan", flags.split_whitespace())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -172,20 +149,13 @@ fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
         "{text}"
     );
     assert!(!text.contains("panicked"), "{text}");
-    let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
-        .latest()
-        .unwrap()
-        .unwrap();
+    let checkpoint = latest_checkpoint(out.path());
     assert!(checkpoint.state.step >= 3, "{:?}", checkpoint.state);
     assert_eq!(checkpoint.state.epoch, 0);
     let next = checkpoint.state.step + 1;
     let resumed = run_ok("dcgan", &format!("{flags} --resume --max-steps {next}"));
     assert!(resumed.contains("resumed from"), "{resumed}");
-    let latest = Checkpoints::new(out.path().join("checkpoints"))
-        .latest()
-        .unwrap()
-        .unwrap();
-    assert_eq!(latest.state.step, next);
+    assert_eq!(latest_checkpoint(out.path()).state.step, next);
 }
 
 /// A process killed in the middle of writing a checkpoint leaves the previous checkpoint whole:
@@ -196,15 +166,10 @@ fn a_crash_while_saving_leaves_the_previous_checkpoint() {
     use genmodels_train::checkpoint::CRASH_WHILE_SAVING;
 
     let out = tempfile::tempdir().unwrap();
-    let flags = format!(
-        "--backend flex --batch-size 16 --checkpoint-every 2 --checkpoint-minutes 0 --out {}",
-        out.path().display()
-    );
-    let crashed = std::process::Command::new(common::example("dcgan"))
-        .args(flags.split_whitespace())
+    let flags = flags_into(out.path(), "--checkpoint-every 2 --checkpoint-minutes 0");
+    let crashed = example_command("dcgan", flags.split_whitespace())
         .args(["--max-steps", "10"])
         .env(CRASH_WHILE_SAVING, "4")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(!crashed.status.success(), "the process should have aborted");
@@ -214,7 +179,7 @@ fn a_crash_while_saving_leaves_the_previous_checkpoint() {
             .join(".step_000004.partial/generator.bpk")
             .exists()
     );
-    let latest = Checkpoints::new(&checkpoints).latest().unwrap().unwrap();
+    let latest = latest_checkpoint(out.path());
     assert_eq!(latest.state.step, 2);
     let device = Device::flex();
     latest
@@ -222,8 +187,7 @@ fn a_crash_while_saving_leaves_the_previous_checkpoint() {
         .unwrap();
     let resumed = run_ok("dcgan", &format!("{flags} --resume --max-steps 5"));
     assert!(resumed.contains("step 2"), "{resumed}");
-    let latest = Checkpoints::new(&checkpoints).latest().unwrap().unwrap();
-    assert_eq!(latest.state.step, 5);
+    assert_eq!(latest_checkpoint(out.path()).state.step, 5);
     assert!(!checkpoints.join(".step_000004.partial").exists());
 }
 
@@ -241,15 +205,12 @@ fn a_full_disk_stops_the_run_and_keeps_what_was_written() {
     ];
     for (pattern, file, checkpoint, rows) in cases {
         let out = tempfile::tempdir().unwrap();
-        let flags = format!(
-            "--backend flex --batch-size 16 --log-every 1 --checkpoint-every 2 \
-             --checkpoint-minutes 0 --max-steps 6 --out {}",
-            out.path().display()
+        let flags = flags_into(
+            out.path(),
+            "--log-every 1 --checkpoint-every 2 --checkpoint-minutes 0 --max-steps 6",
         );
-        let output = std::process::Command::new(common::example("dcgan"))
-            .args(flags.split_whitespace())
+        let output = example_command("dcgan", flags.split_whitespace())
             .env(FAIL_WRITES_MATCHING, pattern)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
         assert_clean_failure(&output, &[file, "No space left on device"]);
@@ -267,14 +228,14 @@ fn a_full_disk_stops_the_run_and_keeps_what_was_written() {
                 .load_module("generator", GeneratorConfig::new().init(&device))
                 .unwrap();
         }
-        let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+        let metrics = read_metrics(out.path());
         assert_eq!(metrics.lines().count(), 1 + rows, "{pattern}: {metrics}");
         assert!(metrics.ends_with('\n'), "{pattern}: a whole last row");
     }
 }
 
 /// Reads every tensor of a safetensors file.
-fn safetensors(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+fn safetensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
     use burn::store::{ModuleStore, SafetensorsStore, bridge};
     SafetensorsStore::from_file(path)
         .map_indices_contiguous(false)
@@ -293,11 +254,7 @@ fn safetensors(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec
 #[test]
 fn export_writes_pytorch_files_that_init_from_reads_back() {
     let first = tempfile::tempdir().unwrap();
-    let flags = "--backend flex --batch-size 16 --max-steps 2";
-    run_ok(
-        "dcgan",
-        &format!("{flags} --out {}", first.path().display()),
-    );
+    run_ok("dcgan", &flags_into(first.path(), "--max-steps 2"));
     let exported = run_ok(
         "dcgan",
         &format!("export --from {}", first.path().display()),
@@ -326,11 +283,7 @@ fn export_writes_pytorch_files_that_init_from_reads_back() {
         ]
     );
     let device = Device::flex();
-    let checkpoint = Checkpoints::new(first.path().join("checkpoints"))
-        .latest()
-        .unwrap()
-        .unwrap();
-    let trained = checkpoint
+    let trained = latest_checkpoint(first.path())
         .load_module("generator", GeneratorConfig::new().init(&device))
         .unwrap();
     let read_back =
@@ -348,16 +301,12 @@ fn export_writes_pytorch_files_that_init_from_reads_back() {
     // That shows both that the weights were read (a fresh init differs by about 0.02) and that
     // they still train. BatchNorm's running statistics follow the batch instead.
     let second = tempfile::tempdir().unwrap();
-    let output = run_ok(
-        "dcgan",
-        &format!(
-            "--backend flex --batch-size 16 --max-steps 1 --lr 1e-3 --init-from {} \
-             --init-from discriminator={} --out {}",
-            generator_file.display(),
-            discriminator_file.display(),
-            second.path().display()
-        ),
+    let init_from = format!(
+        "--max-steps 1 --lr 1e-3 --init-from {} --init-from discriminator={}",
+        generator_file.display(),
+        discriminator_file.display(),
     );
+    let output = run_ok("dcgan", &flags_into(second.path(), &init_from));
     assert!(output.contains("generator initialised from"), "{output}");
     assert!(
         output.contains("discriminator initialised from"),

@@ -3,60 +3,38 @@
 
 mod common;
 
-use std::path::Path;
-
-use genmodels_train::checkpoint::Checkpoints;
-
-use common::{assert_clean_failure, run, run_example, run_ok, stderr};
-
-fn dimensions(path: &Path) -> (u32, u32) {
-    let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    (image.width(), image.height())
-}
+use common::{assert_clean_failure, image_size, latest_checkpoint, read_metrics, run, run_ok};
 
 #[test]
 fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().to_str().unwrap();
-    let common = [
-        "--backend",
-        "flex",
-        "--preset",
-        "tiny",
-        "--batch-size",
-        "8",
-        "--log-every",
-        "1",
-        "--sample-steps",
-        "4",
-        "--final-ddpm-steps",
-        "20",
-        "--out",
-        out_arg,
-    ];
-    let first = run_example("ddpm", &[&common[..], &["--max-steps", "3"]].concat());
-    assert!(first.status.success(), "{}", stderr(&first));
+    let flags = format!(
+        "--backend flex --preset tiny --batch-size 8 --log-every 1 --sample-steps 4 \
+         --final-ddpm-steps 20 --out {out_arg}"
+    );
+    run_ok("ddpm", &format!("{flags} --max-steps 3"));
 
     // 8 tiles of 28 px with 2 px padding: 8 * 30 + 2 = 242.
     assert_eq!(
-        dimensions(&out.path().join("samples/epoch_001.png")),
+        image_size(out.path().join("samples/epoch_001.png")),
         (242, 242)
     );
     assert_eq!(
-        dimensions(&out.path().join("samples/final_ddpm_20.png")),
+        image_size(out.path().join("samples/final_ddpm_20.png")),
         (242, 242)
     );
     // forward.png: 8 rows, t = 0, 100, ..., 900, 999: 11 columns.
     assert_eq!(
-        dimensions(&out.path().join("forward.png")),
+        image_size(out.path().join("forward.png")),
         (11 * 30 + 2, 242)
     );
     // reverse.png with DDPM-20 (t = 950, 900, ..., 0): x_T, x at t = 900, 800, ..., 100, x_0.
     assert_eq!(
-        dimensions(&out.path().join("reverse.png")),
+        image_size(out.path().join("reverse.png")),
         (11 * 30 + 2, 242)
     );
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let metrics = read_metrics(out.path());
     assert!(
         metrics.starts_with("step,epoch,loss,grad_norm,images_per_sec,elapsed_s"),
         "{metrics}"
@@ -78,22 +56,17 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
     // The untrained network's eps is near 0, so the loss starts near E[eps^2] = 1.
     assert!(loss > 0.3 && loss < 3.0, "first loss {loss}");
 
-    let checkpoints = Checkpoints::new(out.path().join("checkpoints"));
-    let checkpoint = checkpoints.latest().unwrap().unwrap();
+    let checkpoint = latest_checkpoint(out.path());
     assert_eq!(checkpoint.state.step, 3);
     assert_eq!(checkpoint.state.model, "ddpm");
     for file in ["unet.bpk", "ema.bpk", "optim_unet.bpk"] {
         assert!(checkpoint.dir.join(file).exists(), "{file} missing");
     }
 
-    let resumed = run_example(
-        "ddpm",
-        &[&common[..], &["--max-steps", "5", "--resume"]].concat(),
-    );
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
-    assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 5);
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let resumed = run_ok("ddpm", &format!("{flags} --max-steps 5 --resume"));
+    assert!(resumed.contains("resumed from"), "{resumed}");
+    assert_eq!(latest_checkpoint(out.path()).state.step, 5);
+    let metrics = read_metrics(out.path());
     assert_eq!(
         metrics.lines().count(),
         1 + 5,
@@ -109,7 +82,7 @@ fn a_few_steps_write_grids_figures_and_a_checkpoint_then_resume_and_sample() {
         ),
     );
     // 10 images in 8 columns: two rows.
-    assert_eq!(dimensions(&grid), (242, 2 * 30 + 2));
+    assert_eq!(image_size(&grid), (242, 2 * 30 + 2));
     assert!(out.path().join("drawn_reverse.png").exists());
 
     // Both U-Nets, under the PyTorch names; the EMA one draws what `sample` draws.
@@ -147,21 +120,12 @@ fn bad_input_gets_clear_errors() {
     assert_clean_failure(&run("ddpm", "--sample-steps 0"), &["--sample-steps"]);
     // More reverse steps than the schedule has: refused before any training.
     let out = tempfile::tempdir().unwrap();
-    let too_many = run(
-        "ddpm",
-        &format!(
-            "--backend flex --preset tiny --sample-steps 1001 --out {}",
-            out.path().to_str().unwrap()
-        ),
+    let too_many = format!(
+        "--backend flex --preset tiny --sample-steps 1001 --out {}",
+        out.path().display()
     );
-    assert_clean_failure(&too_many, &["1001", "1 to 1000"]);
+    assert_clean_failure(&run("ddpm", &too_many), &["1001", "1 to 1000"]);
     let empty = tempfile::tempdir().unwrap();
-    let no_checkpoint = run(
-        "ddpm",
-        &format!(
-            "sample --from {} --backend flex",
-            empty.path().to_str().unwrap()
-        ),
-    );
-    assert_clean_failure(&no_checkpoint, &["has no checkpoint"]);
+    let no_checkpoint = format!("sample --from {} --backend flex", empty.path().display());
+    assert_clean_failure(&run("ddpm", &no_checkpoint), &["has no checkpoint"]);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_clean_failure, run, run_ok};
+use common::{assert_clean_failure, assert_files, image_size, read_metrics, run, run_ok};
 
 #[test]
 fn a_few_steps_log_the_test_bits_per_dimension_and_draw_the_figures() {
@@ -17,7 +17,7 @@ fn a_few_steps_log_the_test_bits_per_dimension_and_draw_the_figures() {
         ),
     );
     assert!(stdout.contains("test NLL"), "{stdout}");
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let metrics = read_metrics(out.path());
     let lines: Vec<&str> = metrics.lines().collect();
     let header: Vec<&str> = lines[0].split(',').collect();
     let column = |line: &str, name: &str| -> f64 {
@@ -33,18 +33,21 @@ fn a_few_steps_log_the_test_bits_per_dimension_and_draw_the_figures() {
     for line in &lines[1..] {
         assert!(column(line, "train_bpd").is_finite(), "{metrics}");
     }
-    for file in [
-        "samples/epoch_001.png",
-        "samples/final_t1.png",
-        "samples/final_t0.7.png",
-        "interpolation.png",
-        "config.json",
-    ] {
-        assert!(out.path().join(file).exists(), "{file} missing");
-    }
+    assert_files(
+        out.path(),
+        &[
+            "samples/epoch_001.png",
+            "samples/final_t1.png",
+            "samples/final_t0.7.png",
+            "interpolation.png",
+            "config.json",
+        ],
+    );
     // Six rows of ten: a test image, eight points between, the other image.
-    let figure = image::open(out.path().join("interpolation.png")).unwrap();
-    assert_eq!((figure.width(), figure.height()), (10 * 30 + 2, 6 * 30 + 2));
+    assert_eq!(
+        image_size(out.path().join("interpolation.png")),
+        (10 * 30 + 2, 6 * 30 + 2)
+    );
 
     let sample = out.path().join("cold.png");
     let stdout = run_ok(

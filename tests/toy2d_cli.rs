@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run, run_in_new_folder, stderr};
+use common::{assert_files, image_size, run, run_in_new_folder, stderr};
 
 #[test]
 fn a_few_steps_write_every_plot_and_the_report() {
@@ -11,15 +11,16 @@ fn a_few_steps_write_every_plot_and_the_report() {
         "toy2d",
         "--seeds 4,5 --steps 4 --d-steps 2 --optimal-d-steps 3 --equilibrium-steps 3",
     );
-    for file in [
-        "optimal_d.png",
-        "equilibrium.png",
-        "mode_collapse_seed4.png",
-        "mode_collapse_seed5.png",
-        "report.json",
-    ] {
-        assert!(out.path().join(file).exists(), "{file} missing");
-    }
+    assert_files(
+        out.path(),
+        &[
+            "optimal_d.png",
+            "equilibrium.png",
+            "mode_collapse_seed4.png",
+            "mode_collapse_seed5.png",
+            "report.json",
+        ],
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
             .unwrap();
@@ -34,8 +35,10 @@ fn a_few_steps_write_every_plot_and_the_report() {
         assert!(covered <= 8);
         assert_eq!(r["coverage"]["counts"].as_array().unwrap().len(), 8);
     }
-    let plot = image::open(out.path().join("mode_collapse_seed4.png")).unwrap();
-    assert_eq!((plot.width(), plot.height()), (4 * 260, 560));
+    assert_eq!(
+        image_size(out.path().join("mode_collapse_seed4.png")),
+        (4 * 260, 560)
+    );
 }
 
 #[test]

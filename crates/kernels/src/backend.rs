@@ -4,158 +4,121 @@
 //! The operations as a burn backend extension: one trait, a fast implementation on flex
 //! ([`crate::flex`]), burn's own composition on every other backend, and hand-written backward
 //! passes on `Autodiff` that call the inner backend's gradient operations.
+//!
+//! An operation's tensors travel together with its settings in one struct ([`Convolution`],
+//! [`Normalization`]), which the extension's routing moves across backends like a tensor: the
+//! autodiff node keeps that struct as its state, and the backward pass hands it back unchanged.
 
 use burn::backend::autodiff::{
-    Autodiff, NodeId,
+    Autodiff,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::ops::{ConvOptions, ConvTransposeOptions};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Cube, NdArray, backend_extension};
+use burn::backend::{Backend, Cube, ExtensionType, NdArray, backend_extension};
 
 use crate::Activation;
 use crate::fallback;
+
+/// Which convolution, with burn's options for it.
+#[derive(Debug, Clone)]
+pub enum ConvKind {
+    Plain(ConvOptions<2>),
+    Transposed(ConvTransposeOptions<2>),
+}
+
+/// A convolution of `x` by `weight`: what each of its passes takes.
+#[derive(ExtensionType, Debug, Clone)]
+pub struct Convolution<B: Backend> {
+    pub x: FloatTensor<B>,
+    pub weight: FloatTensor<B>,
+    pub kind: ConvKind,
+}
+
+/// The operand a convolution's gradient is taken with respect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvOperand {
+    Input,
+    Weight,
+}
+
+/// Which statistics a normalisation takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormKind {
+    /// Per channel over the batch and every other axis.
+    Batch { epsilon: f64 },
+    /// Per sample over each of `groups` groups of consecutive channels and every other axis.
+    Group { groups: usize, epsilon: f64 },
+}
+
+impl NormKind {
+    /// The ε added to the variance.
+    pub fn epsilon(self) -> f64 {
+        match self {
+            Self::Batch { epsilon } | Self::Group { epsilon, .. } => epsilon,
+        }
+    }
+}
+
+/// A normalisation of `x [batch, channels, ...]` with the per-channel scale γ (`gamma`) and
+/// shift β (`beta`), followed by `activation`: what its forward and backward passes take.
+#[derive(ExtensionType, Debug, Clone)]
+pub struct Normalization<B: Backend> {
+    pub x: FloatTensor<B>,
+    pub gamma: FloatTensor<B>,
+    pub beta: FloatTensor<B>,
+    pub kind: NormKind,
+    pub activation: Activation,
+}
+
+/// The statistics a normalisation returns besides its output, which its backward pass takes:
+/// the mean, and the spread as its kernels store it (BatchNorm: the biased variance per channel;
+/// GroupNorm: `1 / √(σ² + ε)` per `[batch, group]`).
+#[derive(ExtensionType, Debug, Clone)]
+pub struct NormStats<B: Backend> {
+    pub mean: FloatTensor<B>,
+    pub spread: FloatTensor<B>,
+}
 
 /// The operations of this crate. The default bodies are burn's own ops, so that every backend
 /// computes the same numbers; flex overrides them with the kernels of [`crate::flex`].
 #[backend_extension(Flex, NdArray, Cube, Autodiff)]
 pub trait KernelBackend: Backend {
-    /// A 2-D convolution, as `burn::tensor::module::conv2d`.
-    fn kernel_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
+    /// A 2-D convolution plus `bias`, as `burn::tensor::module::conv2d` (or `conv_transpose2d`).
+    fn kernel_conv(
+        #[extension_type] conv: Convolution<Self>,
         bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, Some(bias), options)
+        fallback::conv::<Self>(conv, bias)
     }
 
-    /// The gradient of [`kernel_conv2d`](Self::kernel_conv2d) with respect to its input.
-    fn kernel_conv2d_x_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
+    /// The gradient of [`kernel_conv`](Self::kernel_conv) with respect to `wrt`, from the
+    /// gradient of its output.
+    fn kernel_conv_backward(
+        #[extension_type] conv: Convolution<Self>,
         output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
+        wrt: ConvOperand,
     ) -> FloatTensor<Self> {
-        Self::conv2d_x_backward(x, weight, output_grad, options)
+        fallback::conv_backward::<Self>(conv, output_grad, wrt)
     }
 
-    /// The gradient of [`kernel_conv2d`](Self::kernel_conv2d) with respect to its weight.
-    fn kernel_conv2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    /// The normalisation and its activation: the output and the statistics.
+    fn kernel_norm(
+        #[extension_type] norm: Normalization<Self>,
+    ) -> (FloatTensor<Self>, NormStats<Self>) {
+        fallback::norm::<Self>(norm)
     }
 
-    /// A 2-D transposed convolution, as `burn::tensor::module::conv_transpose2d`.
-    fn kernel_conv_transpose2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv_transpose2d(x, weight, Some(bias), options)
-    }
-
-    /// The gradient of [`kernel_conv_transpose2d`](Self::kernel_conv_transpose2d) with respect
-    /// to its input.
-    fn kernel_conv_transpose2d_x_backward(
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv_transpose2d_x_backward(weight, output_grad, options)
-    }
-
-    /// The gradient of [`kernel_conv_transpose2d`](Self::kernel_conv_transpose2d) with respect
-    /// to its weight.
-    fn kernel_conv_transpose2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv_transpose2d_weight_backward(x, weight, output_grad, options)
-    }
-
-    /// Batch normalisation with the batch's statistics, then `activation`: returns the output,
-    /// the batch mean and the biased batch variance per channel.
-    fn kernel_batch_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-        activation: Activation,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        fallback::batch_norm_train::<Self>(x, gamma, beta, epsilon, activation)
-    }
-
-    /// The gradients of [`kernel_batch_norm_train`](Self::kernel_batch_norm_train) with respect
-    /// to `x`, `gamma` and `beta`, from its inputs and the statistics it returned.
-    #[allow(clippy::too_many_arguments)]
-    fn kernel_batch_norm_train_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        variance: FloatTensor<Self>,
-        epsilon: f64,
-        activation: Activation,
+    /// The gradients of [`kernel_norm`](Self::kernel_norm) with respect to `x`, `gamma` and
+    /// `beta`, from the statistics it returned and the gradient of its output.
+    fn kernel_norm_backward(
+        #[extension_type] norm: Normalization<Self>,
+        #[extension_type] stats: NormStats<Self>,
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        fallback::batch_norm_train_backward::<Self>(
-            x,
-            gamma,
-            beta,
-            mean,
-            variance,
-            epsilon,
-            activation,
-            output_grad,
-        )
-    }
-
-    /// Group normalisation of `x [batch, channels, ...]` in `groups` groups of channels, then
-    /// `activation`: returns the output, and the mean and `1 / √(σ² + ε)` per `[batch, groups]`.
-    fn kernel_group_norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
-        activation: Activation,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        fallback::group_norm::<Self>(x, gamma, beta, groups, epsilon, activation)
-    }
-
-    /// The gradients of [`kernel_group_norm`](Self::kernel_group_norm) with respect to `x`,
-    /// `gamma` and `beta`, from its inputs and the statistics it returned.
-    #[allow(clippy::too_many_arguments)]
-    fn kernel_group_norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        inv_std: FloatTensor<Self>,
-        groups: usize,
-        activation: Activation,
-        output_grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        fallback::group_norm_backward::<Self>(
-            x,
-            gamma,
-            beta,
-            mean,
-            inv_std,
-            groups,
-            activation,
-            output_grad,
-        )
+        fallback::norm_backward::<Self>(norm, stats, output_grad)
     }
 }
 
@@ -163,148 +126,49 @@ pub trait KernelBackend: Backend {
 impl KernelBackend for NdArray {}
 impl KernelBackend for Cube {}
 
-/// Which convolution a backward node differentiates.
-#[derive(Debug, Clone)]
-enum ConvKind {
-    Forward(ConvOptions<2>),
-    Transposed(ConvTransposeOptions<2>),
-}
-
-/// The state both convolution nodes keep: input, weight and the convolution's settings.
-type ConvState<B> = (FloatTensor<B>, FloatTensor<B>, ConvKind);
-
-/// Registers the input and weight gradients of a convolution node.
-fn register_conv_grads<B: KernelBackend>(
-    (x, weight, kind): ConvState<B>,
-    grad: &FloatTensor<B>,
-    node_x: Option<NodeId>,
-    node_weight: Option<NodeId>,
-    grads: &mut Gradients,
-) {
-    if let Some(node) = node_x {
-        let dx = match kind.clone() {
-            ConvKind::Forward(o) => {
-                B::kernel_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), o)
-            }
-            ConvKind::Transposed(o) => {
-                B::kernel_conv_transpose2d_x_backward(weight.clone(), grad.clone(), o)
-            }
-        };
-        grads.register::<B>(node, dx);
-    }
-    if let Some(node) = node_weight {
-        let dw = match kind {
-            ConvKind::Forward(o) => B::kernel_conv2d_weight_backward(x, weight, grad.clone(), o),
-            ConvKind::Transposed(o) => {
-                B::kernel_conv_transpose2d_weight_backward(x, weight, grad.clone(), o)
-            }
-        };
-        grads.register::<B>(node, dw);
-    }
-}
-
 #[derive(Debug)]
 struct ConvBackward;
 
 impl<B: KernelBackend> Backward<B, 3> for ConvBackward {
-    type State = (ConvState<B>, FloatTensor<B>);
+    /// The convolution and its bias.
+    type State = (Convolution<B>, FloatTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (state, bias) = ops.state;
+        let (conv, bias) = ops.state;
         if let Some(node) = node_bias {
-            let (x, _, kind) = &state;
-            let db = match kind {
-                ConvKind::Forward(_) => B::conv2d_bias_backward(x.clone(), bias, grad.clone()),
-                ConvKind::Transposed(_) => {
-                    B::conv_transpose2d_bias_backward(x.clone(), bias, grad.clone())
-                }
+            let x = conv.x.clone();
+            let db = match conv.kind {
+                ConvKind::Plain(_) => B::conv2d_bias_backward(x, bias, grad.clone()),
+                ConvKind::Transposed(_) => B::conv_transpose2d_bias_backward(x, bias, grad.clone()),
             };
             grads.register::<B>(node.id, db);
         }
-        register_conv_grads::<B>(
-            state,
-            &grad,
-            node_x.map(|n| n.id),
-            node_weight.map(|n| n.id),
-            grads,
-        );
-    }
-}
-
-/// Runs `forward` on the inner backend and records the node that differentiates it. A bias
-/// that takes no part in the backward pass (the zeros standing in for a layer without bias)
-/// gets no gradient.
-fn differentiable_conv<B: KernelBackend, C: CheckpointStrategy>(
-    x: FloatTensor<Autodiff<B, C>>,
-    weight: FloatTensor<Autodiff<B, C>>,
-    bias: FloatTensor<Autodiff<B, C>>,
-    kind: ConvKind,
-    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
-) -> FloatTensor<Autodiff<B, C>> {
-    match ConvBackward
-        .prepare::<C>([x.node(), weight.node(), bias.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let state = (
-                (x.primitive().clone(), weight.primitive().clone(), kind),
-                bias.primitive().clone(),
-            );
-            prep.finish(
-                state,
-                forward(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                ),
-            )
+        for (node, wrt) in [
+            (node_x, ConvOperand::Input),
+            (node_weight, ConvOperand::Weight),
+        ] {
+            if let Some(node) = node {
+                let d = B::kernel_conv_backward(conv.clone(), grad.clone(), wrt);
+                grads.register::<B>(node.id, d);
+            }
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-        )),
     }
-}
-
-/// Which normalisation a backward node differentiates.
-#[derive(Debug, Clone, Copy)]
-enum NormKind {
-    Batch { epsilon: f64 },
-    Group { groups: usize, epsilon: f64 },
 }
 
 #[derive(Debug)]
 struct NormBackward;
 
 impl<B: KernelBackend> Backward<B, 3> for NormBackward {
-    /// Input, gamma, beta, the two statistics the forward pass returned, the normalisation and
-    /// the activation.
-    type State = (
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        NormKind,
-        Activation,
-    );
+    /// The normalisation and the statistics its forward pass returned.
+    type State = (Normalization<B>, NormStats<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (norm, stats) = ops.state;
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, beta, first, second, kind, activation) = ops.state;
-        let (dx, dgamma, dbeta) = match kind {
-            NormKind::Batch { epsilon } => B::kernel_batch_norm_train_backward(
-                x, gamma, beta, first, second, epsilon, activation, grad,
-            ),
-            NormKind::Group { groups, .. } => B::kernel_group_norm_backward(
-                x, gamma, beta, first, second, groups, activation, grad,
-            ),
-        };
+        let (dx, dgamma, dbeta) = B::kernel_norm_backward(norm, stats, grad);
         for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -313,113 +177,58 @@ impl<B: KernelBackend> Backward<B, 3> for NormBackward {
     }
 }
 
-/// Runs a normalisation on the inner backend and records the node that differentiates it; the
-/// two statistics come back as constants.
-fn differentiable_norm<B: KernelBackend, C: CheckpointStrategy>(
-    x: FloatTensor<Autodiff<B, C>>,
-    gamma: FloatTensor<Autodiff<B, C>>,
-    beta: FloatTensor<Autodiff<B, C>>,
-    kind: NormKind,
-    activation: Activation,
-) -> [FloatTensor<Autodiff<B, C>>; 3] {
-    let forward = |x, gamma, beta| match kind {
-        NormKind::Batch { epsilon } => {
-            B::kernel_batch_norm_train(x, gamma, beta, epsilon, activation)
-        }
-        NormKind::Group { groups, epsilon } => {
-            B::kernel_group_norm(x, gamma, beta, groups, epsilon, activation)
-        }
-    };
-    let constant = <FloatTensor<Autodiff<B, C>>>::new;
-    match NormBackward
-        .prepare::<C>([x.node(), gamma.node(), beta.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (output, first, second) = forward(
-                x.primitive().clone(),
-                gamma.primitive().clone(),
-                beta.primitive().clone(),
-            );
-            let state = (
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                first.clone(),
-                second.clone(),
-                kind,
-                activation,
-            );
-            [
-                prep.finish(state, output),
-                constant(first),
-                constant(second),
-            ]
-        }
-        OpsKind::UnTracked(prep) => {
-            let (output, first, second) = forward(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-            );
-            [prep.finish(output), constant(first), constant(second)]
-        }
-    }
-}
-
+/// Each operation runs on the inner backend and records the node that differentiates it.
 impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
-    fn kernel_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let kind = ConvKind::Forward(options.clone());
-        differentiable_conv::<B, C>(x, weight, bias, kind, |x, w, b| {
-            B::kernel_conv2d(x, w, b, options)
-        })
+    /// A bias that takes no part in the backward pass (the zeros standing in for a layer without
+    /// bias) gets no gradient.
+    fn kernel_conv(conv: Convolution<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let prep = ConvBackward
+            .prepare::<C>([conv.x.node(), conv.weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        let conv = Convolution {
+            x: conv.x.into_primitive(),
+            weight: conv.weight.into_primitive(),
+            kind: conv.kind,
+        };
+        let bias = bias.into_primitive();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let state = (conv.clone(), bias.clone());
+                prep.finish(state, B::kernel_conv(conv, bias))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::kernel_conv(conv, bias)),
+        }
     }
 
-    fn kernel_conv_transpose2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        let kind = ConvKind::Transposed(options.clone());
-        differentiable_conv::<B, C>(x, weight, bias, kind, |x, w, b| {
-            B::kernel_conv_transpose2d(x, w, b, options)
-        })
-    }
-
-    fn kernel_batch_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-        activation: Activation,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [output, mean, variance] =
-            differentiable_norm::<B, C>(x, gamma, beta, NormKind::Batch { epsilon }, activation);
-        (output, mean, variance)
-    }
-
-    fn kernel_group_norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
-        activation: Activation,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [output, mean, inv_std] = differentiable_norm::<B, C>(
-            x,
-            gamma,
-            beta,
-            NormKind::Group { groups, epsilon },
-            activation,
-        );
-        (output, mean, inv_std)
+    /// The statistics come back as constants.
+    fn kernel_norm(norm: Normalization<Self>) -> (FloatTensor<Self>, NormStats<Self>) {
+        let prep = NormBackward
+            .prepare::<C>([norm.x.node(), norm.gamma.node(), norm.beta.node()])
+            .compute_bound()
+            .stateful();
+        let norm = Normalization {
+            x: norm.x.into_primitive(),
+            gamma: norm.gamma.into_primitive(),
+            beta: norm.beta.into_primitive(),
+            kind: norm.kind,
+            activation: norm.activation,
+        };
+        let (output, stats) = match prep {
+            OpsKind::Tracked(prep) => {
+                let (output, stats) = B::kernel_norm(norm.clone());
+                (prep.finish((norm, stats.clone()), output), stats)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, stats) = B::kernel_norm(norm);
+                (prep.finish(output), stats)
+            }
+        };
+        let constant = <FloatTensor<Self>>::new;
+        let stats = NormStats {
+            mean: constant(stats.mean),
+            spread: constant(stats.spread),
+        };
+        (output, stats)
     }
 }

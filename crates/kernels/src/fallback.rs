@@ -1,5 +1,5 @@
-//! The normalisations out of burn's own primitive ops: what every backend without kernels (and
-//! flex for dtypes other than f32) runs, and the reference the kernels are tested against.
+//! The operations out of burn's own primitive ops: what every backend without kernels (and flex
+//! where its kernels do not apply) runs, and the reference the kernels are tested against.
 
 use burn::backend::Backend;
 use burn::backend::tensor::FloatTensor;
@@ -7,6 +7,7 @@ use burn::backend::{TensorMetadata, get_or_init_device_settings};
 use burn::tensor::Shape;
 
 use crate::Activation;
+use crate::backend::{ConvKind, ConvOperand, Convolution, NormKind, NormStats, Normalization};
 
 /// `act(z)`.
 pub fn activation<B: Backend>(z: FloatTensor<B>, activation: Activation) -> FloatTensor<B> {
@@ -43,46 +44,88 @@ pub fn activation_backward<B: Backend>(
     }
 }
 
-/// BatchNorm through `ModuleOps::batch_norm_train`, then the activation.
-pub fn batch_norm_train<B: Backend>(
-    x: FloatTensor<B>,
-    gamma: FloatTensor<B>,
-    beta: FloatTensor<B>,
-    epsilon: f64,
-    act: Activation,
-) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let result = B::batch_norm_train(x, gamma, beta, epsilon);
-    (
-        activation::<B>(result.output, act),
-        result.mean,
-        result.variance,
-    )
+/// A convolution through `ModuleOps`.
+pub fn conv<B: Backend>(conv: Convolution<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+    let Convolution { x, weight, kind } = conv;
+    match kind {
+        ConvKind::Plain(options) => B::conv2d(x, weight, Some(bias), options),
+        ConvKind::Transposed(options) => B::conv_transpose2d(x, weight, Some(bias), options),
+    }
 }
 
-/// The activation's backward pass at the recomputed pre-activation, then
-/// `ModuleOps::batch_norm_train_backward`.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_train_backward<B: Backend>(
-    x: FloatTensor<B>,
-    gamma: FloatTensor<B>,
-    beta: FloatTensor<B>,
-    mean: FloatTensor<B>,
-    variance: FloatTensor<B>,
-    epsilon: f64,
-    act: Activation,
+/// The gradient of a convolution with respect to `wrt`, through `ModuleOps`.
+pub fn conv_backward<B: Backend>(
+    conv: Convolution<B>,
+    output_grad: FloatTensor<B>,
+    wrt: ConvOperand,
+) -> FloatTensor<B> {
+    let Convolution { x, weight, kind } = conv;
+    match (kind, wrt) {
+        (ConvKind::Plain(o), ConvOperand::Input) => B::conv2d_x_backward(x, weight, output_grad, o),
+        (ConvKind::Plain(o), ConvOperand::Weight) => {
+            B::conv2d_weight_backward(x, weight, output_grad, o)
+        }
+        (ConvKind::Transposed(o), ConvOperand::Input) => {
+            B::conv_transpose2d_x_backward(weight, output_grad, o)
+        }
+        (ConvKind::Transposed(o), ConvOperand::Weight) => {
+            B::conv_transpose2d_weight_backward(x, weight, output_grad, o)
+        }
+    }
+}
+
+/// BatchNorm through `ModuleOps::batch_norm_train`, or GroupNorm as [`group_norm`]; then the
+/// activation.
+pub fn norm<B: Backend>(norm: Normalization<B>) -> (FloatTensor<B>, NormStats<B>) {
+    let (x, gamma, beta) = (norm.x, norm.gamma, norm.beta);
+    let (output, stats) = match norm.kind {
+        NormKind::Batch { epsilon } => {
+            let result = B::batch_norm_train(x, gamma, beta, epsilon);
+            let stats = NormStats {
+                mean: result.mean,
+                spread: result.variance,
+            };
+            (result.output, stats)
+        }
+        NormKind::Group { groups, epsilon } => group_norm::<B>(x, gamma, beta, groups, epsilon),
+    };
+    (activation::<B>(output, norm.activation), stats)
+}
+
+/// For BatchNorm, the activation's backward pass at the recomputed pre-activation, then
+/// `ModuleOps::batch_norm_train_backward`; for GroupNorm, [`group_norm_backward`].
+pub fn norm_backward<B: Backend>(
+    norm: Normalization<B>,
+    stats: NormStats<B>,
     output_grad: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let z = B::batch_norm(
-        x.clone(),
-        gamma.clone(),
+    let Normalization {
+        x,
+        gamma,
         beta,
-        mean.clone(),
-        variance.clone(),
-        epsilon,
-    );
-    let grad = activation_backward::<B>(z, output_grad, act);
-    let result = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
-    (result.x_grad, result.gamma_grad, result.beta_grad)
+        kind,
+        activation: act,
+    } = norm;
+    let NormStats { mean, spread } = stats;
+    match kind {
+        NormKind::Batch { epsilon } => {
+            let variance = spread;
+            let z = B::batch_norm(
+                x.clone(),
+                gamma.clone(),
+                beta,
+                mean.clone(),
+                variance.clone(),
+                epsilon,
+            );
+            let grad = activation_backward::<B>(z, output_grad, act);
+            let result = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+            (result.x_grad, result.gamma_grad, result.beta_grad)
+        }
+        NormKind::Group { groups, .. } => {
+            group_norm_backward::<B>(x, gamma, beta, mean, spread, groups, act, output_grad)
+        }
+    }
 }
 
 /// `[batch, channels, ...]` as `(batch, channels, product of the rest)`.
@@ -107,15 +150,15 @@ fn affine<B: Backend>(
 }
 
 /// GroupNorm as burn's `GroupNorm` module computes it (statistics per sample over
-/// `[channels / groups, ...]`), then the activation; also returns the mean and `1 / √(σ² + ε)`.
-pub fn group_norm<B: Backend>(
+/// `[channels / groups, ...]`), before the activation; also returns the mean and
+/// `1 / √(σ² + ε)`.
+fn group_norm<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,
     groups: usize,
     epsilon: f64,
-    act: Activation,
-) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+) -> (FloatTensor<B>, NormStats<B>) {
     let shape = x.shape();
     let (batch, channels, spatial) = split_shape(&shape);
     let grouped = B::float_reshape(x, Shape::new([batch, groups, channels / groups * spatial]));
@@ -127,19 +170,19 @@ pub fn group_norm<B: Backend>(
         B::float_mul(centred, inv_std.clone()),
         Shape::new([batch, channels, spatial]),
     );
-    let output = activation::<B>(affine::<B>(xhat, gamma, beta, channels), act);
-    let stats = Shape::new([batch, groups]);
-    (
-        B::float_reshape(output, shape),
-        B::float_reshape(mean, stats.clone()),
-        B::float_reshape(inv_std, stats),
-    )
+    let output = affine::<B>(xhat, gamma, beta, channels);
+    let per_group = Shape::new([batch, groups]);
+    let stats = NormStats {
+        mean: B::float_reshape(mean, per_group.clone()),
+        spread: B::float_reshape(inv_std, per_group),
+    };
+    (B::float_reshape(output, shape), stats)
 }
 
 /// The gradients of [`group_norm`]: `dβ = Σg`, `dγ = Σ g x̂` over batch and space, and
 /// `dx = (h − mean(h) − x̂ mean(h x̂)) / σ` per group, with `g = dy · act'(z)`, `h = γ g`.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm_backward<B: Backend>(
+fn group_norm_backward<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,

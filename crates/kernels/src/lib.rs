@@ -27,7 +27,9 @@ use burn::backend::Dispatch;
 use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
-pub use backend::KernelBackend;
+pub use backend::{
+    ConvKind, ConvOperand, Convolution, KernelBackend, NormKind, NormStats, Normalization,
+};
 
 /// The activation fused into [`batch_norm_train`] and [`group_norm`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,13 +95,7 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let bias = bias_or_zeros(bias, &weight, 0);
-    Tensor::from_dispatch(<Dispatch as KernelBackend>::kernel_conv2d(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        options,
-    ))
+    convolve(x, weight, bias, ConvKind::Plain(options))
 }
 
 /// A 2-D transposed convolution of `x [batch, channels_in, h, w]` by `weight [channels_in,
@@ -111,19 +107,26 @@ pub fn conv_transpose2d(
     bias: Option<Tensor<1>>,
     options: ConvTransposeOptions<2>,
 ) -> Tensor<4> {
-    let bias = bias_or_zeros(bias, &weight, 1);
-    Tensor::from_dispatch(<Dispatch as KernelBackend>::kernel_conv_transpose2d(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        options,
-    ))
+    convolve(x, weight, bias, ConvKind::Transposed(options))
 }
 
-/// The bias, or zeros as long as the output channels (axis `axis` of the weight): the
-/// extension's routing takes no optional tensors, and adding 0 changes no value.
-fn bias_or_zeros(bias: Option<Tensor<1>>, weight: &Tensor<4>, axis: usize) -> Tensor<1> {
-    bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[axis]], &weight.device()))
+/// A convolution through the extension, which routes it to the tensors' backend.
+fn convolve(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, kind: ConvKind) -> Tensor<4> {
+    // The routing takes no optional tensors, and adding 0 changes no value: without a bias, zeros
+    // as long as the output channels (the weight's first axis, its second when transposed).
+    let bias = bias.unwrap_or_else(|| {
+        let out_channels = match kind {
+            ConvKind::Plain(_) => weight.dims()[0],
+            ConvKind::Transposed(_) => weight.dims()[1],
+        };
+        Tensor::zeros([out_channels], &weight.device())
+    });
+    let conv = Convolution {
+        x: x.into_dispatch(),
+        weight: weight.into_dispatch(),
+        kind,
+    };
+    Tensor::from_dispatch(Dispatch::kernel_conv(conv, bias.into_dispatch()))
 }
 
 /// What [`batch_norm_train`] returns.
@@ -137,6 +140,17 @@ pub struct BatchNormTrain<const D: usize> {
     pub variance: Tensor<1>,
 }
 
+/// What [`group_norm`] returns.
+#[derive(Debug, Clone)]
+pub struct GroupNormOutput<const D: usize> {
+    /// `activation(γ (x − μ) / √(σ² + ε) + β)`.
+    pub output: Tensor<D>,
+    /// The mean per `[batch, groups]`.
+    pub mean: Tensor<2>,
+    /// `1 / √(σ² + ε)` per `[batch, groups]`.
+    pub inv_std: Tensor<2>,
+}
+
 /// Batch normalisation of `x [batch, channels, ...]` with the statistics of the batch, followed
 /// by `activation`: `activation(γ (x − μ) / √(σ² + ε) + β)` with μ and σ² (biased) taken per
 /// channel over the batch and every other axis. Differentiable in `x`, `gamma` and `beta`.
@@ -147,29 +161,13 @@ pub fn batch_norm_train<const D: usize>(
     epsilon: f64,
     activation: Activation,
 ) -> BatchNormTrain<D> {
-    let (output, mean, variance) = <Dispatch as KernelBackend>::kernel_batch_norm_train(
-        x.into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
-        epsilon,
-        activation,
-    );
+    let (output, mean, variance) =
+        normalize(x, gamma, beta, NormKind::Batch { epsilon }, activation);
     BatchNormTrain {
-        output: Tensor::from_dispatch(output),
-        mean: Tensor::from_dispatch(mean),
-        variance: Tensor::from_dispatch(variance),
+        output,
+        mean,
+        variance,
     }
-}
-
-/// What [`group_norm`] returns.
-#[derive(Debug, Clone)]
-pub struct GroupNormOutput<const D: usize> {
-    /// `activation(γ (x − μ) / √(σ² + ε) + β)`.
-    pub output: Tensor<D>,
-    /// The mean per `[batch, groups]`.
-    pub mean: Tensor<2>,
-    /// `1 / √(σ² + ε)` per `[batch, groups]`.
-    pub inv_std: Tensor<2>,
 }
 
 /// Group normalisation (Wu & He, 2018) of `x [batch, channels, ...]` followed by `activation`:
@@ -189,17 +187,35 @@ pub fn group_norm<const D: usize>(
         groups > 0 && channels.is_multiple_of(groups),
         "{channels} channels do not split into {groups} groups"
     );
-    let (output, mean, inv_std) = <Dispatch as KernelBackend>::kernel_group_norm(
-        x.into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
-        groups,
-        epsilon,
-        activation,
-    );
+    let kind = NormKind::Group { groups, epsilon };
+    let (output, mean, inv_std) = normalize(x, gamma, beta, kind, activation);
     GroupNormOutput {
-        output: Tensor::from_dispatch(output),
-        mean: Tensor::from_dispatch(mean),
-        inv_std: Tensor::from_dispatch(inv_std),
+        output,
+        mean,
+        inv_std,
     }
+}
+
+/// A normalisation through the extension, which routes it to the tensors' backend: the output
+/// and the two statistics, `S` axes each.
+fn normalize<const D: usize, const S: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    kind: NormKind,
+    activation: Activation,
+) -> (Tensor<D>, Tensor<S>, Tensor<S>) {
+    let norm = Normalization {
+        x: x.into_dispatch(),
+        gamma: gamma.into_dispatch(),
+        beta: beta.into_dispatch(),
+        kind,
+        activation,
+    };
+    let (output, stats) = Dispatch::kernel_norm(norm);
+    (
+        Tensor::from_dispatch(output),
+        Tensor::from_dispatch(stats.mean),
+        Tensor::from_dispatch(stats.spread),
+    )
 }

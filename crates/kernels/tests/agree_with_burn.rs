@@ -7,9 +7,9 @@
 //! different orders; element-wise relative error is meaningless where a sum cancels to near 0.
 
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Distribution, TensorData};
 use genmodels_kernels::Activation;
 
 const TOLERANCE: f64 = 1e-5;
@@ -20,16 +20,16 @@ fn devices() -> Vec<(&'static str, Device)> {
     vec![("flex", Device::flex()), ("ndarray", ndarray)]
 }
 
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-    tensor
-        .into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .expect("f64 data")
+fn values(data: TensorData) -> Vec<f64> {
+    data.convert::<f64>().try_to_vec::<f64>().expect("f64 data")
 }
 
 fn assert_close<const D: usize>(what: &str, ours: Tensor<D>, reference: Tensor<D>) {
-    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
+    assert_data_close(what, ours.into_data(), reference.into_data());
+}
+
+fn assert_data_close(what: &str, ours: TensorData, reference: TensorData) {
+    assert_eq!(ours.shape(), reference.shape(), "{what}: shapes");
     let (a, b) = (values(ours), values(reference));
     let diff: f64 = a
         .iter()
@@ -45,17 +45,30 @@ fn assert_close<const D: usize>(what: &str, ours: Tensor<D>, reference: Tensor<D
     );
 }
 
+/// An output or a gradient of a run, with its name.
+type Named = (&'static str, TensorData);
+
+/// Checks each result of the kernels (`run(true)`) against burn's (`run(false)`), in order.
+fn compare_runs(what: impl Fn(&str) -> String, run: impl Fn(bool) -> Vec<Named>) {
+    let (ours, reference) = (run(true), run(false));
+    assert_eq!(ours.len(), reference.len(), "{}", what("number of results"));
+    for ((name, ours), (_, reference)) in ours.into_iter().zip(reference) {
+        assert_data_close(&what(name), ours, reference);
+    }
+}
+
 /// A random tensor, the same values on every device (drawn on flex, then moved).
 fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex()).to_device(device)
 }
 
-/// `(y, dL/dx, dL/dw, dL/db)` for `L = Σ y · r` with a fixed random `r`.
+/// `[y, dL/dx, dL/dw, dL/db]` (the last only with a bias) for `L = Σ y · r` with a fixed random
+/// `r`.
 fn forward_and_grads(
     inputs: (&Tensor<4>, &Tensor<4>, Option<&Tensor<1>>),
     r: &Tensor<4>,
     op: impl Fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>) -> Tensor<4>,
-) -> (Tensor<4>, Tensor<4>, Tensor<4>, Option<Tensor<1>>) {
+) -> Vec<Named> {
     let x = inputs.0.clone().autodiff().require_grad();
     let w = inputs.1.clone().autodiff().require_grad();
     let b = inputs.2.map(|b| b.clone().autodiff().require_grad());
@@ -63,8 +76,18 @@ fn forward_and_grads(
     let grads = (y.clone() * r.clone().autodiff()).sum().backward();
     let dx = x.grad(&grads).expect("input gradient");
     let dw = w.grad(&grads).expect("weight gradient");
-    let db = b.map(|b| b.grad(&grads).expect("bias gradient"));
-    (y.inner(), dx, dw, db)
+    let mut results = vec![
+        ("output", y.inner().into_data()),
+        ("input gradient", dx.into_data()),
+        ("weight gradient", dw.into_data()),
+    ];
+    results.extend(b.map(|b| {
+        (
+            "bias gradient",
+            b.grad(&grads).expect("bias gradient").into_data(),
+        )
+    }));
+    results
 }
 
 struct ConvCase {
@@ -180,19 +203,13 @@ fn conv2d_and_its_gradients_match_burn() {
             let options = ConvOptions::new_with_padding(case.stride, case.padding, [1, 1], 1);
             let probe = conv2d(x.clone(), w.clone(), b.clone(), options.clone());
             let r = random(probe.dims(), &device);
-            let ours = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
-                genmodels_kernels::conv2d(x, w, b, options.clone())
-            });
-            let reference = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
-                conv2d(x, w, b, options.clone())
-            });
             let what = |t: &str| format!("conv2d {} on {device_name}: {t}", case.name);
-            assert_close(&what("output"), ours.0, reference.0);
-            assert_close(&what("input gradient"), ours.1, reference.1);
-            assert_close(&what("weight gradient"), ours.2, reference.2);
-            if let (Some(a), Some(b)) = (ours.3, reference.3) {
-                assert_close(&what("bias gradient"), a, b);
-            }
+            compare_runs(what, |ours| {
+                forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| match ours {
+                    true => genmodels_kernels::conv2d(x, w, b, options.clone()),
+                    false => conv2d(x, w, b, options.clone()),
+                })
+            });
         }
     }
 }
@@ -216,19 +233,13 @@ fn conv_transpose2d_and_its_gradients_match_burn() {
             let options = ConvTransposeOptions::new([s, s], [p, p], [op, op], [1, 1], 1);
             let probe = conv_transpose2d(x.clone(), w.clone(), b.clone(), options.clone());
             let r = random(probe.dims(), &device);
-            let ours = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
-                genmodels_kernels::conv_transpose2d(x, w, b, options.clone())
-            });
-            let reference = forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| {
-                conv_transpose2d(x, w, b, options.clone())
-            });
             let what = |t: &str| format!("conv_transpose2d {name} on {device_name}: {t}");
-            assert_close(&what("output"), ours.0, reference.0);
-            assert_close(&what("input gradient"), ours.1, reference.1);
-            assert_close(&what("weight gradient"), ours.2, reference.2);
-            if let (Some(a), Some(b)) = (ours.3, reference.3) {
-                assert_close(&what("bias gradient"), a, b);
-            }
+            compare_runs(what, |ours| {
+                forward_and_grads((&x, &w, b.as_ref()), &r, |x, w, b| match ours {
+                    true => genmodels_kernels::conv_transpose2d(x, w, b, options.clone()),
+                    false => conv_transpose2d(x, w, b, options.clone()),
+                })
+            });
         }
     }
 }
@@ -279,23 +290,17 @@ fn check_batch_norm<const D: usize>(device_name: &str, device: &Device, shape: [
                 reference_batch_norm(x.clone(), g.clone(), b.clone(), activation)
             };
             let grads = (y.clone() * r.clone().autodiff()).sum().backward();
-            (
-                y.inner(),
-                mean.inner(),
-                var.inner(),
-                x.grad(&grads).unwrap(),
-                g.grad(&grads).unwrap(),
-                b.grad(&grads).unwrap(),
-            )
+            vec![
+                ("output", y.inner().into_data()),
+                ("mean", mean.inner().into_data()),
+                ("variance", var.inner().into_data()),
+                ("input gradient", x.grad(&grads).unwrap().into_data()),
+                ("gamma gradient", g.grad(&grads).unwrap().into_data()),
+                ("beta gradient", b.grad(&grads).unwrap().into_data()),
+            ]
         };
-        let (ours, reference) = (run(true), run(false));
         let what = |t: &str| format!("batch norm {shape:?} {activation:?} on {device_name}: {t}");
-        assert_close(&what("output"), ours.0, reference.0);
-        assert_close(&what("mean"), ours.1, reference.1);
-        assert_close(&what("variance"), ours.2, reference.2);
-        assert_close(&what("input gradient"), ours.3, reference.3);
-        assert_close(&what("gamma gradient"), ours.4, reference.4);
-        assert_close(&what("beta gradient"), ours.5, reference.5);
+        compare_runs(what, run);
     }
 }
 
@@ -383,22 +388,20 @@ fn check_group_norm(device_name: &str, device: &Device, shape: [usize; 4], group
                 }
             };
             let grads = (y.clone() * r.clone().autodiff()).sum().backward();
-            let param_grad =
-                |p: &Option<Param<Tensor<1>>>| p.as_ref().unwrap().val().grad(&grads).unwrap();
-            (
-                y.inner(),
-                x.grad(&grads).unwrap(),
-                param_grad(&norm.gamma),
-                param_grad(&norm.beta),
-            )
+            let param_grad = |p: &Option<Param<Tensor<1>>>| {
+                let grad = p.as_ref().unwrap().val().grad(&grads).unwrap();
+                grad.into_data()
+            };
+            vec![
+                ("output", y.inner().into_data()),
+                ("input gradient", x.grad(&grads).unwrap().into_data()),
+                ("gamma gradient", param_grad(&norm.gamma)),
+                ("beta gradient", param_grad(&norm.beta)),
+            ]
         };
-        let (ours, reference) = (run(true), run(false));
         let what =
             |t: &str| format!("group norm {shape:?}/{groups} {activation:?} on {device_name}: {t}");
-        assert_close(&what("output"), ours.0, reference.0);
-        assert_close(&what("input gradient"), ours.1, reference.1);
-        assert_close(&what("gamma gradient"), ours.2, reference.2);
-        assert_close(&what("beta gradient"), ours.3, reference.3);
+        compare_runs(what, run);
     }
 }
 

@@ -12,21 +12,16 @@
 //! The objectives are those of [`crate::gan_loss`], with both terms conditioned on y.
 
 use burn::nn::conv::ConvTranspose2d;
-use burn::nn::{BatchNorm, Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{BatchNorm, Embedding, EmbeddingConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::Distribution;
-use burn::tensor::activation::tanh;
 use genmodels_kernels::Activation;
-use genmodels_kernels::nn::{batch_norm, conv_transpose2d};
+use genmodels_kernels::nn::batch_norm;
 
+use crate::dcgan::{BASE_SIDE, Discriminator, DiscriminatorConfig, upsample_to_image};
 pub use crate::dcgan::{DISCRIMINATOR, GENERATOR};
-use crate::dcgan::{Discriminator, DiscriminatorConfig};
 use crate::image_source::{Drawn, GridImages, ImageSource, PixelRange};
-use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
-use crate::noise::seeded_normal;
-
-/// Side of the generator's first feature maps, as in DCGAN.
-const BASE_SIDE: usize = 7;
+use crate::layers::{dcgan_batch_norm, dcgan_linear, dcgan_upsample, dcgan_weight_init};
+use crate::noise::{device_normal, seeded_normal};
 
 /// Side of the images and of the discriminator's label map.
 const IMAGE_SIDE: usize = 28;
@@ -75,12 +70,7 @@ impl ConditionalGeneratorConfig {
     /// The label embedding ~ N(0, 1) (burn's default); every other layer as in DCGAN.
     pub fn init(&self, device: &Device) -> ConditionalGenerator {
         let map = BASE_SIDE * BASE_SIDE;
-        let project = |inputs: usize, channels: usize| {
-            LinearConfig::new(inputs, channels * map)
-                .with_bias(false)
-                .with_initializer(dcgan_weight_init())
-                .init(device)
-        };
+        let project = |inputs, channels: usize| dcgan_linear(inputs, channels * map, false, device);
         let joined = self.noise_channels + self.label_channels;
         let half = joined / 2;
         let up = |channels, bias| dcgan_upsample(channels, bias, device);
@@ -121,18 +111,12 @@ impl ConditionalGenerator {
         let label = to_map(self.project_label.forward(e), self.label_channels); // [B, 64, 7, 7]
         let label = batch_norm(&self.label_norm, label, Activation::Relu); // [B, 64, 7, 7]
         let x = Tensor::cat(vec![noise, label], 1); // [B, 320, 7, 7]
-        let x = conv_transpose2d(&self.upsample, x); // [B, 160, 14, 14]
-        let x = batch_norm(&self.upsample_norm, x, Activation::Relu); // [B, 160, 14, 14]
-        tanh(conv_transpose2d(&self.to_image, x)) // [B, 1, 28, 28]
+        upsample_to_image(&self.upsample, &self.upsample_norm, &self.to_image, x) // [B, 1, 28, 28]
     }
 
     /// Draws `count` noise vectors from N(0, I): `[count, latent_dim]`.
     pub fn sample_latent(&self, count: usize, device: &Device) -> Tensor<2> {
-        Tensor::random(
-            [count, self.latent_dim],
-            Distribution::Normal(0.0, 1.0),
-            device,
-        )
+        device_normal([count, self.latent_dim], device)
     }
 
     /// Size of the noise vector z.
@@ -293,23 +277,19 @@ impl ConditionalDiscriminator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
-
-    fn labels(values: &[i64], device: &Device) -> Tensor<1, Int> {
-        Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
-    }
+    use burn::tensor::Distribution;
 
     #[test]
     fn shapes() {
         let device = Device::flex();
         let generator = ConditionalGeneratorConfig::new().init(&device);
-        let discriminator = ConditionalDiscriminatorConfig::new().init(&device);
+        let labels = class_labels(&[0, 4, 9], &device);
         let z = generator.sample_latent(3, &device);
         assert_eq!(z.dims(), [3, 100]);
-        let images = generator.forward(z, labels(&[0, 4, 9], &device));
+        let images = generator.forward(z, labels.clone());
         assert_eq!(images.dims(), [3, 1, 28, 28]);
-        let logits = discriminator.forward(images, labels(&[0, 4, 9], &device));
-        assert_eq!(logits.dims(), [3, 1]);
+        let discriminator = ConditionalDiscriminatorConfig::new().init(&device);
+        assert_eq!(discriminator.forward(images, labels).dims(), [3, 1]);
     }
 
     #[test]
@@ -332,7 +312,7 @@ mod tests {
         let generator = ConditionalGeneratorConfig::new().init(&device).valid();
         // One z repeated for all ten classes, and the same z and class twice.
         let z = generator.sample_latent(1, &device).repeat_dim(0, 12);
-        let classes = labels(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 3], &device);
+        let classes = class_labels(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 3], &device);
         let images = generator.forward(z, classes);
         let pixels = images.into_data().try_to_vec::<f32>().unwrap();
         let image = |i: usize| &pixels[i * 784..(i + 1) * 784];
@@ -362,7 +342,7 @@ mod tests {
         let images = Tensor::<4>::random([1, 1, 28, 28], Distribution::Uniform(-1.0, 1.0), &device)
             .repeat_dim(0, 2);
         let logits = discriminator
-            .forward(images, labels(&[2, 7], &device))
+            .forward(images, class_labels(&[2, 7], &device))
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();

@@ -7,17 +7,16 @@
 //! Both use BatchNorm, ReLU in the generator and LeakyReLU(0.2) in the discriminator, no
 //! pooling, and the paper's N(0, 0.02) initialisation.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d};
-use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use burn::tensor::activation::{leaky_relu, tanh};
 use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d};
 
 use crate::image_source::{Drawn, ImageSource, PixelRange};
-use crate::layers::{dcgan_batch_norm, dcgan_upsample, dcgan_weight_init};
-use crate::noise::seeded_normal;
+use crate::layers::{dcgan_batch_norm, dcgan_downsample, dcgan_linear, dcgan_upsample};
+use crate::noise::{device_normal, seeded_normal};
 use crate::pytorch::PytorchNames;
 
 /// The generator's name in a run folder: its Config's key in `config.json` and its record
@@ -27,7 +26,7 @@ pub const GENERATOR: &str = "generator";
 pub const DISCRIMINATOR: &str = "discriminator";
 
 /// Side of the generator's first feature map; two 2x upsamplings give 28.
-const BASE_SIDE: usize = 7;
+pub(crate) const BASE_SIDE: usize = 7;
 /// LeakyReLU slope of the discriminator, as in the paper.
 const LEAKY_SLOPE: f64 = 0.2;
 
@@ -64,10 +63,7 @@ impl GeneratorConfig {
         let half = self.base_channels / 2;
         let up = |channels, bias| dcgan_upsample(channels, bias, device);
         Generator {
-            project: LinearConfig::new(self.latent_dim, projected)
-                .with_bias(false)
-                .with_initializer(dcgan_weight_init())
-                .init(device),
+            project: dcgan_linear(self.latent_dim, projected, false, device),
             project_norm: dcgan_batch_norm(projected, device),
             upsample: up([self.base_channels, half], false),
             upsample_norm: dcgan_batch_norm(half, device),
@@ -85,24 +81,31 @@ impl Generator {
         let x = self.project.forward(z); // [B, 256*7*7]
         let x = batch_norm(&self.project_norm, x, Activation::Relu); // [B, 256*7*7]
         let x = x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]); // [B, 256, 7, 7]
-        let x = conv_transpose2d(&self.upsample, x); // [B, 128, 14, 14]
-        let x = batch_norm(&self.upsample_norm, x, Activation::Relu); // [B, 128, 14, 14]
-        tanh(conv_transpose2d(&self.to_image, x)) // [B, 1, 28, 28]
+        upsample_to_image(&self.upsample, &self.upsample_norm, &self.to_image, x) // [B, 1, 28, 28]
     }
 
     /// Draws `count` latent vectors from the prior N(0, I): `[count, latent_dim]`.
     pub fn sample_latent(&self, count: usize, device: &Device) -> Tensor<2> {
-        Tensor::random(
-            [count, self.latent_dim],
-            Distribution::Normal(0.0, 1.0),
-            device,
-        )
+        device_normal([count, self.latent_dim], device)
     }
 
     /// Size of the latent vector this generator takes.
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
     }
+}
+
+/// The DCGAN generator's last two layers, from its 7x7 feature maps `[B, C, 7, 7]` to images
+/// `[B, C_image, 28, 28]` in `[-1, 1]`: `tanh(to_image(ReLU(BN(upsample(x)))))`.
+pub(crate) fn upsample_to_image(
+    upsample: &ConvTranspose2d,
+    upsample_norm: &BatchNorm,
+    to_image: &ConvTranspose2d,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    let x = conv_transpose2d(upsample, x); // [B, C/2, 14, 14]
+    let x = batch_norm(upsample_norm, x, Activation::Relu); // [B, C/2, 14, 14]
+    tanh(conv_transpose2d(to_image, x)) // [B, C_image, 28, 28]
 }
 
 /// The names of `Generator` in `benches/pytorch_reference.py`.
@@ -155,21 +158,12 @@ impl DiscriminatorConfig {
     /// Initialises the discriminator with the DCGAN weight initialisation.
     pub fn init(&self, device: &Device) -> Discriminator {
         let double = self.base_channels * 2;
-        let down = |channels: [usize; 2], bias: bool| {
-            Conv2dConfig::new(channels, [4, 4])
-                .with_stride([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(bias)
-                .with_initializer(dcgan_weight_init())
-                .init(device)
-        };
+        let down = |channels, bias| dcgan_downsample(channels, bias, device);
         Discriminator {
             downsample1: down([self.image_channels, self.base_channels], true),
             downsample2: down([self.base_channels, double], false),
             downsample2_norm: dcgan_batch_norm(double, device),
-            classify: LinearConfig::new(double * BASE_SIDE * BASE_SIDE, 1)
-                .with_initializer(dcgan_weight_init())
-                .init(device),
+            classify: dcgan_linear(double * BASE_SIDE * BASE_SIDE, 1, true, device),
         }
     }
 }
@@ -202,13 +196,19 @@ impl PytorchNames for Discriminator {
 mod tests {
     use super::*;
     use crate::gan_loss::discriminator_loss;
-    use burn::module::Module;
+    use crate::test_util::to_vec;
+    use burn::tensor::Distribution;
+
+    /// The generator and the discriminator of the paper's sizes.
+    fn paper_sized(device: &Device) -> (Generator, Discriminator) {
+        let generator = GeneratorConfig::new().init(device);
+        (generator, DiscriminatorConfig::new().init(device))
+    }
 
     #[test]
     fn generator_and_discriminator_shapes() {
         let device = Device::flex();
-        let generator = GeneratorConfig::new().init(&device);
-        let discriminator = DiscriminatorConfig::new().init(&device);
+        let (generator, discriminator) = paper_sized(&device);
         let z = generator.sample_latent(3, &device);
         assert_eq!(z.dims(), [3, 100]);
 
@@ -223,7 +223,7 @@ mod tests {
 
         let images = generator.forward(z);
         assert_eq!(images.dims(), [3, 1, 28, 28]);
-        let values = images.clone().into_data().try_to_vec::<f32>().unwrap();
+        let values = to_vec(images.clone());
         assert!(
             values.iter().all(|v| (-1.0..=1.0).contains(v)),
             "tanh output out of range"
@@ -239,8 +239,7 @@ mod tests {
     #[test]
     fn parameter_counts_match_the_architecture() {
         let device = Device::flex();
-        let generator = GeneratorConfig::new().init(&device);
-        let discriminator = DiscriminatorConfig::new().init(&device);
+        let (generator, discriminator) = paper_sized(&device);
         // burn counts a BatchNorm's running mean and variance beside gamma and beta: 4 vectors.
         let g_expected = 100 * 12544 // projection, no bias
             + 4 * 12544 // its BatchNorm
@@ -259,13 +258,7 @@ mod tests {
     fn initialisation_follows_dcgan() {
         let device = Device::flex();
         let generator = GeneratorConfig::new().init(&device);
-        let weights = generator
-            .project
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let weights = to_vec(generator.project.weight.val());
         let n = weights.len() as f64;
         let mean = weights.iter().map(|&w| w as f64).sum::<f64>() / n;
         let std = (weights
@@ -277,22 +270,10 @@ mod tests {
         // 1.25M draws: the sample std of N(0, 0.02) is within 1% of 0.02.
         assert!(mean.abs() < 1e-3, "mean {mean}");
         assert!((std - 0.02).abs() < 2e-4, "std {std}");
-        let gamma = generator
-            .project_norm
-            .gamma
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let gamma = to_vec(generator.project_norm.gamma.val());
         let gamma_mean = gamma.iter().map(|&g| g as f64).sum::<f64>() / gamma.len() as f64;
         assert!((gamma_mean - 1.0).abs() < 2e-3, "gamma mean {gamma_mean}");
-        let beta = generator
-            .project_norm
-            .beta
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let beta = to_vec(generator.project_norm.beta.val());
         assert!(beta.iter().all(|&b| b == 0.0));
     }
 

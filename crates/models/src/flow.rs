@@ -348,7 +348,12 @@ pub fn logit_transform(y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
     let per_pixel = (log_p + log_one_minus_p)
         .neg()
         .add_scalar((1.0 - 2.0 * LOGIT_ALPHA).ln());
-    (z0, per_pixel.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1))
+    (z0, sum_per_image(per_pixel))
+}
+
+/// The sum over each image's values: `[B, C, H, W]` -> `[B]`.
+fn sum_per_image(x: Tensor<4>) -> Tensor<1> {
+    x.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1)
 }
 
 /// The inverse of the logit transform: `y = (sigmoid(z0) - a) / (1 - 2a)`.
@@ -433,67 +438,67 @@ impl Coupling {
         (y, log_det + actnorm_log_det)
     }
 
-    fn couple(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    /// The checkerboard coupling's parts of `x`: the kept pixels `b * x`, the mask `1 - b` of
+    /// the changed ones, and `s`, `t` from the kept pixels with `b` as an extra channel.
+    fn checkerboard_parts(&self, x: &Tensor<4>) -> [Tensor<4>; 4] {
         let [batch, channels, height, width] = x.dims();
+        let b = self.checkerboard_mask(height, width, &x.device()); // [1, 1, H, W]
+        let kept = x.clone() * b.clone();
+        let input = Tensor::cat(
+            vec![kept.clone(), b.clone().expand([batch, 1, height, width])],
+            1,
+        );
+        let (s, t) = self.scale_and_shift(input, channels);
+        let free = b.neg().add_scalar(1.0); // 1 - b
+        [kept, free, s, t]
+    }
+
+    /// The channel coupling's parts of `x`: the kept half, the changed half, and `s`, `t` from
+    /// the kept half.
+    fn channel_parts(&self, x: Tensor<4>) -> [Tensor<4>; 4] {
+        let half = x.dims()[1] / 2;
+        let (first, second) = (x.clone().narrow(1, 0, half), x.narrow(1, half, half));
+        let (kept, changed) = if self.parity == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let (s, t) = self.scale_and_shift(kept.clone(), half);
+        [kept, changed, s, t]
+    }
+
+    /// The kept and the changed half back in their places: the inverse of the split of
+    /// [`Coupling::channel_parts`].
+    fn join_channels(&self, kept: Tensor<4>, changed: Tensor<4>) -> Tensor<4> {
+        if self.parity == 0 {
+            Tensor::cat(vec![kept, changed], 1)
+        } else {
+            Tensor::cat(vec![changed, kept], 1)
+        }
+    }
+
+    fn couple(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         if self.checkerboard {
-            let b = self.checkerboard_mask(height, width, &x.device()); // [1, 1, H, W]
-            let kept = x.clone() * b.clone();
-            let input = Tensor::cat(
-                vec![kept.clone(), b.clone().expand([batch, 1, height, width])],
-                1,
-            );
-            let (s, t) = self.scale_and_shift(input, channels);
-            let free = b.neg().add_scalar(1.0); // 1 - b
+            let [kept, free, s, t] = self.checkerboard_parts(&x);
             let s = s * free.clone();
             let y = kept + (x * s.clone().exp() + t) * free;
-            (y, s.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1))
+            (y, sum_per_image(s))
         } else {
-            let half = channels / 2;
-            let (first, second) = (x.clone().narrow(1, 0, half), x.narrow(1, half, half));
-            let (kept, changed) = if self.parity == 0 {
-                (first, second)
-            } else {
-                (second, first)
-            };
-            let (s, t) = self.scale_and_shift(kept.clone(), half);
+            let [kept, changed, s, t] = self.channel_parts(x);
             let changed = changed * s.clone().exp() + t;
-            let y = if self.parity == 0 {
-                Tensor::cat(vec![kept, changed], 1)
-            } else {
-                Tensor::cat(vec![changed, kept], 1)
-            };
-            (y, s.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1))
+            (self.join_channels(kept, changed), sum_per_image(s))
         }
     }
 
     fn inverse(&self, y: Tensor<4>) -> Tensor<4> {
         let y = self.actnorm.inverse(y);
-        let [batch, channels, height, width] = y.dims();
         if self.checkerboard {
-            let b = self.checkerboard_mask(height, width, &y.device());
-            let kept = y.clone() * b.clone();
-            let input = Tensor::cat(
-                vec![kept.clone(), b.clone().expand([batch, 1, height, width])],
-                1,
-            );
-            let (s, t) = self.scale_and_shift(input, channels);
-            let free = b.neg().add_scalar(1.0);
+            let [kept, free, s, t] = self.checkerboard_parts(&y);
             kept + ((y - t) * (s * free.clone()).neg().exp()) * free
         } else {
-            let half = channels / 2;
-            let (first, second) = (y.clone().narrow(1, 0, half), y.narrow(1, half, half));
-            let (kept, changed) = if self.parity == 0 {
-                (first, second)
-            } else {
-                (second, first)
-            };
-            let (s, t) = self.scale_and_shift(kept.clone(), half);
+            let [kept, changed, s, t] = self.channel_parts(y);
             let restored = (changed - t) * s.neg().exp();
-            if self.parity == 0 {
-                Tensor::cat(vec![kept, restored], 1)
-            } else {
-                Tensor::cat(vec![restored, kept], 1)
-            }
+            self.join_channels(kept, restored)
         }
     }
 
@@ -681,6 +686,7 @@ impl ImageSource for FlowSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{assert_near, to_vec};
     use burn::module::{Module, ModuleMapper};
     use burn::tensor::Distribution;
 
@@ -696,16 +702,33 @@ mod tests {
         }
     }
 
-    fn tiny_flow(side: usize, scales: usize, kind: CouplingNetwork, device: &Device) -> RealNvp {
-        device.seed(7);
+    /// A flow on `side`x`side` images with `scales` scales and the narrowest networks.
+    fn tiny_config(side: usize, scales: usize) -> RealNvpConfig {
         RealNvpConfig::new()
             .with_image_size(side)
             .with_scales(scales)
             .with_hidden_channels(4)
             .with_residual_blocks(1)
-            .with_coupling_network(kind)
-            .init(device)
-            .map(&mut Perturb)
+    }
+
+    /// A [`tiny_config`] flow with each coupling network in turn, its weights perturbed so that
+    /// no coupling is the identity. Each flow is built from seed 7 when the iteration reaches
+    /// it, so what the loop body draws next comes from the device's generator after it.
+    fn tiny_flows(
+        side: usize,
+        scales: usize,
+        device: &Device,
+    ) -> impl Iterator<Item = (CouplingNetwork, RealNvp)> + '_ {
+        [CouplingNetwork::ResNet, CouplingNetwork::UNet]
+            .into_iter()
+            .map(move |kind| {
+                device.seed(7);
+                let flow = tiny_config(side, scales)
+                    .with_coupling_network(kind)
+                    .init(device)
+                    .map(&mut Perturb);
+                (kind, flow)
+            })
     }
 
     #[test]
@@ -716,20 +739,10 @@ mod tests {
         let squeezed = squeeze(x.clone());
         assert_eq!(squeezed.dims(), [1, 8, 2, 2]);
         // Channel 0 holds the top-left pixel of each block of input channel 0: 0, 2, 8, 10.
-        let first: Vec<f32> = squeezed
-            .clone()
-            .narrow(1, 0, 1)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+        let first = to_vec(squeezed.clone().narrow(1, 0, 1));
         assert_eq!(first, [0.0, 2.0, 8.0, 10.0]);
         // Channel 3: the bottom-right pixels, 5, 7, 13, 15.
-        let fourth: Vec<f32> = squeezed
-            .clone()
-            .narrow(1, 3, 1)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+        let fourth = to_vec(squeezed.clone().narrow(1, 3, 1));
         assert_eq!(fourth, [5.0, 7.0, 13.0, 15.0]);
         assert!(unsqueeze(squeezed).equal(x).all().into_scalar::<bool>());
     }
@@ -737,8 +750,7 @@ mod tests {
     #[test]
     fn the_inverse_inverts_the_forward_pass() {
         let device = Device::flex();
-        for kind in [CouplingNetwork::ResNet, CouplingNetwork::UNet] {
-            let flow = tiny_flow(28, 3, kind, &device);
+        for (kind, flow) in tiny_flows(28, 3, &device) {
             let x = Tensor::<4>::random([3, 1, 28, 28], Distribution::Normal(0.0, 1.5), &device);
             let flow = flow.initialize_actnorm(x.clone());
             let (z, _) = flow.forward(x.clone());
@@ -756,18 +768,8 @@ mod tests {
         let actnorm = ActNorm::new(3, &device).initialized_for(x.clone());
         let (y, log_det) = actnorm.forward(x);
         let per_channel = y.swap_dims(0, 1).flatten::<2>(1, 3);
-        let mean: Vec<f32> = per_channel
-            .clone()
-            .mean_dim(1)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let var: Vec<f32> = per_channel
-            .square()
-            .mean_dim(1)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+        let mean = to_vec(per_channel.clone().mean_dim(1));
+        let var = to_vec(per_channel.square().mean_dim(1));
         for c in 0..3 {
             assert!(
                 mean[c].abs() < 1e-4 && (var[c] - 1.0).abs() < 1e-3,
@@ -776,7 +778,7 @@ mod tests {
         }
         // log|det| = H W sum log_scale, the same for every sample.
         let expected = 16.0 * actnorm.log_scale.val().sum().into_scalar::<f32>();
-        let values: Vec<f32> = log_det.into_data().try_to_vec().unwrap();
+        let values = to_vec(log_det);
         assert!(
             values.iter().all(|v| (v - expected).abs() < 1e-3),
             "{values:?}"
@@ -795,18 +797,8 @@ mod tests {
             let (mut plus, mut minus) = (x.to_vec(), x.to_vec());
             plus[j] += epsilon;
             minus[j] -= epsilon;
-            let z_plus: Vec<f32> = flow
-                .forward(image(plus))
-                .0
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            let z_minus: Vec<f32> = flow
-                .forward(image(minus))
-                .0
-                .into_data()
-                .try_to_vec()
-                .unwrap();
+            let z_plus = to_vec(flow.forward(image(plus)).0);
+            let z_minus = to_vec(flow.forward(image(minus)).0);
             for i in 0..dims {
                 jacobian[(i, j)] = (z_plus[i] as f64 - z_minus[i] as f64) / (2.0 * epsilon as f64);
             }
@@ -817,20 +809,17 @@ mod tests {
     #[test]
     fn the_log_determinant_equals_a_finite_difference_jacobian() {
         let device = Device::flex();
-        for kind in [CouplingNetwork::ResNet, CouplingNetwork::UNet] {
-            // 1x4x4: scale 1 (3 checkerboard, squeeze to 4x2x2, 3 channel couplings, 2x2x2
-            // out) and the last scale (4 checkerboard couplings on 2x2x2).
-            let flow = tiny_flow(4, 2, kind, &device);
+        // 1x4x4: scale 1 (3 checkerboard, squeeze to 4x2x2, 3 channel couplings, 2x2x2 out)
+        // and the last scale (4 checkerboard couplings on 2x2x2).
+        for (kind, flow) in tiny_flows(4, 2, &device) {
             let batch = Tensor::<4>::random([16, 1, 4, 4], Distribution::Normal(0.0, 1.0), &device);
             let flow = flow.initialize_actnorm(batch).map(&mut Perturb);
             let x: Vec<f32> = (0..16).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
             let input = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 1, 4, 4]), &device);
             let log_det = flow.forward(input).1.into_scalar::<f32>() as f64;
             let brute_force = finite_difference_log_det(&flow, &x, 4, &device);
-            assert!(
-                (log_det - brute_force).abs() < 5e-3 * brute_force.abs().max(1.0),
-                "{kind:?}: log|det| {log_det}, finite differences {brute_force}"
-            );
+            let case = format!("{kind:?}: log|det| vs finite differences");
+            assert_near(log_det, brute_force, 5e-3, &case);
         }
     }
 
@@ -841,7 +830,7 @@ mod tests {
         // y = 0: p = 0.05, z0 = log(0.05 / 0.95), log|dz0/dy| = log(0.9) - log(0.05) - log(0.95).
         let y = Tensor::<4>::from_data(TensorData::new(vec![0.5f32, 0.0], [1, 1, 1, 2]), &device);
         let (z0, log_det) = logit_transform(y.clone());
-        let z0: Vec<f32> = z0.clone().into_data().try_to_vec().unwrap();
+        let z0 = to_vec(z0.clone());
         assert!(z0[0].abs() < 1e-6);
         assert!((z0[1] as f64 - (0.05f64 / 0.95).ln()).abs() < 1e-5);
         let expected = 2.0 * 0.9f64.ln() - 2.0 * 0.5f64.ln() - 0.05f64.ln() - 0.95f64.ln();
@@ -855,12 +844,7 @@ mod tests {
         let device = Device::flex();
         // Fresh couplings are the identity (zero last convs) and fresh ActNorms too, so
         // -log p(x) = -log N(z0) - log|dz0/dy| + D log 256, with z0 = logit(a + (1 - 2a) y).
-        let flow = RealNvpConfig::new()
-            .with_image_size(4)
-            .with_scales(2)
-            .with_hidden_channels(4)
-            .with_residual_blocks(1)
-            .init(&device);
+        let flow = tiny_config(4, 2).init(&device);
         let pixels: Vec<f32> = (0..16).map(|i| (i * 17) as f32).collect(); // 0, 17, ..., 255
         let uniform = vec![0.5f32; 16];
         let nll = flow

@@ -74,6 +74,7 @@ const MODE_SEEKING_EPSILON: f64 = 1e-5;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::to_vec;
     use burn::tensor::{Device, TensorData};
 
     fn logits(values: &[f32]) -> Tensor<2> {
@@ -153,12 +154,7 @@ mod tests {
         );
         // dL/db_i = -(ratio + eps)^-2 * sign(b_i) / (8 d_z): the loss pushes b away from a.
         let grads = loss.backward();
-        let gradient = b
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let gradient = to_vec(b.grad(&grads).unwrap());
         let scale = (ratio + 1e-5).powi(-2) / (8.0 * d_noise);
         for (g, &value) in gradient.iter().zip(&images_b) {
             let want = -scale * f64::from(value.signum());

@@ -1,8 +1,8 @@
 //! Layer arithmetic and initialisation shared by the networks.
 
 use burn::module::Param;
-use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// Spatial output size of a transposed convolution along one axis:
@@ -43,6 +43,14 @@ pub fn dcgan_weight_init() -> Initializer {
     }
 }
 
+/// A linear layer `[inputs] -> [outputs]` with weights N(0, 0.02).
+pub fn dcgan_linear(inputs: usize, outputs: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(inputs, outputs)
+        .with_bias(bias)
+        .with_initializer(dcgan_weight_init())
+        .init(device)
+}
+
 /// A BatchNorm layer initialised as in DCGAN: gamma ~ N(1, 0.02), beta = 0.
 pub fn dcgan_batch_norm(num_features: usize, device: &Device) -> BatchNorm {
     let mut norm = BatchNormConfig::new(num_features).init(device);
@@ -51,12 +59,33 @@ pub fn dcgan_batch_norm(num_features: usize, device: &Device) -> BatchNorm {
     norm
 }
 
-/// The DCGAN generator's upsampling step: a 4x4 transposed convolution, stride 2, padding 1
-/// (doubles the side: 7 -> 14 -> 28), weights N(0, 0.02).
-pub fn dcgan_upsample(channels: [usize; 2], bias: bool, device: &Device) -> ConvTranspose2d {
+/// The downsampling step of the DCGAN discriminator and of the encoders: a 4x4 convolution,
+/// stride 2, padding 1 (halves the side: 28 -> 14 -> 7).
+pub fn downsample_config(channels: [usize; 2]) -> Conv2dConfig {
+    Conv2dConfig::new(channels, [4, 4])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+}
+
+/// The upsampling step of the DCGAN generator and of the decoders: a 4x4 transposed
+/// convolution, stride 2, padding 1 (doubles the side: 7 -> 14 -> 28).
+pub fn upsample_config(channels: [usize; 2]) -> ConvTranspose2dConfig {
     ConvTranspose2dConfig::new(channels, [4, 4])
         .with_stride([2, 2])
         .with_padding([1, 1])
+}
+
+/// [`downsample_config`] with weights N(0, 0.02).
+pub fn dcgan_downsample(channels: [usize; 2], bias: bool, device: &Device) -> Conv2d {
+    downsample_config(channels)
+        .with_bias(bias)
+        .with_initializer(dcgan_weight_init())
+        .init(device)
+}
+
+/// [`upsample_config`] with weights N(0, 0.02).
+pub fn dcgan_upsample(channels: [usize; 2], bias: bool, device: &Device) -> ConvTranspose2d {
+    upsample_config(channels)
         .with_bias(bias)
         .with_initializer(dcgan_weight_init())
         .init(device)

@@ -15,7 +15,8 @@
 //! - [`fid`]: the Fréchet distance between feature statistics, streamed in batches, in f64.
 //! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
 //! - [`image_source`]: [`ImageSource`], the one interface of everything that draws images.
-//! - [`layers`]: small shared pieces: layer output sizes and the DCGAN initialisation.
+//! - [`layers`]: small shared pieces: layer output sizes, the 4x4 stride-2 down- and upsampling
+//!   convolutions and the DCGAN initialisation.
 //! - [`noise`]: Gaussian noise drawn on the host from a seed, the same on every backend.
 //! - [`pytorch`]: networks written as `.safetensors` under PyTorch's names, and PyTorch
 //!   checkpoints (`.pt`, `.safetensors`) read into networks.
@@ -102,6 +103,9 @@ pub mod pytorch;
 pub mod toy2d;
 pub mod vae;
 pub mod wgan;
+
+#[cfg(test)]
+mod test_util;
 
 pub use classifier::{Classifier, ClassifierConfig};
 pub use dcgan::{

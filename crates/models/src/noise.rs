@@ -25,6 +25,13 @@ pub fn seeded_normal_images(
         .reshape([count, channels, height, width])
 }
 
+/// `shape[0]` vectors of `shape[1]` values from N(0, 1) drawn by the device's own generator
+/// (the one `device.seed` seeds), for training, where the noise need not be the same on every
+/// backend.
+pub fn device_normal(shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

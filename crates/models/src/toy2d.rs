@@ -261,10 +261,7 @@ pub fn mode_coverage(points: &[f32], centres: &[[f64; 2]], std: f64) -> ModeCove
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn to_vec(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::test_util::to_vec;
 
     #[test]
     fn mlp_shapes_and_layer_count() {

@@ -15,8 +15,8 @@
 //! - The plain autoencoder ([`VaeConfig::variational`] = false) is the same network with the
 //!   deterministic code `z = mu` and no KL term: its log-variance outputs are never used.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{relu, sigmoid};
@@ -24,6 +24,7 @@ use genmodels_kernels::nn::{conv_transpose2d, conv2d};
 
 use crate::gan_loss::stable_softplus;
 use crate::image_source::{Drawn, ImageSource, PixelRange};
+use crate::layers::{downsample_config, upsample_config};
 use crate::noise::seeded_normal;
 use crate::pytorch::PytorchNames;
 
@@ -68,12 +69,7 @@ pub struct Encoder {
 impl EncoderConfig {
     /// Initialises the encoder with burn's default (Kaiming-uniform) initialisation, PyTorch's.
     pub fn init(&self, device: &Device) -> Encoder {
-        let down = |channels: [usize; 2]| {
-            Conv2dConfig::new(channels, [4, 4])
-                .with_stride([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device)
-        };
+        let down = |channels| downsample_config(channels).init(device);
         let [c1, c2] = self.channels;
         Encoder {
             downsample1: down([1, c1]),
@@ -134,12 +130,7 @@ pub struct Decoder {
 impl DecoderConfig {
     /// Initialises the decoder with burn's default (Kaiming-uniform) initialisation.
     pub fn init(&self, device: &Device) -> Decoder {
-        let up = |channels: [usize; 2]| {
-            ConvTranspose2dConfig::new(channels, [4, 4])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
-                .init(device)
-        };
+        let up = |channels| upsample_config(channels).init(device);
         let [c1, c2] = self.channels;
         Decoder {
             hidden: LinearConfig::new(self.latent_dim, self.hidden).init(device),

@@ -19,15 +19,15 @@
 //! and one ordinary backward gives its exact parameter gradient.
 
 use burn::module::{ModuleMapper, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::ops::ConvTransposeOptions;
 use genmodels_kernels::conv_transpose2d;
 use genmodels_kernels::nn::conv2d;
 
-use crate::layers::{conv_output_size, dcgan_weight_init};
+use crate::layers::{conv_output_size, dcgan_downsample, dcgan_linear};
 
 pub use crate::dcgan::GENERATOR;
 /// The critic's name in a run folder: its Config's key in `config.json` and its record
@@ -69,20 +69,12 @@ impl CriticConfig {
     /// Initialises the critic with the DCGAN weight initialisation N(0, 0.02).
     pub fn init(&self, device: &Device) -> Critic {
         let double = self.base_channels * 2;
-        let down = |channels: [usize; 2]| {
-            Conv2dConfig::new(channels, [4, 4])
-                .with_stride([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_initializer(dcgan_weight_init())
-                .init(device)
-        };
+        let down = |channels| dcgan_downsample(channels, true, device);
         let side = IMAGE_SIDE / 4;
         Critic {
             downsample1: down([self.image_channels, self.base_channels]),
             downsample2: down([self.base_channels, double]),
-            score: LinearConfig::new(double * side * side, 1)
-                .with_initializer(dcgan_weight_init())
-                .init(device),
+            score: dcgan_linear(double * side * side, 1, true, device),
             base_channels: self.base_channels,
         }
     }
@@ -251,20 +243,23 @@ pub fn gradient_penalty<const D: usize>(gradients: Tensor<D>, lambda: f64) -> Gr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::downsample_config;
+    use crate::test_util::{assert_near, to_vec};
     use burn::tensor::{Distribution, TensorData};
 
-    fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
-
-    /// The largest absolute difference over the largest magnitude.
-    fn relative_error(got: &[f32], expected: &[f32]) -> f64 {
+    /// An explicit input-gradient against autodiff's: the largest absolute difference over the
+    /// largest magnitude is below 1e-5. Both are f32 sums of the same products (burn's conv
+    /// backward is a transposed convolution too); 1e-5 relative leaves room for a backend that
+    /// orders them otherwise.
+    fn assert_matches_autodiff(explicit: Tensor<4>, autodiff: Tensor<4>, case: &str) {
+        let (got, expected) = (to_vec(explicit), to_vec(autodiff));
         let scale = expected.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
         let diff = got
             .iter()
-            .zip(expected)
+            .zip(&expected)
             .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
-        diff / scale.max(1e-30)
+        let error = diff / scale.max(1e-30);
+        assert!(error < 1e-5, "{case}: relative error {error}");
     }
 
     /// A critic with weights of a larger scale than DCGAN's, so that the input gradient has a
@@ -304,12 +299,9 @@ mod tests {
             let x = Tensor::<4>::random([4, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device)
                 .require_grad();
             let grads = critic.forward(x.clone()).sum().backward();
-            let autodiff = to_vec(x.grad(&grads).unwrap());
-            let explicit = to_vec(critic.input_gradient(x.detach()));
-            let error = relative_error(&explicit, &autodiff);
-            // Both are f32 sums of the same products (burn's conv backward is a transposed
-            // convolution too); 1e-5 relative leaves room for a backend that orders them otherwise.
-            assert!(error < 1e-5, "base {base}: relative error {error}");
+            let autodiff = x.grad(&grads).unwrap();
+            let explicit = critic.input_gradient(x.detach());
+            assert_matches_autodiff(explicit, autodiff, &format!("base {base}"));
         }
     }
 
@@ -320,19 +312,14 @@ mod tests {
         // gradient must still match autodiff.
         let device = Device::flex().autodiff();
         device.seed(5);
-        let conv = Conv2dConfig::new([2, 3], [4, 4])
-            .with_stride([2, 2])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(&device);
+        let conv = downsample_config([2, 3]).init(&device);
         let x = Tensor::<4>::random([2, 2, 9, 9], Distribution::Normal(0.0, 1.0), &device)
             .require_grad();
         let y = conv.forward(x.clone());
         let g = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
         let grads = (y * g.clone()).sum().backward();
-        let autodiff = to_vec(x.grad(&grads).unwrap());
-        let explicit = to_vec(conv2d_input_gradient(&conv, g, 9));
-        let error = relative_error(&explicit, &autodiff);
-        assert!(error < 1e-5, "relative error {error}");
+        let explicit = conv2d_input_gradient(&conv, g, 9);
+        assert_matches_autodiff(explicit, x.grad(&grads).unwrap(), "9 rows");
     }
 
     #[test]
@@ -420,11 +407,8 @@ mod tests {
                 let analytic = values[index] as f64;
                 // f32 input-gradients: ~1e-6 of noise in the penalty, / 1e-2 in the quotient;
                 // the two agree to about 1e-5 relative here.
-                let tolerance = 2e-4 * analytic.abs().max(1.0);
-                assert!(
-                    (numeric - analytic).abs() < tolerance,
-                    "tensor {which}, entry {index}: finite difference {numeric}, autodiff {analytic}"
-                );
+                let case = format!("tensor {which}, entry {index}: finite difference vs autodiff");
+                assert_near(numeric, analytic, 2e-4, &case);
             }
         }
         assert!(d_bias2.iter().all(|&v| v.abs() < 1e-6), "{d_bias2:?}");

@@ -108,20 +108,28 @@ fn unet(device: &Device) -> UNet {
         .init(device)
 }
 
+/// `network` with the fixture `name` read into it, once from each format, with the case's name
+/// (`vae.pt`).
+fn each_format<M: Module + PytorchNames>(name: &str, network: M) -> Vec<(String, M)> {
+    FORMATS
+        .iter()
+        .map(|format| {
+            let case = format!("{name}.{format}");
+            let loaded = load_pytorch(network.clone(), fixture(&case)).unwrap();
+            (case, loaded)
+        })
+        .collect()
+}
+
 #[test]
 fn dcgan_generator_and_discriminator_give_pytorchs_outputs() {
     let device = Device::flex();
-    for format in FORMATS {
-        let io = Io::of("dcgan_generator");
-        let path = fixture(&format!("dcgan_generator.{format}"));
-        let network = load_pytorch(generator(&device), &path).unwrap();
-        let case = format!("generator.{format}");
+    let io = Io::of("dcgan_generator");
+    for (case, network) in each_format("dcgan_generator", generator(&device)) {
         io.expect("out", network.forward(io.input("z", &device)), &case);
-
-        let io = Io::of("dcgan_discriminator");
-        let path = fixture(&format!("dcgan_discriminator.{format}"));
-        let network = load_pytorch(discriminator(&device), &path).unwrap();
-        let case = format!("discriminator.{format}");
+    }
+    let io = Io::of("dcgan_discriminator");
+    for (case, network) in each_format("dcgan_discriminator", discriminator(&device)) {
         io.expect("out", network.forward(io.input("x", &device)), &case);
     }
 }
@@ -130,9 +138,7 @@ fn dcgan_generator_and_discriminator_give_pytorchs_outputs() {
 fn vae_encoder_and_decoder_give_pytorchs_outputs() {
     let device = Device::flex();
     let io = Io::of("vae");
-    for format in FORMATS {
-        let network = load_pytorch(vae(&device), fixture(&format!("vae.{format}"))).unwrap();
-        let case = format!("vae.{format}");
+    for (case, network) in each_format("vae", vae(&device)) {
         let posterior = network.encoder.forward(io.input("x", &device));
         io.expect("mu", posterior.mu, &case);
         io.expect("log_var", posterior.log_var, &case);
@@ -148,10 +154,9 @@ fn vae_encoder_and_decoder_give_pytorchs_outputs() {
 fn unet_gives_pytorchs_noise_prediction() {
     let device = Device::flex();
     let io = Io::of("unet");
-    for format in FORMATS {
-        let network = load_pytorch(unet(&device), fixture(&format!("unet.{format}"))).unwrap();
+    for (case, network) in each_format("unet", unet(&device)) {
         let eps = network.forward(io.input("x", &device), io.input("t", &device));
-        io.expect("eps", eps, &format!("unet.{format}"));
+        io.expect("eps", eps, &case);
     }
 }
 
@@ -182,6 +187,11 @@ fn exported_networks_hold_pytorchs_names_layout_and_values() {
     round_trip("unet", unet(&device));
 }
 
+/// The message `load_pytorch` refuses the file at `path` with.
+fn refusal<M: Module + PytorchNames>(network: M, path: &Path) -> String {
+    load_pytorch(network, path).err().unwrap().to_string()
+}
+
 #[test]
 fn files_that_do_not_fit_are_refused_naming_the_file() {
     let device = Device::flex();
@@ -208,10 +218,7 @@ fn files_that_do_not_fit_are_refused_naming_the_file() {
         .with_latent_dim(8)
         .with_base_channels(32)
         .init(&device);
-    let message = load_pytorch(wide, &generator_file)
-        .err()
-        .unwrap()
-        .to_string();
+    let message = refusal(wide, &generator_file);
     assert!(message.contains("dcgan_generator.pt"), "{message}");
     assert!(message.to_lowercase().contains("shape"), "{message}");
 
@@ -221,27 +228,18 @@ fn files_that_do_not_fit_are_refused_naming_the_file() {
         let bytes = std::fs::read(fixture(&format!("dcgan_generator.{format}"))).unwrap();
         let truncated = dir.path().join(format!("truncated.{format}"));
         std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-        let message = load_pytorch(generator(&device), &truncated)
-            .err()
-            .unwrap()
-            .to_string();
+        let message = refusal(generator(&device), &truncated);
         assert!(message.contains("truncated."), "{message}");
     }
     let missing = dir.path().join("absent.pt");
-    let message = load_pytorch(generator(&device), &missing)
-        .err()
-        .unwrap()
-        .to_string();
+    let message = refusal(generator(&device), &missing);
     assert!(
         message.contains("absent.pt") && message.contains("no such file"),
         "{message}"
     );
     let text = dir.path().join("weights.txt");
     std::fs::write(&text, "not weights").unwrap();
-    let message = load_pytorch(generator(&device), &text)
-        .err()
-        .unwrap()
-        .to_string();
+    let message = refusal(generator(&device), &text);
     assert!(
         message.contains("weights.txt") && message.contains(".pt"),
         "{message}"

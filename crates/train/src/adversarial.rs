@@ -2,26 +2,20 @@
 //! each with its own optimizer, checkpointed under their record names, and the rule of the
 //! game (the losses and the order of the updates) held apart by each model.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use genmodels::dcgan::GENERATOR;
-use genmodels::pytorch::{PytorchNames, load_pytorch};
+use genmodels::pytorch::PytorchNames;
 
-use crate::checkpoint::{Checkpoint, TrainingState};
-use crate::interop::export_network;
-use crate::run::{Checkpointed, RunDir};
+use crate::optim::TrainedNetwork;
+use crate::run::{CheckpointPart, Checkpointed};
 
-/// A generator `G`, its opponent `D` and their optimizers, with `rule` the model's own
+/// A generator `G`, its opponent `D`, each with its optimizer, and `rule` the model's own
 /// settings: `Adversarial<Generator, Discriminator, DcganSettings>` is the DCGAN.
 pub struct Adversarial<G, D, R> {
-    pub generator: G,
-    pub opponent: D,
-    optim_g: ModuleOptimizer,
-    optim_d: ModuleOptimizer,
+    generator: TrainedNetwork<G>,
+    opponent: TrainedNetwork<D>,
     /// The opponent's record name (`discriminator`, `critic`).
     opponent_name: &'static str,
     pub rule: R,
@@ -36,70 +30,44 @@ impl<G: Module, D: Module, R> Adversarial<G, D, R> {
         rule: R,
     ) -> Self {
         Self {
-            generator,
-            opponent,
-            optim_g: optimizer(),
-            optim_d: optimizer(),
+            generator: TrainedNetwork::new(generator, optimizer()),
+            opponent: TrainedNetwork::new(opponent, optimizer()),
             opponent_name,
             rule,
         }
     }
 
+    pub fn generator(&self) -> &G {
+        &self.generator.network
+    }
+
+    /// The discriminator or the critic.
+    pub fn opponent(&self) -> &D {
+        &self.opponent.network
+    }
+
     /// One optimizer step of the opponent down the gradient of `loss`.
     pub fn step_opponent(&mut self, lr: f64, loss: Tensor<1>) {
-        let grads = GradientsParams::from_grads(loss.backward(), &self.opponent);
-        self.opponent = self.optim_d.step(lr, self.opponent.clone(), grads);
+        self.opponent.step(loss, lr);
+    }
+
+    /// Replaces the opponent's weights with `f` of them (the clipped WGAN's critic), keeping its
+    /// optimizer state.
+    pub fn map_opponent(&mut self, f: impl FnOnce(D) -> D) {
+        self.opponent.network = f(self.opponent.network.clone());
     }
 
     /// One optimizer step of the generator down the gradient of `loss`.
     pub fn step_generator(&mut self, lr: f64, loss: Tensor<1>) {
-        let grads = GradientsParams::from_grads(loss.backward(), &self.generator);
-        self.generator = self.optim_g.step(lr, self.generator.clone(), grads);
+        self.generator.step(loss, lr);
     }
 }
 
 impl<G: Module + PytorchNames, D: Module + PytorchNames, R> Checkpointed for Adversarial<G, D, R> {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            generator: checkpoint.load_module(GENERATOR, self.generator)?,
-            opponent: checkpoint.load_module(self.opponent_name, self.opponent)?,
-            optim_g: checkpoint.load_optimizer(GENERATOR, self.optim_g)?,
-            optim_d: checkpoint.load_optimizer(self.opponent_name, self.optim_d)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(GENERATOR, &self.generator)?;
-        writer.module(self.opponent_name, &self.opponent)?;
-        writer.optimizer(GENERATOR, &self.optim_g)?;
-        writer.optimizer(self.opponent_name, &self.optim_d)?;
-        writer.commit(state)
-    }
-
-    fn networks(&self) -> Vec<&'static str> {
-        vec![GENERATOR, self.opponent_name]
-    }
-
-    fn init_from(self, network: &str, file: &Path) -> Result<Self> {
-        Ok(if network == GENERATOR {
-            Self {
-                generator: load_pytorch(self.generator, file)?,
-                ..self
-            }
-        } else {
-            Self {
-                opponent: load_pytorch(self.opponent, file)?,
-                ..self
-            }
-        })
-    }
-
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        Ok(vec![
-            export_network(dir, GENERATOR, &self.generator)?,
-            export_network(dir, self.opponent_name, &self.opponent)?,
-        ])
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+        vec![
+            (GENERATOR, &mut self.generator),
+            (self.opponent_name, &mut self.opponent),
+        ]
     }
 }

@@ -4,8 +4,6 @@
 //! real images carry their labels, and the generated batch uses the same labels, so fakes and
 //! reals have the same class mix.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::optim::AdamConfig;
@@ -24,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_non_negative_f64};
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit, single};
-use crate::registry::{SourceOptions, export_model};
+use crate::registry::{Opened, SourceOptions};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -79,14 +77,19 @@ impl CganSettings {
 pub type Cgan = Adversarial<ConditionalGenerator, ConditionalDiscriminator, CganSettings>;
 
 impl Cgan {
-    /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
+    /// The conditional generator and discriminator, freshly initialised, with an Adam state
+    /// each (`device` should be an autodiff device).
     pub fn new(settings: &CganSettings, device: &Device) -> Self {
         let players = (
             settings.generator.init(device),
             settings.discriminator.init(device),
         );
-        let optimizer = || settings.optimizer.init();
-        Adversarial::with_players(players, DISCRIMINATOR, optimizer, settings.clone())
+        Self::with_players(
+            players,
+            DISCRIMINATOR,
+            || settings.optimizer.init(),
+            settings.clone(),
+        )
     }
 
     /// One D step on `(real, labels)` and as many fakes, then one G step. Returns, detached,
@@ -108,18 +111,18 @@ impl Cgan {
         } else {
             labels.clone()
         };
-        let z = self.generator.sample_latent(batch, &device);
-        let fake = self.generator.forward(z.clone(), fake_labels.clone());
+        let z = self.generator().sample_latent(batch, &device);
+        let fake = self.generator().forward(z.clone(), fake_labels.clone());
 
-        let real_logits = self.opponent.forward(real, labels);
+        let real_logits = self.opponent().forward(real, labels);
         let fake_logits = self
-            .opponent
+            .opponent()
             .forward(fake.clone().detach(), fake_labels.clone());
         let loss_d = discriminator_loss(real_logits.clone(), fake_logits.clone());
         self.step_opponent(lr, loss_d.clone());
 
         let loss_g = generator_loss(
-            self.opponent.forward(fake.clone(), fake_labels),
+            self.opponent().forward(fake.clone(), fake_labels),
             GeneratorLoss::NonSaturating,
         );
         let mode_seeking = if seek_modes {
@@ -151,21 +154,12 @@ impl Trainable for Cgan {
     }
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
-        Some(Box::new(self.generator.valid()))
+        Some(Box::new(self.generator().valid()))
     }
 }
 
-/// `export`: the conditional generator and discriminator of a run.
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| Ok(Cgan::new(settings, device)))
-}
-
 /// The trained generator of a run: the classes in turn, or only `options.class`.
-pub fn open_source(
-    run: &RunFolder,
-    options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(run: &RunFolder, options: &SourceOptions, device: &Device) -> Opened {
     let generator = run.load(GENERATOR, |config: ConditionalGeneratorConfig| {
         config.init(device)
     })?;

@@ -6,25 +6,23 @@
 //! the test split. When training ends the weights are written to `<run>/fashion_classifier.bpk`;
 //! the repository's copy is [`WEIGHTS`] (`crates/train/weights/fashion_classifier.bpk`).
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::AdamConfig;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
-use genmodels::pytorch::load_pytorch;
 use genmodels::{Classifier, ClassifierConfig, ImageSource};
 use genmodels_data::{Batch, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::CommonArgs;
-use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
-use crate::interop::export_network;
-use crate::run::{Checkpointed, RunDir};
+use crate::fit::{
+    EpochMetrics, FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single,
+};
+use crate::optim::TrainedNetwork;
+use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -125,19 +123,26 @@ fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 
 /// The network and its optimizer: one training iteration is [`Trainer::step`].
 pub struct Trainer {
-    pub classifier: Classifier,
-    optim: ModuleOptimizer,
+    pub classifier: TrainedNetwork<Classifier>,
     settings: ClassifierSettings,
     total_steps: u64,
     test_accuracy: Option<f64>,
+}
+
+impl Checkpointed for Trainer {
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+        vec![(MODEL, &mut self.classifier)]
+    }
 }
 
 impl Trainer {
     /// A freshly initialised network and Adam state (`device` should be an autodiff device).
     pub fn new(settings: &ClassifierSettings, device: &Device) -> Self {
         Self {
-            classifier: settings.classifier.init(device),
-            optim: settings.optimizer.init(),
+            classifier: TrainedNetwork::new(
+                settings.classifier.init(device),
+                settings.optimizer.init(),
+            ),
             settings: settings.clone(),
             total_steps: 1,
             test_accuracy: None,
@@ -148,10 +153,9 @@ impl Trainer {
     pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>, lr: f64) -> StepMetrics {
         let [batch, ..] = images.dims();
         let loss_fn = CrossEntropyLossConfig::new().init(&images.device());
-        let logits = self.classifier.forward(images);
+        let logits = self.classifier.network.forward(images);
         let loss = loss_fn.forward(logits.clone(), labels.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &self.classifier);
-        self.classifier = self.optim.step(lr, self.classifier.clone(), grads);
+        self.classifier.step(loss.clone(), lr);
         let accuracy = correct(logits.detach(), labels).div_scalar(batch as f64);
         StepMetrics::new()
             .with("train_loss", loss.detach())
@@ -179,12 +183,12 @@ impl Trainable for Trainer {
         &["test_loss", "test_accuracy"]
     }
 
-    fn end_epoch(
-        &mut self,
-        context: &RunContext,
-        epoch: usize,
-    ) -> Result<Vec<(&'static str, f64)>> {
-        let scores = evaluate(&self.classifier.valid(), context.test, context.device);
+    fn end_epoch(&mut self, context: &RunContext, epoch: usize) -> Result<EpochMetrics> {
+        let scores = evaluate(
+            &self.classifier.network.valid(),
+            context.test,
+            context.device,
+        );
         println!(
             "{MODEL}: epoch {epoch} test loss {:.4} accuracy {:.4}",
             scores.loss, scores.accuracy
@@ -200,6 +204,7 @@ impl Trainable for Trainer {
     fn end_training(&mut self, context: &RunContext) -> Result<()> {
         let weights = context.run.path(WEIGHTS_FILE);
         self.classifier
+            .network
             .valid()
             .into_record()
             .save(&weights)
@@ -217,38 +222,6 @@ impl Trainable for Trainer {
     /// A classifier draws no images.
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
         None
-    }
-}
-
-impl Checkpointed for Trainer {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            classifier: checkpoint.load_module(MODEL, self.classifier)?,
-            optim: checkpoint.load_optimizer(MODEL, self.optim)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(MODEL, &self.classifier)?;
-        writer.optimizer(MODEL, &self.optim)?;
-        writer.commit(state)
-    }
-
-    fn networks(&self) -> Vec<&'static str> {
-        vec![MODEL]
-    }
-
-    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
-        Ok(Self {
-            classifier: load_pytorch(self.classifier, file)?,
-            ..self
-        })
-    }
-
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        Ok(vec![export_network(dir, MODEL, &self.classifier)?])
     }
 }
 

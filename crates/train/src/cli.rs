@@ -87,19 +87,26 @@ fn parse_init_from(text: &str) -> Result<InitFrom, String> {
     })
 }
 
+/// Flags of type `T` read from `flags` (without a program name), as a command line would give
+/// them: for code that trains without one, such as the benchmarks and tests.
+pub fn parse_flags<'a, T: Args>(
+    flags: impl IntoIterator<Item = &'a str>,
+) -> Result<T, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Flags<T: Args> {
+        #[command(flatten)]
+        flags: T,
+    }
+    let argv = std::iter::once("genmodels").chain(flags);
+    <Flags<T> as clap::Parser>::try_parse_from(argv).map(|parsed| parsed.flags)
+}
+
 impl CommonArgs {
-    /// The common flags read from `flags` (without a program name), as a command line would
-    /// give them: for code that trains without one, such as the benchmarks and tests.
+    /// The common flags read from `flags` (without a program name): [`parse_flags`].
     pub fn try_parse_from<'a>(
         flags: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, clap::Error> {
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            common: CommonArgs,
-        }
-        let argv = std::iter::once("genmodels").chain(flags);
-        <Flags as clap::Parser>::try_parse_from(argv).map(|flags| flags.common)
+        parse_flags(flags)
     }
 }
 
@@ -111,25 +118,58 @@ impl Default for CommonArgs {
 }
 
 /// The command line of a generator example: `train` (the default: its flags are accepted
-/// without the subcommand too) or `sample`.
+/// without the subcommand too), `sample`, `export`, and the model's own commands `X`, if any.
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
-pub struct GeneratorCli<T: Args, S: Args> {
+pub struct GeneratorCli<T: Args, S: Args, X: Subcommand = NoOtherCommand> {
     #[command(subcommand)]
-    command: Option<GeneratorCommand<T, S>>,
+    command: Option<GeneratorCommand<T, S, X>>,
     #[command(flatten)]
     train: T,
 }
 
 /// What a generator example is asked to do.
 #[derive(Debug, Subcommand)]
-pub enum GeneratorCommand<T: Args, S: Args> {
+pub enum GeneratorCommand<T: Args, S: Args, X: Subcommand = NoOtherCommand> {
     /// Train (the default).
     Train(T),
     /// Draw images from a run's latest checkpoint, without training.
     Sample(S),
     /// Write a run's networks for PyTorch, under the PyTorch module's parameter names.
     Export(ExportArgs),
+    /// The model's own commands, such as the VAE's `analyze`.
+    #[command(flatten)]
+    Other(X),
+}
+
+/// The commands of an example that has none beyond `train`, `sample` and `export`: a type
+/// with no values, so that a `match` on [`GeneratorCommand`] needs no arm for them. (clap's
+/// derive needs at least one variant, hence the hand-written impls.)
+#[derive(Debug, Clone, Copy)]
+pub enum NoOtherCommand {}
+
+impl FromArgMatches for NoOtherCommand {
+    fn from_arg_matches(_matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))
+    }
+
+    fn update_from_arg_matches(&mut self, _matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        match *self {}
+    }
+}
+
+impl Subcommand for NoOtherCommand {
+    fn augment_subcommands(command: clap::Command) -> clap::Command {
+        command
+    }
+
+    fn augment_subcommands_for_update(command: clap::Command) -> clap::Command {
+        command
+    }
+
+    fn has_subcommand(_name: &str) -> bool {
+        false
+    }
 }
 
 /// The file formats `export` writes.
@@ -153,9 +193,9 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-impl<T: Args, S: Args> GeneratorCli<T, S> {
+impl<T: Args, S: Args, X: Subcommand> GeneratorCli<T, S, X> {
     /// Parses the program's arguments; `about` describes the program in its help.
-    pub fn parse_command(about: &'static str) -> GeneratorCommand<T, S> {
+    pub fn parse_command(about: &'static str) -> GeneratorCommand<T, S, X> {
         let matches = Self::command().about(about).get_matches();
         let cli = Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
         cli.command.unwrap_or(GeneratorCommand::Train(cli.train))
@@ -221,12 +261,17 @@ impl DiffusionArgs {
     }
 }
 
-fn parse_eta(text: &str) -> Result<f64, String> {
+/// Parses a real number for which `accepted` holds; otherwise the error says what it `must` be.
+fn parse_f64_that(text: &str, accepted: impl Fn(f64) -> bool, must: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        Ok(_) => Err(format!("must be a number >= 0, got {text}")),
+        Ok(value) if accepted(value) => Ok(value),
+        Ok(_) => Err(format!("must be {must}, got {text}")),
         Err(_) => Err(format!("`{text}` is not a number")),
     }
+}
+
+fn parse_eta(text: &str) -> Result<f64, String> {
+    parse_f64_that(text, |v| v.is_finite() && v >= 0.0, "a number >= 0")
 }
 
 fn parse_positive_usize(text: &str) -> Result<usize, String> {
@@ -243,50 +288,61 @@ fn parse_positive_u64(text: &str) -> Result<u64, String> {
 
 /// Parses a strictly positive, finite real number.
 pub fn parse_positive_f64(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        Ok(_) => Err(format!("must be a positive number, got {text}")),
-        Err(_) => Err(format!("`{text}` is not a number")),
-    }
+    parse_f64_that(text, |v| v.is_finite() && v > 0.0, "a positive number")
 }
 
 /// Parses a finite real number that is zero or more.
 pub fn parse_non_negative_f64(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        Ok(_) => Err(format!("must be zero or a positive number, got {text}")),
-        Err(_) => Err(format!("`{text}` is not a number")),
-    }
+    parse_f64_that(
+        text,
+        |v| v.is_finite() && v >= 0.0,
+        "zero or a positive number",
+    )
+}
+
+/// Parses a number in [0, 1), such as a moving average's decay.
+pub fn parse_unit_interval(text: &str) -> Result<f64, String> {
+    parse_f64_that(text, |v| (0.0..1.0).contains(&v), "in [0, 1)")
+}
+
+/// Parses a probability, in [0, 1].
+pub fn parse_probability(text: &str) -> Result<f64, String> {
+    parse_f64_that(text, |v| (0.0..=1.0).contains(&v), "in [0, 1]")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn error_of(args: &[&str]) -> String {
-        CommonArgs::try_parse_from(args.iter().copied())
+    /// `args` are refused with an error that holds every one of `expected`.
+    fn assert_refused(args: &[&str], expected: &[&str]) {
+        let error = CommonArgs::try_parse_from(args.iter().copied())
             .expect_err("should be refused")
-            .to_string()
+            .to_string();
+        for needle in expected {
+            assert!(error.contains(needle), "`{needle}` missing from: {error}");
+        }
     }
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
-        let zero = error_of(&["--batch-size", "0"]);
+        assert_refused(&["--batch-size", "0"], &["--batch-size", "at least 1"]);
+        assert_refused(&["--lr", "-0.1"], &["--lr", "positive"]);
+        assert_refused(&["--lr", "NaN"], &["--lr"]);
+        assert_refused(&["--backend", "tpu"], &["tpu", "flex"]);
+    }
+
+    #[test]
+    fn fractions_are_checked_against_their_interval() {
+        assert_eq!(parse_unit_interval("0"), Ok(0.0));
+        assert!(parse_unit_interval("1").unwrap_err().contains("[0, 1)"));
+        assert_eq!(parse_probability("1"), Ok(1.0));
+        assert!(parse_probability("1.5").unwrap_err().contains("[0, 1]"));
+        assert!(parse_probability("-0.1").is_err());
         assert!(
-            zero.contains("--batch-size") && zero.contains("at least 1"),
-            "{zero}"
-        );
-        let negative = error_of(&["--lr", "-0.1"]);
-        assert!(
-            negative.contains("--lr") && negative.contains("positive"),
-            "{negative}"
-        );
-        let nan = error_of(&["--lr", "NaN"]);
-        assert!(nan.contains("--lr"), "{nan}");
-        let backend = error_of(&["--backend", "tpu"]);
-        assert!(
-            backend.contains("tpu") && backend.contains("flex"),
-            "{backend}"
+            parse_probability("half")
+                .unwrap_err()
+                .contains("not a number")
         );
     }
 
@@ -313,11 +369,7 @@ mod tests {
                 init(None, "./a=b.pt"),
             ]
         );
-        let empty = error_of(&["--init-from", "generator="]);
-        assert!(
-            empty.contains("--init-from") && empty.contains("no file"),
-            "{empty}"
-        );
+        assert_refused(&["--init-from", "generator="], &["--init-from", "no file"]);
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! Training a DCGAN on Fashion-MNIST: one discriminator step, then one generator step, per batch.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::AdamConfig;
@@ -19,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::adversarial::Adversarial;
 use crate::cli::CommonArgs;
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit, single};
-use crate::registry::{SourceOptions, export_model};
+use crate::registry::{Opened, SourceOptions};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -86,14 +84,19 @@ impl DcganSettings {
 pub type Dcgan = Adversarial<Generator, Discriminator, DcganSettings>;
 
 impl Dcgan {
-    /// Freshly initialised networks and Adam states (`device` should be an autodiff device).
+    /// Both networks initialised as the paper (N(0, 0.02) weights), each with its own Adam
+    /// state; `device` should be an autodiff device.
     pub fn new(settings: &DcganSettings, device: &Device) -> Self {
         let players = (
             settings.generator.init(device),
             settings.discriminator.init(device),
         );
-        let optimizer = || settings.optimizer.init();
-        Adversarial::with_players(players, DISCRIMINATOR, optimizer, settings.clone())
+        Self::with_players(
+            players,
+            DISCRIMINATOR,
+            || settings.optimizer.init(),
+            settings.clone(),
+        )
     }
 
     /// One D step on `real` and fresh fakes, then one G step. Returns, detached, the losses
@@ -102,17 +105,17 @@ impl Dcgan {
         let [batch, ..] = real.dims();
         let device = real.device();
         let lr = self.rule.run.lr;
-        let z = self.generator.sample_latent(batch, &device); // [B, 100]
-        let fake = self.generator.forward(z); // [B, 1, 28, 28]
+        let z = self.generator().sample_latent(batch, &device); // [B, 100]
+        let fake = self.generator().forward(z); // [B, 1, 28, 28]
 
         // Discriminator: minimise -E[log D(x)] - E[log(1 - D(G(z)))]; G is held fixed.
-        let real_logits = self.opponent.forward(real); // [B, 1]
-        let fake_logits = self.opponent.forward(fake.clone().detach()); // [B, 1]
+        let real_logits = self.opponent().forward(real); // [B, 1]
+        let fake_logits = self.opponent().forward(fake.clone().detach()); // [B, 1]
         let loss_d = discriminator_loss(real_logits.clone(), fake_logits.clone());
         self.step_opponent(lr, loss_d.clone());
 
         // Generator: against the updated discriminator, as in Goodfellow et al.'s Algorithm 1.
-        let loss_g = generator_loss(self.opponent.forward(fake), self.rule.g_loss);
+        let loss_g = generator_loss(self.opponent().forward(fake), self.rule.g_loss);
         self.step_generator(lr, loss_g.clone());
 
         StepMetrics::new()
@@ -129,23 +132,14 @@ impl Trainable for Dcgan {
     }
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
-        Some(Box::new(self.generator.valid()))
+        Some(Box::new(self.generator().valid()))
     }
 }
 
 /// The trained generator of a DCGAN (or WGAN) run.
-pub fn open_source(
-    run: &RunFolder,
-    _options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(run: &RunFolder, _options: &SourceOptions, device: &Device) -> Opened {
     let generator = run.load(GENERATOR, |config: GeneratorConfig| config.init(device))?;
     Ok(Box::new(generator))
-}
-
-/// `export`: the generator and discriminator of a run.
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| Ok(Dcgan::new(settings, device)))
 }
 
 /// Trains a DCGAN with `settings`, writing grids, metrics and checkpoints into the run folder.

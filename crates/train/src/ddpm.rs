@@ -23,15 +23,14 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
-use crate::checkpoint::{Checkpoint, TrainingState};
-use crate::cli::{CommonArgs, DiffusionArgs, SampleArgs};
+use crate::cli::{CommonArgs, DiffusionArgs, SampleArgs, parse_unit_interval};
 use crate::fit::{
     FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single, step_seed,
 };
 use crate::grid::{PixelScale, save_grid, save_strips};
 use crate::optim::AveragedNetwork;
-use crate::registry::{SourceOptions, export_model, open_run};
-use crate::run::{Checkpointed, RunDir};
+use crate::registry::{Opened, SourceOptions, open_run};
+use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -85,14 +84,6 @@ pub struct DdpmArgs {
     /// Steps of the DDPM grid drawn when training ends (0: none).
     #[arg(long, default_value_t = 1000)]
     pub final_ddpm_steps: usize,
-}
-
-pub(crate) fn parse_unit_interval(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
-        Ok(_) => Err(format!("must be in [0, 1), got {text}")),
-        Err(_) => Err(format!("`{text}` is not a number")),
-    }
 }
 
 /// Every setting of a DDPM run; written to `config.json`.
@@ -186,18 +177,11 @@ impl Ddpm {
             .collect();
         let noise = Tensor::<4>::random(x0.shape(), Distribution::Normal(0.0, 1.0), &device);
         let x_t = self.schedule.add_noise(x0, noise.clone(), &timesteps); // [B, 1, 28, 28]
-        let predicted = self
-            .unet
-            .network
-            .forward(x_t, timesteps_tensor(&timesteps, &device)); // [B, 1, 28, 28]
-        let loss = (predicted - noise).square().mean();
-        let run = &self.settings.run;
-        let norm = self
-            .unet
-            .step(loss.clone(), run.lr, self.settings.max_grad_norm, step);
-        StepMetrics::new()
-            .with("loss", loss.detach().inner())
-            .with("grad_norm", norm)
+        let t = timesteps_tensor(&timesteps, &device);
+        let predicted = self.unet.network().forward(x_t, t); // [B, 1, 28, 28]
+        let (lr, max_grad_norm) = (self.settings.run.lr, self.settings.max_grad_norm);
+        self.unet
+            .noise_prediction_step(predicted, noise, lr, max_grad_norm, step)
     }
 
     /// The EMA weights drawing with `sampling`.
@@ -262,34 +246,8 @@ impl Trainable for Ddpm {
 }
 
 impl Checkpointed for Ddpm {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            unet: self.unet.load(checkpoint, UNET)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        self.unet.save(&writer, UNET)?;
-        writer.commit(state)
-    }
-
-    fn networks(&self) -> Vec<&'static str> {
-        vec![UNET]
-    }
-
-    /// The network and its moving average both start from the file's weights.
-    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
-        Ok(Self {
-            unet: self.unet.init_from(file)?,
-            ..self
-        })
-    }
-
-    /// The U-Net and its moving average.
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        self.unet.export(dir, UNET)
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+        vec![(UNET, &mut self.unet)]
     }
 }
 
@@ -301,17 +259,8 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     fit(&plan, settings, |device| Ddpm::new(settings, device))
 }
 
-/// `export`: the U-Net of a run and its moving average (what `sample` draws from).
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| Ddpm::new(settings, device))
-}
-
 /// The EMA weights of a run with the sampler of `options`.
-pub fn open_source(
-    run: &RunFolder,
-    options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(run: &RunFolder, options: &SourceOptions, device: &Device) -> Opened {
     Ok(Box::new(open_diffusion(run, options.sampling, device)?))
 }
 

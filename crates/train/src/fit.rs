@@ -67,6 +67,9 @@ pub struct RunContext<'a> {
     pub steps_per_epoch: u64,
 }
 
+/// Values a model reports at an epoch's end, by name.
+pub type EpochMetrics = Vec<(&'static str, f64)>;
+
 /// A model the loop can train.
 pub trait Trainable: Checkpointed {
     /// Batches one optimisation step takes (WGAN's critic steps each take their own).
@@ -92,11 +95,7 @@ pub trait Trainable: Checkpointed {
 
     /// After each epoch (counted from 1), or where `--max-steps` stopped one: figures of the
     /// model's own, and the values of [`Trainable::epoch_metric_names`], by name.
-    fn end_epoch(
-        &mut self,
-        _context: &RunContext,
-        _epoch: usize,
-    ) -> Result<Vec<(&'static str, f64)>> {
+    fn end_epoch(&mut self, _context: &RunContext, _epoch: usize) -> Result<EpochMetrics> {
         Ok(Vec::new())
     }
 
@@ -322,11 +321,11 @@ pub fn fit_on<M: Trainable>(
             }
             if interrupted() {
                 progress.bar.abandon();
-                let checkpoint = run.save_checkpoint(&model, step, epoch, common.seed)?;
+                let checkpoint = run.save_checkpoint(&mut model, step, epoch, common.seed)?;
                 bail!(interruption(step, &checkpoint.dir));
             }
             if checkpoint_due(common, step, last_checkpoint) {
-                run.save_checkpoint(&model, step, epoch, common.seed)?;
+                run.save_checkpoint(&mut model, step, epoch, common.seed)?;
                 last_checkpoint = Instant::now();
             }
         }
@@ -353,7 +352,7 @@ pub fn fit_on<M: Trainable>(
             save_image_grid(grid, source.pixel_range(), &run.epoch_samples(epoch + 1))?;
         }
         let completed = if stop { epoch } else { epoch + 1 };
-        let checkpoint = run.save_checkpoint(&model, step, completed, common.seed)?;
+        let checkpoint = run.save_checkpoint(&mut model, step, completed, common.seed)?;
         last_checkpoint = Instant::now();
         if let Some(value) = measured {
             run.checkpoints.keep_if_best(&checkpoint, value)?;
@@ -450,13 +449,15 @@ mod tests {
     use genmodels_data::{IMAGE_PIXELS, PixelRange};
 
     use super::*;
-    use crate::checkpoint::{Checkpoint, TrainingState};
+    use crate::checkpoint::{Checkpoint, CheckpointWriter};
+    use crate::run::CheckpointPart;
 
     /// A model whose step learns nothing: it reports `loss = step` (NaN at `nan_at`) and
     /// records the label of the first image of every batch it is given, so that the order of
     /// the data can be compared between runs.
     struct Stub {
-        layer: Linear,
+        layer: StubNetwork,
+        other: StubNetwork,
         nan_at: Option<u64>,
         seen: Rc<RefCell<Vec<u8>>>,
     }
@@ -480,11 +481,7 @@ mod tests {
             &["closing"]
         }
 
-        fn end_epoch(
-            &mut self,
-            _context: &RunContext,
-            epoch: usize,
-        ) -> Result<Vec<(&'static str, f64)>> {
+        fn end_epoch(&mut self, _context: &RunContext, epoch: usize) -> Result<EpochMetrics> {
             Ok(vec![("closing", epoch as f64 * 10.0)])
         }
 
@@ -494,29 +491,38 @@ mod tests {
     }
 
     impl Checkpointed for Stub {
-        fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-            Ok(Self {
-                layer: checkpoint.load_module("layer", self.layer)?,
-                ..self
-            })
+        fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+            vec![("layer", &mut self.layer), ("other", &mut self.other)]
+        }
+    }
+
+    /// A network of the stub: its layer, if it has one, is saved and loaded; `--init-from`
+    /// reports the call as an error, so that a test sees which network the loop asked for.
+    struct StubNetwork {
+        name: &'static str,
+        layer: Option<Linear>,
+    }
+
+    impl CheckpointPart for StubNetwork {
+        fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
+            match &self.layer {
+                Some(layer) => writer.module(name, layer),
+                None => Ok(()),
+            }
         }
 
-        fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-            let writer = run.checkpoints.begin(state.step)?;
-            writer.module("layer", &self.layer)?;
-            writer.commit(state)
+        fn load(&mut self, checkpoint: &Checkpoint, name: &str) -> Result<()> {
+            if let Some(layer) = self.layer.take() {
+                self.layer = Some(checkpoint.load_module(name, layer)?);
+            }
+            Ok(())
         }
 
-        fn networks(&self) -> Vec<&'static str> {
-            vec!["layer", "other"]
+        fn init_from(&mut self, file: &std::path::Path) -> Result<()> {
+            anyhow::bail!("asked for {} from {}", self.name, file.display())
         }
 
-        /// Reports the call, so that a test sees which network the loop asked for.
-        fn init_from(self, network: &str, file: &std::path::Path) -> Result<Self> {
-            anyhow::bail!("asked for {network} from {}", file.display())
-        }
-
-        fn export(&self, _dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+        fn export(&self, _dir: &std::path::Path, _name: &str) -> Result<Vec<std::path::PathBuf>> {
             Ok(Vec::new())
         }
     }
@@ -575,7 +581,14 @@ mod tests {
         let log = seen.clone();
         let result = fit_on(&plan, &"settings", Some(data()), |device| {
             Ok(Stub {
-                layer: LinearConfig::new(1, 1).init(device),
+                layer: StubNetwork {
+                    name: "layer",
+                    layer: Some(LinearConfig::new(1, 1).init(device)),
+                },
+                other: StubNetwork {
+                    name: "other",
+                    layer: None,
+                },
                 nan_at,
                 seen: log,
             })
@@ -694,22 +707,23 @@ mod tests {
     #[test]
     fn init_from_names_the_network_before_training_and_is_ignored_on_resume() {
         let dir = tempfile::tempdir().unwrap();
-        let error = |flags: &[&str]| {
+        // The run stops before its first step with an error holding each of `expected`.
+        let refused = |flags: &[&str], expected: &[&str]| {
             let (result, seen) = run_stub(&common(dir.path(), flags), 1, None);
             assert!(seen.is_empty(), "trained before --init-from was applied");
-            format!("{:#}", result.err().unwrap())
+            let error = format!("{:#}", result.err().unwrap());
+            for needle in expected {
+                assert!(error.contains(needle), "`{needle}` missing from: {error}");
+            }
         };
-        let first = error(&["--init-from", "w.pt"]);
-        assert!(
-            first.contains("--init-from w.pt: asked for layer from w.pt"),
-            "{first}"
+        refused(
+            &["--init-from", "w.pt"],
+            &["--init-from w.pt: asked for layer from w.pt"],
         );
-        let named = error(&["--init-from", "other=w.pt"]);
-        assert!(named.contains("asked for other"), "{named}");
-        let unknown = error(&["--init-from", "critic=w.pt"]);
-        assert!(
-            unknown.contains("no network `critic`") && unknown.contains("layer, other"),
-            "{unknown}"
+        refused(&["--init-from", "other=w.pt"], &["asked for other"]);
+        refused(
+            &["--init-from", "critic=w.pt"],
+            &["no network `critic`", "layer, other"],
         );
         // A resumed run has its weights from the checkpoint.
         run_stub(&common(dir.path(), &["--max-steps", "2"]), 1, None)

@@ -9,28 +9,28 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
 use genmodels::flow::{
     CouplingNetwork, FLOW, FlowSource, RealNvp, RealNvpConfig, bits_per_dim, logit_transform,
 };
-use genmodels::pytorch::load_pytorch;
 use genmodels_data::{Batch, IMAGE_PIXELS, PixelRange, Split};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution as _, Uniform};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::checkpoint::{Checkpoint, CheckpointWriter};
 use crate::cli::{CommonArgs, parse_positive_f64};
-use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
+use crate::fit::{
+    EpochMetrics, FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single,
+};
 use crate::grid::{PixelScale, save_grid};
-use crate::interop::export_network;
-use crate::optim::clip_grad_norm;
-use crate::registry::{SourceOptions, export_model};
-use crate::run::{Checkpointed, RunDir};
+use crate::optim::TrainedNetwork;
+use crate::registry::{Opened, SourceOptions};
+use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -105,22 +105,49 @@ impl FlowSettings {
 
 /// The flow and its optimizer: one training iteration is [`Trainer::step`].
 pub struct Trainer {
-    pub flow: RealNvp,
-    optim: ModuleOptimizer,
+    pub flow: TrainedFlow,
     settings: FlowSettings,
-    /// Whether the ActNorms hold their data-dependent initialisation (a fresh run sets it from
-    /// its first batch; a checkpoint or `--init-from` brings it).
+}
+
+/// The flow with its optimizer, and whether its ActNorms hold their data-dependent
+/// initialisation: a fresh run sets it from its first batch; a checkpoint or `--init-from`
+/// brings it.
+pub struct TrainedFlow {
+    pub trained: TrainedNetwork<RealNvp>,
     initialized: bool,
+}
+
+impl CheckpointPart for TrainedFlow {
+    fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
+        self.trained.save(writer, name)
+    }
+
+    fn load(&mut self, checkpoint: &Checkpoint, name: &str) -> Result<()> {
+        self.trained.load(checkpoint, name)?;
+        self.initialized = true;
+        Ok(())
+    }
+
+    fn init_from(&mut self, file: &Path) -> Result<()> {
+        self.trained.init_from(file)?;
+        self.initialized = true;
+        Ok(())
+    }
+
+    fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+        self.trained.export(dir, name)
+    }
 }
 
 impl Trainer {
     /// A freshly initialised flow and Adam state (`device` should be an autodiff device).
     pub fn new(settings: &FlowSettings, device: &Device) -> Self {
         Self {
-            flow: settings.flow.init(device),
-            optim: settings.optimizer.init(),
+            flow: TrainedFlow {
+                trained: TrainedNetwork::new(settings.flow.init(device), settings.optimizer.init()),
+                initialized: false,
+            },
             settings: settings.clone(),
-            initialized: false,
         }
     }
 
@@ -131,18 +158,23 @@ impl Trainer {
     pub fn step(&mut self, images: Tensor<4>) -> StepMetrics {
         let pixels = (images * 255.0).round(); // [B, 1, 28, 28], 0..=255
         let uniform = pixels.random_like(Distribution::Default); // [B, 1, 28, 28] in [0, 1)
-        if !self.initialized {
+        let TrainedFlow {
+            trained,
+            initialized,
+        } = &mut self.flow;
+        if !*initialized {
             let y = (pixels.clone() + uniform.clone()) / 256.0;
-            self.flow = self.flow.clone().initialize_actnorm(logit_transform(y).0);
-            self.initialized = true;
+            trained.network = trained
+                .network
+                .clone()
+                .initialize_actnorm(logit_transform(y).0);
+            *initialized = true;
         }
-        let nll = self.flow.negative_log_likelihood(pixels, uniform); // [B] nats
-        let loss = bits_per_dim(nll, self.flow.dims()).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &self.flow);
-        let (grads, norm) = clip_grad_norm(grads, &self.flow, self.settings.max_grad_norm);
-        self.flow = self
-            .optim
-            .step(self.settings.run.lr, self.flow.clone(), grads);
+        let flow = &trained.network;
+        let nll = flow.negative_log_likelihood(pixels, uniform); // [B] nats
+        let loss = bits_per_dim(nll, flow.dims()).mean();
+        let (lr, max_grad_norm) = (self.settings.run.lr, self.settings.max_grad_norm);
+        let norm = trained.step_clipped(loss.clone(), lr, max_grad_norm);
         StepMetrics::new()
             .with("train_bpd", loss.detach().inner())
             .with("grad_norm", norm)
@@ -150,7 +182,7 @@ impl Trainer {
 
     fn source(&self, temperature: f64) -> FlowSource {
         FlowSource {
-            flow: self.flow.valid(),
+            flow: self.flow.trained.network.valid(),
             temperature,
         }
     }
@@ -186,13 +218,9 @@ impl Trainable for Trainer {
     }
 
     /// The exact NLL of the test split, in bits per dimension.
-    fn end_epoch(
-        &mut self,
-        context: &RunContext,
-        epoch: usize,
-    ) -> Result<Vec<(&'static str, f64)>> {
+    fn end_epoch(&mut self, context: &RunContext, epoch: usize) -> Result<EpochMetrics> {
         let bpd = split_bits_per_dim(
-            &self.flow.valid(),
+            &self.flow.trained.network.valid(),
             context.test,
             context.seed,
             context.device,
@@ -218,7 +246,12 @@ impl Trainable for Trainer {
             );
         }
         let path = context.run.path("interpolation.png");
-        save_interpolation(&self.flow.valid(), context.test, context.device, &path)?;
+        save_interpolation(
+            &self.flow.trained.network.valid(),
+            context.test,
+            context.device,
+            &path,
+        )?;
         println!("  interpolation.png   test images, then 8 points on the line between their z");
         Ok(())
     }
@@ -259,36 +292,8 @@ fn save_interpolation(flow: &RealNvp, test: &Split, device: &Device, path: &Path
 }
 
 impl Checkpointed for Trainer {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            flow: checkpoint.load_module(FLOW, self.flow)?,
-            optim: checkpoint.load_optimizer(FLOW, self.optim)?,
-            initialized: true,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(FLOW, &self.flow)?;
-        writer.optimizer(FLOW, &self.optim)?;
-        writer.commit(state)
-    }
-
-    fn networks(&self) -> Vec<&'static str> {
-        vec![FLOW]
-    }
-
-    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
-        Ok(Self {
-            flow: load_pytorch(self.flow, file)?,
-            initialized: true,
-            ..self
-        })
-    }
-
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        Ok(vec![export_network(dir, FLOW, &self.flow)?])
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+        vec![(FLOW, &mut self.flow)]
     }
 }
 
@@ -298,17 +303,8 @@ pub fn train(settings: &FlowSettings) -> Result<TrainSummary> {
     fit(&plan, settings, |device| Ok(Trainer::new(settings, device)))
 }
 
-/// `export`: the flow of a run.
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| Ok(Trainer::new(settings, device)))
-}
-
 /// The flow of a run, drawing at `options.temperature` (default 1).
-pub fn open_source(
-    run: &RunFolder,
-    options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(run: &RunFolder, options: &SourceOptions, device: &Device) -> Opened {
     let flow = run.load(FLOW, |config: RealNvpConfig| config.init(device))?;
     Ok(Box::new(FlowSource {
         flow,
@@ -353,7 +349,7 @@ mod tests {
                     .into_scalar::<f32>(),
             );
         }
-        assert!(trainer.initialized);
+        assert!(trainer.flow.initialized);
         let first = bits[..5].iter().sum::<f32>() / 5.0;
         let last = bits[25..].iter().sum::<f32>() / 5.0;
         assert!(last < 0.8 * first, "bits/dim {first} -> {last}");

@@ -27,14 +27,14 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
-use crate::checkpoint::{Checkpoint, TrainingState};
-use crate::cli::{CommonArgs, DiffusionArgs};
+use crate::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::cli::{CommonArgs, DiffusionArgs, parse_probability, parse_unit_interval};
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit_on, single, step_seed};
 use crate::interop::export_network;
 use crate::latent::encode_split;
 use crate::optim::AveragedNetwork;
-use crate::registry::{SourceOptions, export_model};
-use crate::run::{Checkpointed, RunDir};
+use crate::registry::{Opened, SourceOptions};
+use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -70,16 +70,8 @@ pub struct LdmArgs {
     #[command(flatten)]
     pub sampling: DiffusionArgs,
     /// Decay of the exponential moving average of the weights used for sampling.
-    #[arg(long, default_value_t = 0.999, value_parser = crate::ddpm::parse_unit_interval)]
+    #[arg(long, default_value_t = 0.999, value_parser = parse_unit_interval)]
     pub ema_decay: f64,
-}
-
-fn parse_probability(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        Ok(_) => Err(format!("must be in [0, 1], got {text}")),
-        Err(_) => Err(format!("`{text}` is not a number")),
-    }
 }
 
 /// Every setting of a latent diffusion run; written to `config.json`.
@@ -108,15 +100,24 @@ impl LdmSettings {
     pub fn new(args: LdmArgs) -> Result<Self> {
         let autoencoder = open_autoencoder_run(&args.autoencoder)?;
         let vae: VaeConfig = autoencoder.config(VAE)?;
+        Ok(Self::with_autoencoder(
+            args,
+            autoencoder.checkpoint.dir,
+            vae,
+        ))
+    }
+
+    /// The settings of `args` for the autoencoder `vae` of the checkpoint folder `checkpoint`.
+    pub fn with_autoencoder(args: LdmArgs, checkpoint: PathBuf, vae: VaeConfig) -> Self {
         let denoiser = LatentDenoiserConfig::new()
             .with_latent_dim(vae.latent_dim)
             .with_hidden(args.hidden as usize)
             .with_blocks(args.blocks as usize)
             .with_num_classes(if args.conditional { NUM_CLASSES } else { 0 });
-        Ok(Self {
+        Self {
             run: RunSettings::new(args.common, 30, 1e-3),
             optimizer: AdamConfig::new().with_epsilon(1e-8),
-            autoencoder_checkpoint: autoencoder.checkpoint.dir,
+            autoencoder_checkpoint: checkpoint,
             autoencoder: vae,
             denoiser,
             schedule: ScheduleConfig::default(),
@@ -125,7 +126,7 @@ impl LdmSettings {
             max_grad_norm: 1.0,
             epoch_sampling: args.sampling.settings(),
             epoch_guidance: args.guidance,
-        })
+        }
     }
 
     fn conditional(&self) -> bool {
@@ -180,7 +181,7 @@ impl LatentDiffusion {
 
     /// A model whose autoencoder is a fresh network with unit code statistics, to be loaded from
     /// a checkpoint.
-    fn unfitted(settings: &LdmSettings, device: &Device) -> Result<Self> {
+    pub(crate) fn unfitted(settings: &LdmSettings, device: &Device) -> Result<Self> {
         let codec = LatentCodec::unfitted(settings.autoencoder.init(device));
         Self::new(settings, codec, device)
     }
@@ -203,21 +204,16 @@ impl LatentDiffusion {
                 .map(|_| rng.random_bool(self.settings.label_dropout))
                 .collect();
             let dropped = Tensor::<1, Bool>::from_data(TensorData::new(dropped, [size]), &device);
-            let null = self.denoiser.network.null_label() as i64;
+            let null = self.denoiser.network().null_label() as i64;
             batch.labels.mask_fill(dropped, null) // [B]
         });
         let noise = Tensor::<2>::random(z0.shape(), Distribution::Normal(0.0, 1.0), &device);
         let z_t = self.schedule.add_noise(z0, noise.clone(), &timesteps); // [B, d]
         let t = timesteps_tensor(&timesteps, &device);
-        let predicted = self.denoiser.network.forward(z_t, t, labels); // [B, d]
-        let loss = (predicted - noise).square().mean();
-        let run = &self.settings.run;
-        let norm = self
-            .denoiser
-            .step(loss.clone(), run.lr, self.settings.max_grad_norm, step);
-        StepMetrics::new()
-            .with("loss", loss.detach().inner())
-            .with("grad_norm", norm)
+        let predicted = self.denoiser.network().forward(z_t, t, labels); // [B, d]
+        let (lr, max_grad_norm) = (self.settings.run.lr, self.settings.max_grad_norm);
+        self.denoiser
+            .noise_prediction_step(predicted, noise, lr, max_grad_norm, step)
     }
 }
 
@@ -245,39 +241,34 @@ impl Trainable for LatentDiffusion {
 }
 
 impl Checkpointed for LatentDiffusion {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            denoiser: self.denoiser.load(checkpoint, DENOISER)?,
-            codec: checkpoint.load_module(AUTOENCODER, self.codec)?,
-            ..self
-        })
+    /// The denoiser with its moving average, and the frozen autoencoder with its code
+    /// statistics, so that a run folder draws images without the autoencoder's run.
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+        vec![
+            (DENOISER, &mut self.denoiser),
+            (AUTOENCODER, &mut self.codec),
+        ]
+    }
+}
+
+/// The frozen autoencoder: saved and loaded whole (the VAE and the code statistics); only the
+/// VAE is exported, and `--init-from` cannot set it (it comes from `--autoencoder`).
+impl CheckpointPart for LatentCodec {
+    fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
+        writer.module(name, self)
     }
 
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        self.denoiser.save(&writer, DENOISER)?;
-        writer.module(AUTOENCODER, &self.codec)?;
-        writer.commit(state)
+    fn load(&mut self, checkpoint: &Checkpoint, name: &str) -> Result<()> {
+        *self = checkpoint.load_module(name, self.clone())?;
+        Ok(())
     }
 
-    fn networks(&self) -> Vec<&'static str> {
-        vec![DENOISER]
+    fn init_from(&mut self, _file: &Path) -> Result<()> {
+        bail!("the autoencoder is frozen: it is the VAE of --autoencoder")
     }
 
-    /// The denoiser and its moving average both start from the file's weights.
-    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
-        Ok(Self {
-            denoiser: self.denoiser.init_from(file)?,
-            ..self
-        })
-    }
-
-    /// The denoiser, its moving average and the VAE (the code statistics are in the run's
-    /// checkpoint only).
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let mut files = self.denoiser.export(dir, DENOISER)?;
-        files.push(export_network(dir, AUTOENCODER, &self.codec.vae)?);
-        Ok(files)
+    fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+        Ok(vec![export_network(dir, name, &self.vae)?])
     }
 }
 
@@ -326,20 +317,9 @@ pub fn train(settings: &LdmSettings) -> Result<TrainSummary> {
     })
 }
 
-/// `export`: the denoiser of a run, its moving average and the VAE.
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| {
-        LatentDiffusion::unfitted(settings, device)
-    })
-}
-
 /// The EMA denoiser and the autoencoder of a run, with the sampler, class and guidance scale of
 /// `options`.
-pub fn open_source(
-    run: &RunFolder,
-    options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(run: &RunFolder, options: &SourceOptions, device: &Device) -> Opened {
     let denoiser = run.load_record(DENOISER, EMA, |config: LatentDenoiserConfig| {
         config.init(device)
     })?;
@@ -516,35 +496,21 @@ fn save_guidance_plot(rows: &[GuidanceRow], samples: usize, path: &Path) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::parse_flags;
     use genmodels::cgan::class_labels;
 
     /// Settings of a tiny conditional model, without a VAE run.
     fn tiny_settings() -> LdmSettings {
-        LdmSettings {
-            run: RunSettings::new(CommonArgs::default(), 1, 2e-3),
-            optimizer: AdamConfig::new().with_epsilon(1e-8),
-            autoencoder_checkpoint: PathBuf::from("unused"),
-            autoencoder: VaeConfig::new()
-                .with_latent_dim(4)
-                .with_channels([4, 8])
-                .with_hidden(16),
-            denoiser: LatentDenoiserConfig::new()
-                .with_latent_dim(4)
-                .with_hidden(32)
-                .with_blocks(2)
-                .with_time_embedding_dim(16)
-                .with_num_classes(NUM_CLASSES),
-            schedule: ScheduleConfig::default(),
-            label_dropout: 0.5,
-            ema_decay: 0.99,
-            max_grad_norm: 1.0,
-            epoch_sampling: SamplingSettings {
-                sampler: genmodels::diffusion::SamplerKind::Ddim,
-                steps: 5,
-                eta: 0.0,
-            },
-            epoch_guidance: 1.0,
-        }
+        let flags = "--epochs 1 --lr 2e-3 --hidden 32 --blocks 2 --conditional --label-dropout 0.5 \
+                     --ema-decay 0.99 --sampler ddim --sample-steps 5";
+        let args = parse_flags::<LdmArgs>(flags.split_whitespace()).unwrap();
+        let vae = VaeConfig::new()
+            .with_latent_dim(4)
+            .with_channels([4, 8])
+            .with_hidden(16);
+        let mut settings = LdmSettings::with_autoencoder(args, "unused".into(), vae);
+        settings.denoiser = settings.denoiser.with_time_embedding_dim(16);
+        settings
     }
 
     #[test]

@@ -91,16 +91,19 @@ impl MetricsLog {
 mod tests {
     use super::*;
 
+    /// The columns of the logs the tests write.
+    const COLUMNS: [&str; 2] = ["step", "loss"];
+
     #[test]
     fn continuing_drops_the_rows_after_the_checkpoint_and_a_fresh_run_starts_anew() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.csv");
-        let mut log = MetricsLog::open(&path, &["step", "loss"]).unwrap();
+        let mut log = MetricsLog::open(&path, &COLUMNS).unwrap();
         for step in [50.0, 100.0, 150.0] {
             log.append(&[step, 0.5]).unwrap();
         }
         // The last checkpoint was at step 100: the row of step 150 goes.
-        let mut log = MetricsLog::continue_at(&path, &["step", "loss"], 100).unwrap();
+        let mut log = MetricsLog::continue_at(&path, &COLUMNS, 100).unwrap();
         log.append(&[150.0, 0.25]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "step,loss\n50,0.5\n100,0.5\n150,0.25\n");
@@ -115,11 +118,11 @@ mod tests {
     fn rows_append_across_reopen_and_headers_must_match() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.csv");
-        MetricsLog::open(&path, &["step", "loss"])
+        MetricsLog::open(&path, &COLUMNS)
             .unwrap()
             .append(&[1.0, 0.5])
             .unwrap();
-        MetricsLog::open(&path, &["step", "loss"])
+        MetricsLog::open(&path, &COLUMNS)
             .unwrap()
             .append(&[2.0, 0.25])
             .unwrap();
@@ -132,7 +135,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("metrics.csv"), "{err}");
-        let mut log = MetricsLog::open(&path, &["step", "loss"]).unwrap();
+        let mut log = MetricsLog::open(&path, &COLUMNS).unwrap();
         assert!(log.append(&[1.0]).is_err());
     }
 }

@@ -1,6 +1,6 @@
-//! Helpers around the optimizer step: an exponential moving average of the weights, clipping
-//! the gradients to a global norm, and the two together as a diffusion model trains its network
-//! ([`AveragedNetwork`]).
+//! Helpers around the optimizer step: a network with its optimizer ([`TrainedNetwork`]), an
+//! exponential moving average of the weights, clipping the gradients to a global norm, and the
+//! three together as a diffusion model trains its network ([`AveragedNetwork`]).
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,9 @@ use burn::tensor::Tensor;
 use genmodels::pytorch::{PytorchNames, load_pytorch};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::fit::StepMetrics;
 use crate::interop::export_network;
+use crate::run::CheckpointPart;
 
 /// The name of the moving average's record in a checkpoint, `ema.bpk`.
 pub use genmodels::diffusion::EMA;
@@ -54,12 +56,63 @@ impl<M: Module> Ema<M> {
     }
 }
 
+/// A network and its optimizer's state: what most models train. One optimisation step is
+/// [`TrainedNetwork::step`].
+pub struct TrainedNetwork<M> {
+    pub network: M,
+    optim: ModuleOptimizer,
+}
+
+impl<M: Module> TrainedNetwork<M> {
+    /// `network` (on an autodiff device) with a fresh optimizer.
+    pub fn new(network: M, optim: ModuleOptimizer) -> Self {
+        Self { network, optim }
+    }
+
+    /// One optimizer step at learning rate `lr` down the gradient of `loss`.
+    pub fn step(&mut self, loss: Tensor<1>, lr: f64) {
+        let grads = GradientsParams::from_grads(loss.backward(), &self.network);
+        self.network = self.optim.step(lr, self.network.clone(), grads);
+    }
+
+    /// [`TrainedNetwork::step`] with the gradient's global norm clipped at `max_grad_norm`.
+    /// Returns the norm before clipping.
+    pub fn step_clipped(&mut self, loss: Tensor<1>, lr: f64, max_grad_norm: f64) -> Tensor<1> {
+        let grads = GradientsParams::from_grads(loss.backward(), &self.network);
+        let (grads, norm) = clip_grad_norm(grads, &self.network, max_grad_norm);
+        self.network = self.optim.step(lr, self.network.clone(), grads);
+        norm
+    }
+}
+
+/// `<name>.bpk` and the optimizer's state under the same name.
+impl<M: Module + PytorchNames> CheckpointPart for TrainedNetwork<M> {
+    fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
+        writer.module(name, &self.network)?;
+        writer.optimizer(name, &self.optim)
+    }
+
+    fn load(&mut self, checkpoint: &Checkpoint, name: &str) -> Result<()> {
+        self.network = checkpoint.load_module(name, self.network.clone())?;
+        self.optim = checkpoint.load_optimizer(name, self.optim.clone())?;
+        Ok(())
+    }
+
+    fn init_from(&mut self, file: &Path) -> Result<()> {
+        self.network = load_pytorch(self.network.clone(), file)?;
+        Ok(())
+    }
+
+    fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+        Ok(vec![export_network(dir, name, &self.network)?])
+    }
+}
+
 /// A network, its Adam state and the moving average of its weights that draws the samples:
 /// what a diffusion model trains. One optimisation step is [`AveragedNetwork::step`].
 pub struct AveragedNetwork<M> {
-    pub network: M,
+    pub trained: TrainedNetwork<M>,
     pub ema: Ema<M>,
-    optim: ModuleOptimizer,
 }
 
 impl<M: Module + PytorchNames> AveragedNetwork<M> {
@@ -68,56 +121,67 @@ impl<M: Module + PytorchNames> AveragedNetwork<M> {
     pub fn new(network: M, optimizer: &AdamConfig, decay: f64) -> Self {
         Self {
             ema: Ema::new(&network, decay),
-            network,
-            optim: optimizer.init(),
+            trained: TrainedNetwork::new(network, optimizer.init()),
         }
+    }
+
+    /// The network being trained.
+    pub fn network(&self) -> &M {
+        &self.trained.network
     }
 
     /// One Adam step at learning rate `lr` on `loss`, the gradient's global norm clipped at
     /// `max_grad_norm`, then average update number `step`. Returns the norm before clipping.
     pub fn step(&mut self, loss: Tensor<1>, lr: f64, max_grad_norm: f64, step: u64) -> Tensor<1> {
-        let grads = GradientsParams::from_grads(loss.backward(), &self.network);
-        let (grads, norm) = clip_grad_norm(grads, &self.network, max_grad_norm);
-        self.network = self.optim.step(lr, self.network.clone(), grads);
-        self.ema.update(&self.network, step);
+        let norm = self.trained.step_clipped(loss, lr, max_grad_norm);
+        self.ema.update(&self.trained.network, step);
         norm
     }
 
-    /// The network `<name>.bpk`, its optimizer and the average `ema.bpk` of `checkpoint`.
-    pub fn load(self, checkpoint: &Checkpoint, name: &str) -> Result<Self> {
-        Ok(Self {
-            network: checkpoint.load_module(name, self.network)?,
-            ema: Ema {
-                model: checkpoint.load_module(EMA, self.ema.model)?,
-                decay: self.ema.decay,
-            },
-            optim: checkpoint.load_optimizer(name, self.optim)?,
-        })
+    /// The step of the simplified DDPM objective (Ho et al., 2020, eq. 14): [`Self::step`] on
+    /// `mean ||eps - eps_theta||^2` for the network's prediction `predicted` of `noise`.
+    /// Reports `loss` and `grad_norm` (before clipping).
+    pub fn noise_prediction_step<const D: usize>(
+        &mut self,
+        predicted: Tensor<D>,
+        noise: Tensor<D>,
+        lr: f64,
+        max_grad_norm: f64,
+        step: u64,
+    ) -> StepMetrics {
+        let loss = (predicted - noise).square().mean();
+        let norm = self.step(loss.clone(), lr, max_grad_norm, step);
+        StepMetrics::new()
+            .with("loss", loss.detach().inner())
+            .with("grad_norm", norm)
+    }
+}
+
+/// The network `<name>.bpk` with its optimizer, and the average `ema.bpk`.
+impl<M: Module + PytorchNames> CheckpointPart for AveragedNetwork<M> {
+    fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
+        self.trained.save(writer, name)?;
+        writer.module(EMA, &self.ema.model)
     }
 
-    /// Writes what [`AveragedNetwork::load`] reads.
-    pub fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()> {
-        writer.module(name, &self.network)?;
-        writer.module(EMA, &self.ema.model)?;
-        writer.optimizer(name, &self.optim)
+    fn load(&mut self, checkpoint: &Checkpoint, name: &str) -> Result<()> {
+        self.trained.load(checkpoint, name)?;
+        self.ema.model = checkpoint.load_module(EMA, self.ema.model.clone())?;
+        Ok(())
     }
 
     /// The network and its average both start from the weights of a PyTorch file.
-    pub fn init_from(self, file: &Path) -> Result<Self> {
-        let network = load_pytorch(self.network, file)?;
-        Ok(Self {
-            ema: Ema::new(&network, self.ema.decay),
-            network,
-            optim: self.optim,
-        })
+    fn init_from(&mut self, file: &Path) -> Result<()> {
+        self.trained.init_from(file)?;
+        self.ema = Ema::new(&self.trained.network, self.ema.decay);
+        Ok(())
     }
 
     /// `<name>.safetensors` and `ema.safetensors` in `dir`.
-    pub fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
-        Ok(vec![
-            export_network(dir, name, &self.network)?,
-            export_network(dir, EMA, &self.ema.model)?,
-        ])
+    fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+        let mut files = self.trained.export(dir, name)?;
+        files.push(export_network(dir, EMA, &self.ema.model)?);
+        Ok(files)
     }
 }
 
@@ -220,6 +284,12 @@ mod tests {
         layer.weight.val().into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// The gradient of parameter `id` in `grads`, flattened.
+    fn gradient<const D: usize>(grads: &GradientsParams, id: ParamId) -> Vec<f32> {
+        let gradient = grads.get::<D>(id).unwrap();
+        gradient.into_data().try_to_vec::<f32>().unwrap()
+    }
+
     #[test]
     fn ema_update_by_hand() {
         let device = Device::flex();
@@ -258,18 +328,9 @@ mod tests {
         // ||g||^2 = 2 * 100 * (1 + 4 + 9) + 2 * 100 = 3000.
         let norm = norm.into_scalar::<f32>() as f64;
         assert!((norm - 3000f64.sqrt()).abs() < 1e-3, "{norm}");
-        let weight = clipped
-            .get::<2>(layer.weight.id)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let bias = clipped
-            .get::<1>(layer.bias.as_ref().unwrap().id)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let bias_id = layer.bias.as_ref().unwrap().id;
+        let weight = gradient::<2>(&clipped, layer.weight.id);
+        let bias = gradient::<1>(&clipped, bias_id);
         let total: f64 = weight
             .iter()
             .chain(&bias)
@@ -285,12 +346,7 @@ mod tests {
             .mul_scalar(0.01);
         let grads = GradientsParams::from_grads(loss.backward(), &layer);
         let (kept, _) = clip_grad_norm(grads, &layer, 1.0);
-        let bias = kept
-            .get::<1>(layer.bias.as_ref().unwrap().id)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let bias = gradient::<1>(&kept, bias_id);
         assert!(bias.iter().all(|b| (b - 0.01).abs() < 1e-7), "{bias:?}");
     }
 }

@@ -1,8 +1,7 @@
 //! The one table from a checkpoint's model name to the code that opens it, so that `eval`,
 //! `sample` and `export` work on a run of any model without knowing the models.
 //!
-//! A new model is one row here, with an `open_source` and an `export` function in its own
-//! module.
+//! A new model is one row here, with an `open_source` function in its own module.
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +14,15 @@ use genmodels_data::NUM_CLASSES;
 use serde::de::DeserializeOwned;
 
 use crate::backend::select_device;
+use crate::cgan::Cgan;
 use crate::cli::{ExportArgs, ExportFormat, SampleArgs};
+use crate::dcgan::Dcgan;
+use crate::ddpm::Ddpm;
 use crate::grid::{PixelScale, save_class_grid, save_grid};
+use crate::ldm::LatentDiffusion;
 use crate::run::Checkpointed;
-use crate::{cgan, dcgan, ddpm, flow, ldm, vae, wgan};
+use crate::wgan::Wgan;
+use crate::{cgan, dcgan, ddpm, flow, ldm, vae};
 
 /// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
 /// of a conditional model, the guidance scale of a conditional latent diffusion model, the
@@ -47,8 +51,11 @@ impl Default for SourceOptions {
     }
 }
 
+/// A run's generator, ready to draw.
+pub type Opened = Result<Box<dyn ImageSource>>;
+
 /// Opens the generator of one model's run folder.
-pub type OpenSource = fn(&RunFolder, &SourceOptions, &Device) -> Result<Box<dyn ImageSource>>;
+pub type OpenSource = fn(&RunFolder, &SourceOptions, &Device) -> Opened;
 
 /// Writes every network of one model's run folder into a folder for PyTorch; returns the files.
 pub type Export = fn(&RunFolder, &Path, &Device) -> Result<Vec<PathBuf>>;
@@ -61,53 +68,54 @@ pub struct Registered {
     pub export: Export,
 }
 
-/// Every model whose checkpoints draw images.
+/// Every model whose checkpoints draw images. `export` builds the model from the run's
+/// settings (its networks and optimizers), loads the checkpoint into it and writes its parts.
 pub const GENERATORS: &[Registered] = &[
     Registered {
         model: dcgan::MODEL,
         open_source: dcgan::open_source,
-        export: dcgan::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(Dcgan::new(s, device))),
     },
     // A WGAN's generator is DCGAN's.
     Registered {
         model: "wgan",
         open_source: dcgan::open_source,
-        export: wgan::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(Wgan::new(s, device))),
     },
     Registered {
         model: "wgan-gp",
         open_source: dcgan::open_source,
-        export: wgan::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(Wgan::new(s, device))),
     },
     Registered {
         model: cgan::MODEL,
         open_source: cgan::open_source,
-        export: cgan::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(Cgan::new(s, device))),
     },
     Registered {
         model: "vae",
         open_source: vae::open_source,
-        export: vae::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(vae::Trainer::new(s, device))),
     },
     Registered {
         model: "ae",
         open_source: vae::open_source,
-        export: vae::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(vae::Trainer::new(s, device))),
     },
     Registered {
         model: ddpm::MODEL,
         open_source: ddpm::open_source,
-        export: ddpm::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ddpm::new(s, device)),
     },
     Registered {
         model: ldm::MODEL,
         open_source: ldm::open_source,
-        export: ldm::export,
+        export: |run, dir, device| export_model(run, dir, |s| LatentDiffusion::unfitted(s, device)),
     },
     Registered {
         model: flow::MODEL,
         open_source: flow::open_source,
-        export: flow::export,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(flow::Trainer::new(s, device))),
     },
 ];
 
@@ -138,12 +146,12 @@ pub fn open(
 
 /// A model's [`Export`]: the model built from the run's settings by `build`, its checkpoint
 /// loaded, and each network written into `dir`.
-pub fn export_model<S: DeserializeOwned, M: Checkpointed>(
+fn export_model<S: DeserializeOwned, M: Checkpointed>(
     run: &RunFolder,
     dir: &Path,
     build: impl FnOnce(&S) -> Result<M>,
 ) -> Result<Vec<PathBuf>> {
-    let model = build(&run.settings::<S>()?)?.load(&run.checkpoint)?;
+    let mut model = build(&run.settings::<S>()?)?.load(&run.checkpoint)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     model.export(dir)
 }

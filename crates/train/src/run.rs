@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::backend::{SelectedDevice, select_device};
-use crate::checkpoint::{Checkpoint, Checkpoints, TrainingState};
+use crate::checkpoint::{Checkpoint, CheckpointWriter, Checkpoints, TrainingState};
 use crate::cli::CommonArgs;
 use crate::fsutil::write_atomic;
 use crate::grid::{PixelScale, save_grid};
@@ -28,22 +28,71 @@ pub struct RunDir {
     pub checkpoints: Checkpoints,
 }
 
+/// One piece of a model's training state, kept in a checkpoint under a record name: a network
+/// with its optimizer ([`crate::optim::TrainedNetwork`]), a network with its moving average
+/// ([`crate::optim::AveragedNetwork`]), or a frozen network a model builds on.
+pub trait CheckpointPart {
+    /// Writes the part into the checkpoint being written, as `<name>.bpk` and whatever else it
+    /// keeps (the optimizer's state, the average).
+    fn save(&self, writer: &CheckpointWriter, name: &str) -> Result<()>;
+    /// Reads what [`CheckpointPart::save`] wrote.
+    fn load(&mut self, checkpoint: &Checkpoint, name: &str) -> Result<()>;
+    /// `--init-from`: the weights of a PyTorch file ([`genmodels::pytorch::load_pytorch`]).
+    fn init_from(&mut self, file: &Path) -> Result<()>;
+    /// `export`: the part's networks written into `dir` for PyTorch
+    /// ([`crate::interop::export_network`]); the files written.
+    fn export(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>>;
+}
+
 /// A model whose whole training state (networks and optimizers) goes into a checkpoint, and
-/// whose networks travel to and from PyTorch.
+/// whose networks travel to and from PyTorch. A model lists its parts; loading, saving,
+/// `--init-from` and `export` go through them in that order.
 pub trait Checkpointed: Sized {
+    /// Every part with its record name (its network's name); `--init-from FILE` without a
+    /// name sets the first.
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)>;
+
     /// The state saved in `checkpoint`, loaded into `self`.
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self>;
+    fn load(mut self, checkpoint: &Checkpoint) -> Result<Self> {
+        for (name, part) in self.parts() {
+            part.load(checkpoint, name)?;
+        }
+        Ok(self)
+    }
+
     /// Writes the state as a new checkpoint of `run`.
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint>;
-    /// The names of the networks (their record names); `--init-from FILE` without a name sets
-    /// the first.
-    fn networks(&self) -> Vec<&'static str>;
-    /// `--init-from NETWORK=FILE`: the network `network` (one of [`Checkpointed::networks`])
-    /// with its weights read from a PyTorch file ([`genmodels::pytorch::load_pytorch`]).
-    fn init_from(self, network: &str, file: &Path) -> Result<Self>;
-    /// `export`: every network written into `dir` for PyTorch
-    /// ([`crate::interop::export_network`]). Returns the files written.
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>>;
+    fn save(&mut self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
+        let writer = run.checkpoints.begin(state.step)?;
+        for (name, part) in self.parts() {
+            part.save(&writer, name)?;
+        }
+        writer.commit(state)
+    }
+
+    /// The record names of the parts, the names `--init-from NETWORK=FILE` takes.
+    fn networks(&mut self) -> Vec<&'static str> {
+        self.parts().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// `--init-from NETWORK=FILE`: the part `network` (one of [`Checkpointed::networks`]) with
+    /// its weights read from a PyTorch file.
+    fn init_from(mut self, network: &str, file: &Path) -> Result<Self> {
+        for (name, part) in self.parts() {
+            if name == network {
+                part.init_from(file)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// `export`: every part written into `dir` for PyTorch. Returns the files written.
+    fn export(&mut self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for (name, part) in self.parts() {
+            files.extend(part.export(dir, name)?);
+        }
+        Ok(files)
+    }
 }
 
 /// Where training starts: step 0 of epoch 0, or where a resumed checkpoint stopped.
@@ -166,7 +215,7 @@ impl RunDir {
     /// Saves `model` as the checkpoint of `step`, with `epoch` epochs completed.
     pub fn save_checkpoint<M: Checkpointed>(
         &self,
-        model: &M,
+        model: &mut M,
         step: u64,
         epoch: usize,
         seed: u64,

@@ -196,12 +196,12 @@ fn d_step(d: Mlp, optim: &mut ModuleOptimizer, lr: f64, real: Tensor<2>, fake: T
     optim.step(lr, d, grads)
 }
 
-/// Experiment 1: D trained against the frozen `p_g`, against D*.
+/// Experiment 1: D trained against the frozen `p_g`, against D*. Draws from `device` as the
+/// caller seeded it.
 pub fn optimal_discriminator_experiment(
     settings: &Toy2dSettings,
     device: &Device,
 ) -> Result<OptimalDReport> {
-    device.seed(settings.seeds[0]);
     let data = TwoGaussians::default();
     let p_g = Gaussian {
         mean: 0.5,
@@ -253,33 +253,33 @@ pub fn optimal_discriminator_experiment(
                 .zip(ys.iter().cloned())
                 .collect::<Vec<_>>()
         };
-        chart
-            .draw_series(LineSeries::new(line(&p_d), GREEN.stroke_width(2)))?
-            .label("p_data")
-            .legend(legend_line(GREEN.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(line(&p_gs), MAGENTA.stroke_width(2)))?
-            .label("p_g (frozen)")
-            .legend(legend_line(MAGENTA.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(line(&d_star), BLACK.stroke_width(3)))?
-            .label("D* = p_data / (p_data + p_g)")
-            .legend(legend_line(BLACK.stroke_width(3)));
-        chart
-            .draw_series(LineSeries::new(line(&d_x), RED.stroke_width(2)))?
-            .label("trained D")
-            .legend(legend_line(RED.stroke_width(2)));
+        let curves = [
+            (&p_d, GREEN.stroke_width(2), "p_data"),
+            (&p_gs, MAGENTA.stroke_width(2), "p_g (frozen)"),
+            (
+                &d_star,
+                BLACK.stroke_width(3),
+                "D* = p_data / (p_data + p_g)",
+            ),
+            (&d_x, RED.stroke_width(2), "trained D"),
+        ];
+        for (ys, style, label) in curves {
+            chart
+                .draw_series(LineSeries::new(line(ys), style))?
+                .label(label)
+                .legend(legend_line(style));
+        }
         Ok(())
     })?;
     Ok(report)
 }
 
-/// Experiment 2: a GAN on the 1-D mixture, D on real and generated samples at the end.
+/// Experiment 2: a GAN on the 1-D mixture, D on real and generated samples at the end. Draws
+/// from `device` as the caller seeded it.
 pub fn equilibrium_experiment(
     settings: &Toy2dSettings,
     device: &Device,
 ) -> Result<EquilibriumReport> {
-    device.seed(settings.seeds[0]);
     let data = TwoGaussians::default();
     let mut g = settings.mlp(settings.noise_dim, 1, device);
     let mut d = settings.mlp(1, 1, device);
@@ -544,6 +544,7 @@ pub fn run(settings: &Toy2dSettings) -> Result<Toy2dReport> {
         mode_collapse: Vec::new(),
     };
     if wants(Experiment::OptimalD) {
+        device.seed(settings.seeds[0]);
         let r = optimal_discriminator_experiment(settings, &device)?;
         println!(
             "toy2d: optimal D against p_g = {}: max |D - D*| = {:.4} where (p_data + p_g) / 2 >= {MIN_DENSITY}, mean {:.4} under it",
@@ -552,6 +553,7 @@ pub fn run(settings: &Toy2dSettings) -> Result<Toy2dReport> {
         report.optimal_d = Some(r);
     }
     if wants(Experiment::Equilibrium) {
+        device.seed(settings.seeds[0]);
         let r = equilibrium_experiment(settings, &device)?;
         println!(
             "toy2d: equilibrium: mean D = {:.3} on data, {:.3} on samples; {:.1}% of samples left of 0, |x| of samples {:.3} +- {:.3} (data 2 +- 0.5)",

@@ -2,28 +2,28 @@
 //! ELBO per batch, and after each epoch the same terms on the test split; then the analysis of
 //! its latent space ([`crate::latent`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
-use genmodels::pytorch::load_pytorch;
 use genmodels::vae::{Code, VAE, Vae, VaeConfig};
 use genmodels_data::{Batch, IMAGE_PIXELS, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendChoice, select_device};
-use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cli::{CommonArgs, parse_non_negative_f64};
-use crate::fit::{FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single};
+use crate::fit::{
+    EpochMetrics, FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single,
+};
 use crate::grid::{PixelScale, save_grid};
-use crate::interop::export_network;
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
-use crate::registry::{SourceOptions, export_model};
-use crate::run::{Checkpointed, RunDir};
+use crate::optim::TrainedNetwork;
+use crate::registry::{Opened, SourceOptions};
+use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
 /// Test images shown in the reconstruction grid, each above its reconstruction.
@@ -124,8 +124,7 @@ impl VaeSettings {
 
 /// The network and its optimizer: one training iteration is [`Trainer::step`].
 pub struct Trainer {
-    pub vae: Vae,
-    optim: ModuleOptimizer,
+    pub vae: TrainedNetwork<Vae>,
     settings: VaeSettings,
     steps_per_epoch: u64,
     /// The test images of the reconstruction grid.
@@ -136,8 +135,7 @@ impl Trainer {
     /// A freshly initialised network and Adam state (`device` should be an autodiff device).
     pub fn new(settings: &VaeSettings, device: &Device) -> Self {
         Self {
-            vae: settings.vae.init(device),
-            optim: settings.optimizer.init(),
+            vae: TrainedNetwork::new(settings.vae.init(device), settings.optimizer.init()),
             settings: settings.clone(),
             steps_per_epoch: 1,
             recon_originals: None,
@@ -147,12 +145,9 @@ impl Trainer {
     /// One Adam step on `mean[recon + beta KL]`. Returns, detached, the KL weight, the loss
     /// minimised, its two terms and the negative ELBO (recon + KL, whatever beta is).
     pub fn step(&mut self, images: Tensor<4>, beta: f64) -> StepMetrics {
-        let terms = self.vae.elbo_terms(images, Code::Sample);
+        let terms = self.vae.network.elbo_terms(images, Code::Sample);
         let loss = terms.loss(beta);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.vae);
-        self.vae = self
-            .optim
-            .step(self.settings.run.lr, self.vae.clone(), grads);
+        self.vae.step(loss.clone(), self.settings.run.lr);
         let recon = terms.reconstruction.detach().mean();
         let kl = terms.kl.detach().mean();
         StepMetrics::new()
@@ -186,12 +181,8 @@ impl Trainable for Trainer {
         &["test_recon", "test_kl", "test_neg_elbo"]
     }
 
-    fn end_epoch(
-        &mut self,
-        context: &RunContext,
-        epoch: usize,
-    ) -> Result<Vec<(&'static str, f64)>> {
-        let vae = self.vae.valid();
+    fn end_epoch(&mut self, context: &RunContext, epoch: usize) -> Result<EpochMetrics> {
+        let vae = self.vae.network.valid();
         let test = score_split(&vae, context.test, Code::Sample, context.device);
         println!(
             "{}: epoch {epoch} test recon {:.2} KL {:.2} -ELBO {:.2} nats",
@@ -215,39 +206,13 @@ impl Trainable for Trainer {
     }
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
-        Some(Box::new(self.vae.valid().decoder))
+        Some(Box::new(self.vae.network.valid().decoder))
     }
 }
 
 impl Checkpointed for Trainer {
-    fn load(self, checkpoint: &Checkpoint) -> Result<Self> {
-        Ok(Self {
-            vae: checkpoint.load_module(VAE, self.vae)?,
-            optim: checkpoint.load_optimizer(VAE, self.optim)?,
-            ..self
-        })
-    }
-
-    fn save(&self, run: &RunDir, state: &TrainingState) -> Result<Checkpoint> {
-        let writer = run.checkpoints.begin(state.step)?;
-        writer.module(VAE, &self.vae)?;
-        writer.optimizer(VAE, &self.optim)?;
-        writer.commit(state)
-    }
-
-    fn networks(&self) -> Vec<&'static str> {
-        vec![VAE]
-    }
-
-    fn init_from(self, _network: &str, file: &Path) -> Result<Self> {
-        Ok(Self {
-            vae: load_pytorch(self.vae, file)?,
-            ..self
-        })
-    }
-
-    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        Ok(vec![export_network(dir, VAE, &self.vae)?])
+    fn parts(&mut self) -> Vec<(&'static str, &mut dyn CheckpointPart)> {
+        vec![(VAE, &mut self.vae)]
     }
 }
 
@@ -266,17 +231,8 @@ fn save_reconstructions(vae: &Vae, originals: &Tensor<4>, path: &std::path::Path
     save_grid(Tensor::cat(rows, 0), 8, PixelScale::ZeroToOne, path)
 }
 
-/// `export`: the encoder and decoder of a run, as one network.
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| Ok(Trainer::new(settings, device)))
-}
-
 /// The decoder of a run, `sigmoid(l(z))` for `z ~ N(0, I)`.
-pub fn open_source(
-    run: &RunFolder,
-    _options: &SourceOptions,
-    device: &Device,
-) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(run: &RunFolder, _options: &SourceOptions, device: &Device) -> Opened {
     let vae = run.load(VAE, |config: VaeConfig| config.init(device))?;
     Ok(Box::new(vae.decoder))
 }

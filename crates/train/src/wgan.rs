@@ -2,14 +2,11 @@
 //! then one generator step. WGAN keeps the critic Lipschitz by clipping its weights, WGAN-GP by
 //! the gradient penalty of [`genmodels::wgan`].
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer, RmsPropConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
-use genmodels::checkpoint::RunFolder;
 use genmodels::dcgan::{Generator, GeneratorConfig};
 use genmodels::wgan::{
     CRITIC, Critic, CriticConfig, critic_loss, gradient_penalty, interpolate,
@@ -21,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::adversarial::Adversarial;
 use crate::cli::{CommonArgs, parse_positive_f64};
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit};
-use crate::registry::export_model;
 use crate::summary::TrainSummary;
 
 /// How the critic is kept 1-Lipschitz.
@@ -140,14 +136,19 @@ impl WganSettings {
 pub type Wgan = Adversarial<Generator, Critic, WganSettings>;
 
 impl Wgan {
-    /// Freshly initialised networks and optimizer states (`device` should be an autodiff device).
+    /// Fresh networks; the critic's and the generator's optimizer is RMSprop for the clipped
+    /// WGAN and Adam for WGAN-GP. `device` should be an autodiff device.
     pub fn new(settings: &WganSettings, device: &Device) -> Self {
         let players = (
             settings.generator.init(device),
             settings.critic.init(device),
         );
-        let optimizer = || settings.optimizer.init();
-        Adversarial::with_players(players, CRITIC, optimizer, settings.clone())
+        Self::with_players(
+            players,
+            CRITIC,
+            || settings.optimizer.init(),
+            settings.clone(),
+        )
     }
 
     /// One critic step on `real` and fresh fakes. Returns, detached, `[critic loss (with the
@@ -156,29 +157,30 @@ impl Wgan {
         let settings = self.rule.clone();
         let [batch, ..] = real.dims();
         let device = real.device();
-        let z = self.generator.sample_latent(batch, &device);
-        let fake = self.generator.forward(z).detach();
+        let z = self.generator().sample_latent(batch, &device);
+        let fake = self.generator().forward(z).detach();
         let loss = critic_loss(
-            self.opponent.forward(real.clone()),
-            self.opponent.forward(fake.clone()),
+            self.opponent().forward(real.clone()),
+            self.opponent().forward(fake.clone()),
         );
         let estimate = loss.clone().detach().neg();
         let mix = Tensor::<1>::random([batch], Distribution::Uniform(0.0, 1.0), &device);
         let x_hat = interpolate(real, fake, mix);
         let (loss, norms, penalty) = match settings.loss {
             WganLoss::WganGp => {
-                let gp = gradient_penalty(self.opponent.input_gradient(x_hat), settings.gp_lambda);
+                let gp =
+                    gradient_penalty(self.opponent().input_gradient(x_hat), settings.gp_lambda);
                 (loss + gp.penalty.clone(), gp.norms, gp.penalty.detach())
             }
             WganLoss::Wgan => {
                 // Only reported: the gradient norm the clipping is meant to bound.
-                let gp = gradient_penalty(self.opponent.input_gradient(x_hat).detach(), 1.0);
+                let gp = gradient_penalty(self.opponent().input_gradient(x_hat).detach(), 1.0);
                 (loss, gp.norms, Tensor::zeros([1], &device))
             }
         };
         self.step_opponent(settings.run.lr, loss.clone());
         if settings.loss == WganLoss::Wgan {
-            self.opponent = self.opponent.clone().clip_weights(settings.clip);
+            self.map_opponent(|critic| critic.clip_weights(settings.clip));
         }
         Tensor::cat(
             vec![loss.detach(), estimate, norms.detach().mean(), penalty],
@@ -205,8 +207,9 @@ impl Wgan {
             .expect("at least one critic step")
             .div_scalar(critic_steps as f64);
 
-        let z = self.generator.sample_latent(batch, &device);
-        let loss_g = wasserstein_generator_loss(self.opponent.forward(self.generator.forward(z)));
+        let z = self.generator().sample_latent(batch, &device);
+        let loss_g =
+            wasserstein_generator_loss(self.opponent().forward(self.generator().forward(z)));
         self.step_generator(self.rule.run.lr, loss_g.clone());
 
         StepMetrics::new()
@@ -231,16 +234,11 @@ impl Trainable for Wgan {
     }
 
     fn image_source(&self) -> Option<Box<dyn ImageSource + '_>> {
-        Some(Box::new(self.generator.valid()))
+        Some(Box::new(self.generator().valid()))
     }
 }
 
 /// Trains a WGAN or WGAN-GP with `settings`, writing grids, metrics and checkpoints into the run
-/// `export`: the generator and critic of a run.
-pub fn export(run: &RunFolder, dir: &Path, device: &Device) -> Result<Vec<PathBuf>> {
-    export_model(run, dir, |settings| Ok(Wgan::new(settings, device)))
-}
-
 /// folder. A step is one generator update after `n_critic` critic updates on as many batches.
 pub fn train(settings: &WganSettings) -> Result<TrainSummary> {
     let plan = FitPlan::new(

@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
-use genmodels::dcgan::{DiscriminatorConfig, GeneratorConfig};
+use genmodels::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
 use genmodels_train::backend::{BackendChoice, select_device, wgpu_adapters};
 
 /// Largest |a - b| / max(|b|, floor) over two equally long slices.
@@ -38,12 +38,11 @@ fn other_devices() -> Vec<(String, Device)> {
     devices
 }
 
-#[test]
-fn dcgan_forward_is_the_same_on_every_backend() {
-    let _turn = ONE_TEST_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+/// A tiny DCGAN (wgpu on a software adapter is slow) and a batch of `batch` latents, drawn on
+/// flex from `seed`.
+fn tiny_dcgan(seed: u64, batch: usize) -> (Generator, Discriminator, Tensor<2>) {
     let reference = Device::flex();
-    reference.seed(3);
-    // Tiny shapes: wgpu on a software adapter is slow.
+    reference.seed(seed);
     let generator = GeneratorConfig::new()
         .with_latent_dim(8)
         .with_base_channels(16)
@@ -51,11 +50,29 @@ fn dcgan_forward_is_the_same_on_every_backend() {
     let discriminator = DiscriminatorConfig::new()
         .with_base_channels(8)
         .init(&reference);
-    let z = Tensor::<2>::random([2, 8], Distribution::Normal(0.0, 1.0), &reference);
+    let z = Tensor::<2>::random([batch, 8], Distribution::Normal(0.0, 1.0), &reference);
+    (generator, discriminator, z)
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// `actual` is within `tolerance` of `expected`, relative to each value with a floor of 1e-2 so
+/// that values near zero compare absolutely. Returns the difference.
+fn assert_agrees(what: &str, actual: &[f32], expected: &[f32], tolerance: f32) -> f32 {
+    let error = max_relative_difference(actual, expected, 1e-2);
+    assert!(error < tolerance, "{what} differs from flex by {error}");
+    error
+}
+
+#[test]
+fn dcgan_forward_is_the_same_on_every_backend() {
+    let _turn = ONE_TEST_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (generator, discriminator, z) = tiny_dcgan(3, 2);
     let expected_images = generator.forward(z.clone());
-    let expected_logits = discriminator.forward(expected_images.clone());
-    let expected_images = expected_images.into_data().try_to_vec::<f32>().unwrap();
-    let expected_logits = expected_logits.into_data().try_to_vec::<f32>().unwrap();
+    let expected_logits = values(discriminator.forward(expected_images.clone()));
+    let expected_images = values(expected_images);
 
     for (name, device) in other_devices() {
         let images = generator
@@ -66,19 +83,10 @@ fn dcgan_forward_is_the_same_on_every_backend() {
             .clone()
             .to_device(&device)
             .forward(images.clone());
-        let images = images.into_data().try_to_vec::<f32>().unwrap();
-        let logits = logits.into_data().try_to_vec::<f32>().unwrap();
-        // Relative to each value, with a floor so that values near zero compare absolutely.
-        let image_error = max_relative_difference(&images, &expected_images, 1e-2);
-        let logit_error = max_relative_difference(&logits, &expected_logits, 1e-2);
-        assert!(
-            image_error < 1e-4,
-            "{name}: generator differs from flex by {image_error}"
-        );
-        assert!(
-            logit_error < 1e-4,
-            "{name}: discriminator differs from flex by {logit_error}"
-        );
+        let what = format!("{name}: generator");
+        let image_error = assert_agrees(&what, &values(images), &expected_images, 1e-4);
+        let what = format!("{name}: discriminator");
+        let logit_error = assert_agrees(&what, &values(logits), &expected_logits, 1e-4);
         eprintln!("{name}: generator {image_error:.2e}, discriminator {logit_error:.2e}");
     }
 }
@@ -88,16 +96,7 @@ fn dcgan_forward_is_the_same_on_every_backend() {
 #[test]
 fn dcgan_training_gradients_are_the_same_on_every_backend() {
     let _turn = ONE_TEST_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let reference = Device::flex();
-    reference.seed(5);
-    let generator = GeneratorConfig::new()
-        .with_latent_dim(8)
-        .with_base_channels(16)
-        .init(&reference);
-    let discriminator = DiscriminatorConfig::new()
-        .with_base_channels(8)
-        .init(&reference);
-    let z = Tensor::<2>::random([4, 8], Distribution::Normal(0.0, 1.0), &reference);
+    let (generator, discriminator, z) = tiny_dcgan(5, 4);
     // The logit sum and its gradient with respect to z, on an autodiff device.
     let run = |device: &Device| {
         let train = device.clone().autodiff();
@@ -106,28 +105,13 @@ fn dcgan_training_gradients_are_the_same_on_every_backend() {
         let z = z.clone().to_device(&train).autodiff().require_grad();
         let score = d.forward(g.forward(z.clone())).sum();
         let grads = score.backward();
-        let score = score.inner().into_data().try_to_vec::<f32>().unwrap();
-        let dz = z
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        (score, dz)
+        (values(score.inner()), values(z.grad(&grads).unwrap()))
     };
-    let (expected_score, expected_dz) = run(&reference);
+    let (expected_score, expected_dz) = run(&Device::flex());
     for (name, device) in other_devices() {
         let (score, dz) = run(&device);
-        let score_error = max_relative_difference(&score, &expected_score, 1e-2);
-        let grad_error = max_relative_difference(&dz, &expected_dz, 1e-2);
-        assert!(
-            score_error < 1e-4,
-            "{name}: score differs from flex by {score_error}"
-        );
-        assert!(
-            grad_error < 1e-3,
-            "{name}: dL/dz differs from flex by {grad_error}"
-        );
+        let score_error = assert_agrees(&format!("{name}: score"), &score, &expected_score, 1e-4);
+        let grad_error = assert_agrees(&format!("{name}: dL/dz"), &dz, &expected_dz, 1e-3);
         eprintln!("{name}: score {score_error:.2e}, dL/dz {grad_error:.2e}");
     }
 }

@@ -12,11 +12,12 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use genmodels_data::{FashionMnist, IMAGE_PIXELS, PixelRange, Split};
 use genmodels_train::checkpoint::{Checkpoint, Checkpoints};
-use genmodels_train::cli::{CommonArgs, DiffusionArgs, SamplerArg};
-use genmodels_train::dcgan::{Dcgan, DcganArgs, DcganSettings, GeneratorLossArg};
-use genmodels_train::ddpm::{Ddpm, DdpmArgs, DdpmSettings, Preset};
-use genmodels_train::fit::{FitPlan, fit_on};
-use genmodels_train::wgan::{Wgan, WganArgs, WganLoss, WganSettings};
+use genmodels_train::cli::parse_flags;
+use genmodels_train::dcgan::{Dcgan, DcganSettings};
+use genmodels_train::ddpm::{Ddpm, DdpmSettings};
+use genmodels_train::fit::{FitPlan, Trainable, fit_on};
+use genmodels_train::wgan::{Wgan, WganSettings};
+use serde::Serialize;
 
 /// 48 training images (6 batches of 8) of varied pixels, and 16 test images.
 fn data() -> FashionMnist {
@@ -32,12 +33,13 @@ fn data() -> FashionMnist {
     }
 }
 
-fn common(out: &Path, flags: &str) -> CommonArgs {
+/// The flags of a run into `out`: the common ones of every run here, then `flags`.
+fn flags<T: clap::Args>(out: &Path, flags: &str) -> T {
     let line = format!(
         "--backend flex --batch-size 8 --log-every 1 --out {} {flags}",
         out.display()
     );
-    CommonArgs::try_parse_from(line.split_whitespace()).unwrap()
+    parse_flags(line.split_whitespace()).unwrap()
 }
 
 /// Every float parameter of a module, flattened, in visiting order.
@@ -134,21 +136,23 @@ fn check_exact_resume<N: Module>(
     );
 }
 
+/// Trains the model `build` makes with `settings` on the test's data: what
+/// `check_exact_resume` calls a run.
+fn fit_here<M: Trainable>(
+    plan: &FitPlan,
+    settings: &impl Serialize,
+    build: impl FnOnce(&Device) -> Result<M>,
+) -> Result<()> {
+    fit_on(plan, settings, Some(data()), build).map(drop)
+}
+
 #[test]
 fn dcgan_resumed_mid_epoch_equals_the_uninterrupted_run() {
-    let settings_for = |out: &Path, flags: &str| {
-        DcganSettings::new(DcganArgs {
-            common: common(out, flags),
-            g_loss: GeneratorLossArg::NonSaturating,
-        })
-    };
-    let train = |out: &Path, flags: &str| {
-        let settings = settings_for(out, flags);
+    let settings_for = |out: &Path, extra: &str| DcganSettings::new(flags(out, extra));
+    let train = |out: &Path, extra: &str| {
+        let settings = settings_for(out, extra);
         let plan = FitPlan::new("dcgan", &settings.run, PixelRange::MinusOneToOne);
-        fit_on(&plan, &settings, Some(data()), |device| {
-            Ok(Dcgan::new(&settings, device))
-        })
-        .map(drop)
+        fit_here(&plan, &settings, |device| Ok(Dcgan::new(&settings, device)))
     };
     let device = Device::flex();
     let settings = settings_for(Path::new("unused"), "");
@@ -160,22 +164,13 @@ fn dcgan_resumed_mid_epoch_equals_the_uninterrupted_run() {
 
 #[test]
 fn wgan_gp_resumed_mid_epoch_equals_the_uninterrupted_run() {
-    let settings_for = |out: &Path, flags: &str| {
-        WganSettings::new(WganArgs {
-            common: common(out, flags),
-            loss: WganLoss::WganGp,
-            n_critic: 2,
-            clip: 0.01,
-            gp_lambda: 10.0,
-        })
+    let settings_for = |out: &Path, extra: &str| {
+        WganSettings::new(flags(out, &format!("--loss wgan-gp --n-critic 2 {extra}")))
     };
-    let train = |out: &Path, flags: &str| {
-        let settings = settings_for(out, flags);
+    let train = |out: &Path, extra: &str| {
+        let settings = settings_for(out, extra);
         let plan = FitPlan::new("wgan-gp", &settings.run, PixelRange::MinusOneToOne);
-        fit_on(&plan, &settings, Some(data()), |device| {
-            Ok(Wgan::new(&settings, device))
-        })
-        .map(drop)
+        fit_here(&plan, &settings, |device| Ok(Wgan::new(&settings, device)))
     };
     let device = Device::flex();
     let settings = settings_for(Path::new("unused"), "");
@@ -185,72 +180,36 @@ fn wgan_gp_resumed_mid_epoch_equals_the_uninterrupted_run() {
 
 #[test]
 fn ddpm_resumed_mid_epoch_equals_the_uninterrupted_run() {
-    let settings_for = |out: &Path, flags: &str| {
-        DdpmSettings::new(DdpmArgs {
-            common: common(out, flags),
-            preset: Preset::Tiny,
-            sampling: DiffusionArgs {
-                sampler: SamplerArg::Ddim,
-                sample_steps: Some(2),
-                eta: 0.0,
-            },
-            ema_decay: 0.999,
-            final_ddpm_steps: 0,
-        })
+    let settings_for = |out: &Path, extra: &str| {
+        let model = "--preset tiny --sampler ddim --sample-steps 2 --final-ddpm-steps 0";
+        DdpmSettings::new(flags(out, &format!("{model} {extra}")))
     };
-    let train = |out: &Path, flags: &str| {
-        let settings = settings_for(out, flags);
+    let train = |out: &Path, extra: &str| {
+        let settings = settings_for(out, extra);
         let plan = FitPlan::new("ddpm", &settings.run, PixelRange::MinusOneToOne);
-        fit_on(&plan, &settings, Some(data()), |device| {
-            Ddpm::new(&settings, device)
-        })
-        .map(drop)
+        fit_here(&plan, &settings, |device| Ddpm::new(&settings, device))
     };
     let device = Device::flex();
     let settings = settings_for(Path::new("unused"), "");
-    check_exact_resume(
-        train,
-        &["unet", "ema"],
-        |_| settings.unet.init(&device),
-        4,
-        8,
-    );
+    let unet = |_: &str| settings.unet.init(&device);
+    check_exact_resume(train, &["unet", "ema"], unet, 4, 8);
 }
 
 #[test]
 fn latent_diffusion_resumed_mid_epoch_equals_the_uninterrupted_run() {
-    use genmodels::diffusion::{
-        CodeStatistics, LatentCodec, LatentDenoiserConfig, SamplerKind, SamplingSettings,
-        ScheduleConfig,
-    };
+    use genmodels::diffusion::{CodeStatistics, LatentCodec};
     use genmodels::vae::VaeConfig;
-    use genmodels_train::fit::RunSettings;
-    use genmodels_train::ldm::{LatentDiffusion, LdmSettings};
+    use genmodels_train::ldm::{LatentDiffusion, LdmArgs, LdmSettings};
 
-    let settings_for = |out: &Path, flags: &str| LdmSettings {
-        run: RunSettings::new(common(out, flags), 2, 1e-3),
-        optimizer: burn::optim::AdamConfig::new().with_epsilon(1e-8),
-        autoencoder_checkpoint: "unused".into(),
-        autoencoder: VaeConfig::new()
-            .with_latent_dim(4)
-            .with_channels([4, 8])
-            .with_hidden(16),
-        denoiser: LatentDenoiserConfig::new()
-            .with_latent_dim(4)
-            .with_hidden(16)
-            .with_blocks(1)
-            .with_time_embedding_dim(8)
-            .with_num_classes(10),
-        schedule: ScheduleConfig::default(),
-        label_dropout: 0.5,
-        ema_decay: 0.99,
-        max_grad_norm: 1.0,
-        epoch_sampling: SamplingSettings {
-            sampler: SamplerKind::Ddim,
-            steps: 2,
-            eta: 0.0,
-        },
-        epoch_guidance: 1.0,
+    let settings_for = |out: &Path, extra: &str| {
+        let model = "--epochs 2 --lr 1e-3 --hidden 16 --blocks 1 --conditional --label-dropout 0.5 \
+                     --ema-decay 0.99 --sampler ddim --sample-steps 2";
+        let args: LdmArgs = flags(out, &format!("{model} {extra}"));
+        let vae = VaeConfig::new().with_latent_dim(4).with_channels([4, 8]);
+        let mut settings =
+            LdmSettings::with_autoencoder(args, "unused".into(), vae.with_hidden(16));
+        settings.denoiser = settings.denoiser.with_time_embedding_dim(8);
+        settings
     };
     let statistics = CodeStatistics {
         mean: vec![0.1, -0.2, 0.3, 0.0],
@@ -258,20 +217,19 @@ fn latent_diffusion_resumed_mid_epoch_equals_the_uninterrupted_run() {
     };
     // As `ldm::train`: a fresh run fits the codec, a resumed one takes it from the checkpoint
     // (here an unfitted one, which the checkpoint must overwrite for the runs to agree).
-    let train = |out: &Path, flags: &str| {
-        let settings = settings_for(out, flags);
-        let plan = FitPlan::new("ldm", &settings.run, PixelRange::ZeroToOne);
-        let resume = settings.run.common.resume;
-        fit_on(&plan, &settings, Some(data()), |device| {
+    let train = |out: &Path, extra: &str| {
+        let settings = settings_for(out, extra);
+        let build = |device: &Device| {
             let vae = settings.autoencoder.init(device);
-            let codec = if resume {
+            let codec = if settings.run.common.resume {
                 LatentCodec::unfitted(vae)
             } else {
                 LatentCodec::new(vae, &statistics)
             };
             LatentDiffusion::new(&settings, codec, device)
-        })
-        .map(drop)
+        };
+        let plan = FitPlan::new("ldm", &settings.run, PixelRange::ZeroToOne);
+        fit_here(&plan, &settings, build)
     };
     let device = Device::flex();
     let settings = settings_for(Path::new("unused"), "");

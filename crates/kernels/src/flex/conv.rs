@@ -52,11 +52,16 @@ pub(super) fn with_scratch<R>(sizes: [usize; 2], f: impl FnOnce(&mut [f32], &mut
     result
 }
 
-/// The image side of a 2-D convolution (dilation 1, one group) and the output grid it gives.
+/// A 2-D convolution (dilation 1, one group) of a batch: its image side, the output grid it
+/// gives, and the channels of both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Samples in the batch.
+    pub batch: usize,
     /// Channels of the image side.
     pub channels: usize,
+    /// Channels of the output side, `m`: the rows of the weight matrix.
+    pub out_channels: usize,
     /// Height and width of the image side.
     pub image: [usize; 2],
     /// Kernel height and width.
@@ -86,9 +91,9 @@ impl ConvGeometry {
         self.channels * self.image[0] * self.image[1]
     }
 
-    /// Samples per chunk for a batch of `batch`.
-    fn chunk(&self, batch: usize) -> usize {
-        (PATCH_BUDGET / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, batch.max(1))
+    /// Samples per chunk of the batch.
+    fn chunk(&self) -> usize {
+        (PATCH_BUDGET / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, self.batch.max(1))
     }
 
     /// The output positions `o` along one axis whose input index `o·s + k − pad` falls inside
@@ -305,21 +310,14 @@ fn gather(y: &[f32], m: usize, p: usize, first: usize, count: usize, matrix: &mu
 
 /// `y [batch, m, p] = W [m, r] · U(x_n) (+ bias [m])` for every sample: a convolution, or the
 /// input gradient of a transposed convolution.
-pub fn forward(
-    g: &ConvGeometry,
-    batch: usize,
-    images: &[f32],
-    weight: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let (r, p) = (g.patch_len(), g.out_pixels());
+pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (batch, m, r, p) = (g.batch, g.out_channels, g.patch_len(), g.out_pixels());
     assert_eq!(images.len(), batch * g.image_len(), "image size");
     assert_eq!(weight.len(), m * r, "weight size");
     if shifted::applies(g) {
-        return shifted::forward(g, batch, images, weight, m, bias);
+        return shifted::forward(g, images, weight, bias);
     }
-    let chunk = g.chunk(batch);
+    let chunk = g.chunk();
     let mut out = vec![0.0f32; batch * m * p];
     with_scratch([r * chunk * p, m * chunk * p], |patches, product| {
         for first in (0..batch).step_by(chunk) {
@@ -356,20 +354,14 @@ pub(super) fn add_bias(dst: &mut [f32], src: &[f32], bias: f32) {
 /// `dW [m, r] = Σ_n dY_n [m, p] · U(x_n)ᵀ`: the weight gradient of a convolution (`dY` its
 /// output gradient, `x` its input), or of a transposed convolution (`dY` its input, `x` its
 /// output gradient).
-pub fn weight_grad(
-    g: &ConvGeometry,
-    batch: usize,
-    images: &[f32],
-    output_grad: &[f32],
-    m: usize,
-) -> Vec<f32> {
-    let (r, p) = (g.patch_len(), g.out_pixels());
+pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec<f32> {
+    let (batch, m, r, p) = (g.batch, g.out_channels, g.patch_len(), g.out_pixels());
     assert_eq!(images.len(), batch * g.image_len(), "image size");
     assert_eq!(output_grad.len(), batch * m * p, "gradient size");
     if shifted::applies(g) {
-        return shifted::weight_grad(g, batch, images, output_grad, m);
+        return shifted::weight_grad(g, images, output_grad);
     }
-    let chunk = g.chunk(batch);
+    let chunk = g.chunk();
     let mut grad = vec![0.0f32; m * r];
     with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
         for (index, first) in (0..batch).step_by(chunk).enumerate() {
@@ -390,27 +382,20 @@ pub fn weight_grad(
 
 /// `x [batch, channels, h, w] = fold(Wᵀ · dY_n) (+ bias [channels])`: the input gradient of a
 /// convolution, or the forward pass of a transposed convolution (with its bias).
-pub fn image_grad(
-    g: &ConvGeometry,
-    batch: usize,
-    weight: &[f32],
-    m: usize,
-    output_grad: &[f32],
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let (r, p) = (g.patch_len(), g.out_pixels());
+pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (batch, m, r, p) = (g.batch, g.out_channels, g.patch_len(), g.out_pixels());
     assert_eq!(weight.len(), m * r, "weight size");
-    assert_eq!(output_grad.len(), batch * m * p, "gradient size");
-    if shifted::applies_to_image_grad(g, m) {
-        return shifted::image_grad(g, batch, weight, m, output_grad, bias);
+    assert_eq!(dy.len(), batch * m * p, "gradient size");
+    if shifted::applies_to_image_grad(g) {
+        return shifted::image_grad(g, weight, dy, bias);
     }
-    let chunk = g.chunk(batch);
+    let chunk = g.chunk();
     let mut images = vec![0.0f32; batch * g.image_len()];
     with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
         for first in (0..batch).step_by(chunk) {
             let count = chunk.min(batch - first);
             let columns = count * p;
-            gather(output_grad, m, p, first, count, rows);
+            gather(dy, m, p, first, count, rows);
             matmul(
                 patches,
                 false,
@@ -434,13 +419,8 @@ pub(super) mod tests {
     use super::*;
 
     /// A direct seven-loop convolution, the definition the GEMM form must match.
-    pub(in crate::flex) fn direct(
-        g: &ConvGeometry,
-        batch: usize,
-        x: &[f32],
-        w: &[f32],
-        m: usize,
-    ) -> Vec<f32> {
+    pub(in crate::flex) fn direct(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let (batch, m) = (g.batch, g.out_channels);
         let [kh, kw] = g.kernel;
         let [h, wd] = g.image;
         let [oh, ow] = g.output;
@@ -483,6 +463,16 @@ pub(super) mod tests {
             .collect()
     }
 
+    /// Images, weights and output gradients of the sizes `g` takes, from the three seeds.
+    pub(in crate::flex) fn operands(g: &ConvGeometry, seeds: [u32; 3]) -> [Vec<f32>; 3] {
+        let m = g.out_channels;
+        [
+            values(g.batch * g.image_len(), seeds[0]),
+            values(m * g.patch_len(), seeds[1]),
+            values(g.batch * m * g.out_pixels(), seeds[2]),
+        ]
+    }
+
     pub(in crate::flex) fn dot(a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
@@ -491,7 +481,9 @@ pub(super) mod tests {
         let g = |channels, image: [usize; 2], kernel: [usize; 2], stride, padding: [usize; 2]| {
             let out = |axis: usize| (image[axis] + 2 * padding[axis] - kernel[axis]) / stride + 1;
             ConvGeometry {
+                batch: 3,
                 channels,
+                out_channels: 5,
                 image,
                 kernel,
                 stride: [stride; 2],
@@ -510,12 +502,11 @@ pub(super) mod tests {
     #[test]
     fn gemm_forward_matches_the_direct_convolution() {
         for g in geometries() {
-            let (batch, m) = (3, 5);
-            let x = values(batch * g.image_len(), 1);
-            let w = values(m * g.patch_len(), 2);
+            let [x, w, _] = operands(&g, [1, 2, 0]);
+            let m = g.out_channels;
             let bias = values(m, 3);
-            let expected = direct(&g, batch, &x, &w, m);
-            let got = forward(&g, batch, &x, &w, m, Some(&bias));
+            let expected = direct(&g, &x, &w);
+            let got = forward(&g, &x, &w, Some(&bias));
             let p = g.out_pixels();
             for (i, (e, v)) in expected.iter().zip(&got).enumerate() {
                 let e = e + bias[(i / p) % m];
@@ -532,13 +523,10 @@ pub(super) mod tests {
     #[test]
     fn gradients_are_the_adjoints_of_the_forward_pass() {
         for g in geometries() {
-            let (batch, m) = (3, 5);
-            let x = values(batch * g.image_len(), 4);
-            let w = values(m * g.patch_len(), 5);
-            let dy = values(batch * m * g.out_pixels(), 6);
-            let y = forward(&g, batch, &x, &w, m, None);
-            let dx = image_grad(&g, batch, &w, m, &dy, None);
-            let dw = weight_grad(&g, batch, &x, &dy, m);
+            let [x, w, dy] = operands(&g, [4, 5, 6]);
+            let y = forward(&g, &x, &w, None);
+            let dx = image_grad(&g, &w, &dy, None);
+            let dw = weight_grad(&g, &x, &dy);
             let reference = dot(&dy, &y);
             for other in [dot(&dx, &x), dot(&dw, &w)] {
                 assert!(
@@ -554,7 +542,9 @@ pub(super) mod tests {
         // A geometry whose patch matrix is larger than the budget splits the batch into chunks
         // (stride 2, so that it takes the unfolded form).
         let g = ConvGeometry {
+            batch: 12,
             channels: 256,
+            out_channels: 2,
             image: [28, 28],
             kernel: [3, 3],
             stride: [2, 2],
@@ -562,17 +552,15 @@ pub(super) mod tests {
             output: [14, 14],
         };
         assert!(!shifted::applies(&g));
-        let batch = 12;
-        assert!(g.chunk(batch) < batch);
-        let m = 2;
-        let x = values(batch * g.image_len(), 7);
-        let w = values(m * g.patch_len(), 8);
-        let dy = values(batch * m * g.out_pixels(), 9);
+        let (batch, m) = (g.batch, g.out_channels);
+        assert!(g.chunk() < batch);
+        let [x, w, dy] = operands(&g, [7, 8, 9]);
+        let one_sample = ConvGeometry { batch: 1, ..g };
         let one_sample_at_a_time = |n: usize| {
             let x_n = &x[n * g.image_len()..(n + 1) * g.image_len()];
-            forward(&g, 1, x_n, &w, m, None)
+            forward(&one_sample, x_n, &w, None)
         };
-        let y = forward(&g, batch, &x, &w, m, None);
+        let y = forward(&g, &x, &w, None);
         for n in [0, 5, 11] {
             let per = m * g.out_pixels();
             assert_eq!(
@@ -580,12 +568,12 @@ pub(super) mod tests {
                 one_sample_at_a_time(n).as_slice()
             );
         }
-        let dw = weight_grad(&g, batch, &x, &dy, m);
+        let dw = weight_grad(&g, &x, &dy);
         let mut dw_sum = vec![0.0f64; dw.len()];
         for n in 0..batch {
             let x_n = &x[n * g.image_len()..(n + 1) * g.image_len()];
             let dy_n = &dy[n * m * g.out_pixels()..(n + 1) * m * g.out_pixels()];
-            for (s, v) in dw_sum.iter_mut().zip(weight_grad(&g, 1, x_n, dy_n, m)) {
+            for (s, v) in dw_sum.iter_mut().zip(weight_grad(&one_sample, x_n, dy_n)) {
                 *s += v as f64;
             }
         }

@@ -8,16 +8,17 @@ pub mod shifted;
 mod simd;
 
 use burn::backend::Flex;
-use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
+use burn::backend::ops::{ConvOptions, ConvTransposeOptions};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 
-use crate::Activation;
-use crate::backend::KernelBackend;
+use crate::backend::{
+    ConvKind, ConvOperand, Convolution, KernelBackend, NormKind, NormStats, Normalization,
+};
 use crate::fallback;
 use conv::ConvGeometry;
-use norm::NormShape;
+use norm::{NormParams, NormShape};
 
 /// A contiguous f32 copy of `tensor` (the tensor itself when it already is one), or `None` for
 /// another dtype.
@@ -37,25 +38,30 @@ fn from_vec(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
-/// Values and the shape they take.
-type Shaped<'a> = (Vec<f32>, &'a [usize]);
-
-/// The three results of a normalisation (or of its backward pass) as tensors of their shapes.
-fn three((a, b, c): (Shaped<'_>, Shaped<'_>, Shaped<'_>)) -> (FlexTensor, FlexTensor, FlexTensor) {
-    (from_vec(a.0, a.1), from_vec(b.0, b.1), from_vec(c.0, c.1))
-}
-
-/// The geometry of a convolution of `x` by `weight`, when the kernels handle it.
-fn conv_geometry(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    options: &ConvOptions<2>,
-) -> Option<ConvGeometry> {
-    let [_, channels, h, w] = dims::<4>(x);
-    let [_, weight_channels, kh, kw] = dims::<4>(weight);
-    if options.groups != 1 || options.dilation != [1, 1] || weight_channels != channels {
+/// The geometry of `op`, when the kernels handle it: one group, no dilation, and sizes that
+/// agree.
+fn geometry(op: &Convolution<Flex>) -> Option<ConvGeometry> {
+    let (x, weight) = (dims::<4>(&op.x), dims::<4>(&op.weight));
+    // A convolution's weight is [out, in, kh, kw], a transposed convolution's [in, out, kh, kw].
+    let (groups, dilation, weight_in) = match &op.kind {
+        ConvKind::Plain(options) => (options.groups, options.dilation, weight[1]),
+        ConvKind::Transposed(options) => (options.groups, options.dilation, weight[0]),
+    };
+    if groups != 1 || dilation != [1, 1] || weight_in != x[1] {
         return None;
     }
+    match &op.kind {
+        ConvKind::Plain(options) => conv_geometry(x, weight, options),
+        ConvKind::Transposed(options) => transposed_geometry(x, weight, options),
+    }
+}
+
+/// The geometry of a convolution of `x` by `weight` (their dims).
+fn conv_geometry(
+    [batch, channels, h, w]: [usize; 4],
+    [channels_out, _, kh, kw]: [usize; 4],
+    options: &ConvOptions<2>,
+) -> Option<ConvGeometry> {
     let [(top, bottom), (left, right)] = options.padding;
     let out = |size: usize, before: usize, after: usize, k: usize, s: usize| {
         (size + before + after)
@@ -63,7 +69,9 @@ fn conv_geometry(
             .map(|span| span / s + 1)
     };
     Some(ConvGeometry {
+        batch,
         channels,
+        out_channels: channels_out,
         image: [h, w],
         kernel: [kh, kw],
         stride: options.stride,
@@ -75,24 +83,21 @@ fn conv_geometry(
     })
 }
 
-/// The geometry of a transposed convolution of `x` by `weight`, seen from its output (the
-/// image side of the convolution it transposes), when the kernels handle it.
+/// The geometry of a transposed convolution of `x` by `weight` (their dims), seen from its
+/// output (the image side of the convolution it transposes).
 fn transposed_geometry(
-    x: &FlexTensor,
-    weight: &FlexTensor,
+    [batch, channels_in, h, w]: [usize; 4],
+    [_, channels_out, kh, kw]: [usize; 4],
     options: &ConvTransposeOptions<2>,
 ) -> Option<ConvGeometry> {
-    let [_, channels_in, h, w] = dims::<4>(x);
-    let [weight_in, channels_out, kh, kw] = dims::<4>(weight);
-    if options.groups != 1 || options.dilation != [1, 1] || weight_in != channels_in {
-        return None;
-    }
     let size = |input: usize, axis: usize, k: usize| {
         ((input - 1) * options.stride[axis] + k + options.padding_out[axis])
             .checked_sub(2 * options.padding[axis])
     };
     let geometry = ConvGeometry {
+        batch,
         channels: channels_out,
+        out_channels: channels_in,
         image: [size(h, 0, kh)?, size(w, 1, kw)?],
         kernel: [kh, kw],
         stride: options.stride,
@@ -108,308 +113,179 @@ fn transposed_geometry(
     (back(0) == Some(h) && back(1) == Some(w)).then_some(geometry)
 }
 
-impl KernelBackend for Flex {
-    fn kernel_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let fast = conv_geometry(&x, &weight, &options)
-            .zip(f32_data(&x))
-            .zip(f32_data(&weight));
-        let bias_ok = bias.dtype() == DType::F32;
-        match fast {
-            Some(((g, x), w)) if bias_ok => {
-                let bias_data = f32_data(&bias);
-                let [batch, ..] = dims::<4>(&x);
-                let m = dims::<4>(&w)[0];
-                let y = conv::forward(
-                    &g,
-                    batch,
-                    x.storage(),
-                    w.storage(),
-                    m,
-                    bias_data.as_ref().map(|b| b.storage()),
-                );
-                from_vec(y, &[batch, m, g.output[0], g.output[1]])
-            }
-            _ => Flex::conv2d(x, weight, Some(bias), options),
+/// The two sides of a convolution's geometry: the images it reads and the output grid it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Image,
+    Output,
+}
+
+impl Side {
+    /// Where the input of a convolution of this kind lies: a transposed convolution runs the
+    /// convolution it transposes from its output side back to its image side.
+    fn of_input(kind: &ConvKind) -> Self {
+        match kind {
+            ConvKind::Plain(_) => Self::Image,
+            ConvKind::Transposed(_) => Self::Output,
         }
     }
 
-    fn kernel_conv2d_x_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let fast = conv_geometry(&x, &weight, &options)
-            .zip(f32_data(&weight))
-            .zip(f32_data(&output_grad));
-        match fast {
-            Some(((g, w), dy)) => {
-                let [batch, ..] = dims::<4>(&x);
-                let m = dims::<4>(&w)[0];
-                let dx = conv::image_grad(&g, batch, w.storage(), m, dy.storage(), None);
-                from_vec(dx, &[batch, g.channels, g.image[0], g.image[1]])
-            }
-            None => Flex::conv2d_x_backward(x, weight, output_grad, options),
+    fn other(self) -> Self {
+        match self {
+            Self::Image => Self::Output,
+            Self::Output => Self::Image,
         }
-    }
-
-    fn kernel_conv2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let fast = conv_geometry(&x, &weight, &options)
-            .zip(f32_data(&x))
-            .zip(f32_data(&output_grad));
-        match fast {
-            Some(((g, x_data), dy)) => {
-                let [batch, ..] = dims::<4>(&x_data);
-                let weight_dims = dims::<4>(&weight);
-                let dw =
-                    conv::weight_grad(&g, batch, x_data.storage(), dy.storage(), weight_dims[0]);
-                from_vec(dw, &weight_dims)
-            }
-            None => Flex::conv2d_weight_backward(x, weight, output_grad, options),
-        }
-    }
-
-    fn kernel_conv_transpose2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        let fast = transposed_geometry(&x, &weight, &options)
-            .zip(f32_data(&x))
-            .zip(f32_data(&weight));
-        let bias_ok = bias.dtype() == DType::F32;
-        match fast {
-            Some(((g, x), w)) if bias_ok => {
-                let bias_data = f32_data(&bias);
-                let [batch, channels_in, ..] = dims::<4>(&x);
-                let y = conv::image_grad(
-                    &g,
-                    batch,
-                    w.storage(),
-                    channels_in,
-                    x.storage(),
-                    bias_data.as_ref().map(|b| b.storage()),
-                );
-                from_vec(y, &[batch, g.channels, g.image[0], g.image[1]])
-            }
-            _ => Flex::conv_transpose2d(x, weight, Some(bias), options),
-        }
-    }
-
-    fn kernel_conv_transpose2d_x_backward(
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        // The geometry is read off the output gradient, whose grid is the transposed output.
-        let fast = transposed_geometry_from_output(&output_grad, &weight, &options)
-            .zip(f32_data(&weight))
-            .zip(f32_data(&output_grad));
-        match fast {
-            Some(((g, w), dy)) => {
-                let [batch, ..] = dims::<4>(&dy);
-                let m = dims::<4>(&w)[0];
-                let dx = conv::forward(&g, batch, dy.storage(), w.storage(), m, None);
-                from_vec(dx, &[batch, m, g.output[0], g.output[1]])
-            }
-            None => Flex::conv_transpose2d_x_backward(weight, output_grad, options),
-        }
-    }
-
-    fn kernel_conv_transpose2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        let fast = transposed_geometry(&x, &weight, &options)
-            .zip(f32_data(&x))
-            .zip(f32_data(&output_grad));
-        match fast {
-            Some(((g, x_data), dy)) => {
-                let [batch, channels_in, ..] = dims::<4>(&x_data);
-                let weight_dims = dims::<4>(&weight);
-                let dw = conv::weight_grad(&g, batch, dy.storage(), x_data.storage(), channels_in);
-                from_vec(dw, &weight_dims)
-            }
-            None => Flex::conv_transpose2d_weight_backward(x, weight, output_grad, options),
-        }
-    }
-
-    fn kernel_batch_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-        activation: Activation,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [Some(data), Some(g), Some(b)] = [&x, &gamma, &beta].map(f32_data) else {
-            return fallback::batch_norm_train::<Flex>(x, gamma, beta, epsilon, activation);
-        };
-        let (dims, shape) = norm_shape(&data);
-        let (y, mean, variance) = norm::batch_norm_forward(
-            data.storage(),
-            shape,
-            g.storage(),
-            b.storage(),
-            epsilon,
-            activation,
-        );
-        three((
-            (y, &dims),
-            (mean, &[shape.channels]),
-            (variance, &[shape.channels]),
-        ))
-    }
-
-    fn kernel_batch_norm_train_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        variance: FloatTensor<Self>,
-        epsilon: f64,
-        activation: Activation,
-        output_grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let all = [&x, &gamma, &beta, &mean, &variance, &output_grad].map(f32_data);
-        let [Some(data), Some(g), Some(b), Some(m), Some(v), Some(dy)] = all else {
-            return fallback::batch_norm_train_backward::<Flex>(
-                x,
-                gamma,
-                beta,
-                mean,
-                variance,
-                epsilon,
-                activation,
-                output_grad,
-            );
-        };
-        let (dims, shape) = norm_shape(&data);
-        let (dx, dgamma, dbeta) = norm::batch_norm_backward(
-            data.storage(),
-            shape,
-            g.storage(),
-            b.storage(),
-            m.storage(),
-            v.storage(),
-            epsilon,
-            activation,
-            dy.storage(),
-        );
-        three((
-            (dx, &dims),
-            (dgamma, &[shape.channels]),
-            (dbeta, &[shape.channels]),
-        ))
-    }
-
-    fn kernel_group_norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
-        activation: Activation,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [Some(data), Some(g), Some(b)] = [&x, &gamma, &beta].map(f32_data) else {
-            return fallback::group_norm::<Flex>(x, gamma, beta, groups, epsilon, activation);
-        };
-        let (dims, shape) = norm_shape(&data);
-        let (y, mean, inv_std) = norm::group_norm_forward(
-            data.storage(),
-            shape,
-            groups,
-            g.storage(),
-            b.storage(),
-            epsilon,
-            activation,
-        );
-        three((
-            (y, &dims),
-            (mean, &[shape.batch, groups]),
-            (inv_std, &[shape.batch, groups]),
-        ))
-    }
-
-    fn kernel_group_norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        inv_std: FloatTensor<Self>,
-        groups: usize,
-        activation: Activation,
-        output_grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let all = [&x, &gamma, &beta, &mean, &inv_std, &output_grad].map(f32_data);
-        let [Some(data), Some(g), Some(b), Some(m), Some(s), Some(dy)] = all else {
-            return fallback::group_norm_backward::<Flex>(
-                x,
-                gamma,
-                beta,
-                mean,
-                inv_std,
-                groups,
-                activation,
-                output_grad,
-            );
-        };
-        let (dims, shape) = norm_shape(&data);
-        let (dx, dgamma, dbeta) = norm::group_norm_backward(
-            data.storage(),
-            shape,
-            groups,
-            g.storage(),
-            b.storage(),
-            m.storage(),
-            s.storage(),
-            activation,
-            dy.storage(),
-        );
-        three((
-            (dx, &dims),
-            (dgamma, &[shape.channels]),
-            (dbeta, &[shape.channels]),
-        ))
     }
 }
 
-/// The transposed convolution's geometry from its output gradient `[batch, channels_out, H, W]`.
-fn transposed_geometry_from_output(
-    output_grad: &FlexTensor,
+/// `from`, a batch on one side of the geometry `g`, carried to the side `to` through `weight`
+/// (plus `bias`): to the output side by [`conv::forward`], to the image side by
+/// [`conv::image_grad`].
+fn carry(
+    g: &ConvGeometry,
+    from: &FlexTensor,
     weight: &FlexTensor,
-    options: &ConvTransposeOptions<2>,
-) -> Option<ConvGeometry> {
-    let [_, channels_out, h, w] = dims::<4>(output_grad);
-    let [_, weight_out, kh, kw] = dims::<4>(weight);
-    if options.groups != 1 || options.dilation != [1, 1] || weight_out != channels_out {
-        return None;
+    bias: Option<&FlexTensor>,
+    to: Side,
+) -> FlexTensor {
+    let (from, weight) = (from.storage(), weight.storage());
+    let bias = bias.map(|b| b.storage());
+    match to {
+        Side::Output => {
+            let y = conv::forward(g, from, weight, bias);
+            from_vec(y, &[g.batch, g.out_channels, g.output[0], g.output[1]])
+        }
+        Side::Image => {
+            let x = conv::image_grad(g, weight, from, bias);
+            from_vec(x, &[g.batch, g.channels, g.image[0], g.image[1]])
+        }
     }
-    let out = |size: usize, axis: usize, k: usize| {
-        (size + 2 * options.padding[axis])
-            .checked_sub(k)
-            .map(|span| span / options.stride[axis] + 1)
-    };
-    Some(ConvGeometry {
-        channels: channels_out,
-        image: [h, w],
-        kernel: [kh, kw],
-        stride: options.stride,
-        padding: options.padding,
-        output: [out(h, 0, kh)?, out(w, 1, kw)?],
-    })
+}
+
+/// The parameters of `op` for the kernels, with `gamma` and `beta` the f32 copies of its γ and β.
+fn norm_params<'a>(
+    op: &Normalization<Flex>,
+    gamma: &'a FlexTensor,
+    beta: &'a FlexTensor,
+) -> NormParams<'a> {
+    NormParams {
+        gamma: gamma.storage(),
+        beta: beta.storage(),
+        epsilon: op.kind.epsilon(),
+        activation: op.activation,
+    }
+}
+
+impl KernelBackend for Flex {
+    fn kernel_conv(op: Convolution<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let fast = geometry(&op)
+            .zip(f32_data(&op.x))
+            .zip(f32_data(&op.weight))
+            .zip(f32_data(&bias));
+        let Some((((g, x), weight), bias_data)) = fast else {
+            return fallback::conv::<Flex>(op, bias);
+        };
+        let to = Side::of_input(&op.kind).other();
+        carry(&g, &x, &weight, Some(&bias_data), to)
+    }
+
+    fn kernel_conv_backward(
+        op: Convolution<Self>,
+        output_grad: FloatTensor<Self>,
+        wrt: ConvOperand,
+    ) -> FloatTensor<Self> {
+        // Each gradient reads the output gradient and the other operand.
+        let other = match wrt {
+            ConvOperand::Input => &op.weight,
+            ConvOperand::Weight => &op.x,
+        };
+        let fast = geometry(&op)
+            .zip(f32_data(other))
+            .zip(f32_data(&output_grad));
+        let Some(((g, other), dy)) = fast else {
+            return fallback::conv_backward::<Flex>(op, output_grad, wrt);
+        };
+        let input_side = Side::of_input(&op.kind);
+        match wrt {
+            ConvOperand::Input => carry(&g, &dy, &other, None, input_side),
+            ConvOperand::Weight => {
+                let (images, outputs) = match input_side {
+                    Side::Image => (&other, &dy),
+                    Side::Output => (&dy, &other),
+                };
+                let dw = conv::weight_grad(&g, images.storage(), outputs.storage());
+                from_vec(dw, &dims::<4>(&op.weight))
+            }
+        }
+    }
+
+    fn kernel_norm(op: Normalization<Self>) -> (FloatTensor<Self>, NormStats<Self>) {
+        let [Some(x), Some(gamma), Some(beta)] = [&op.x, &op.gamma, &op.beta].map(f32_data) else {
+            return fallback::norm::<Flex>(op);
+        };
+        let (dims, shape) = norm_shape(&x);
+        let params = norm_params(&op, &gamma, &beta);
+        let ((y, mean, spread), stats_dims) = match op.kind {
+            NormKind::Batch { .. } => (
+                norm::batch_norm_forward(x.storage(), shape, params),
+                vec![shape.channels],
+            ),
+            NormKind::Group { groups, .. } => (
+                norm::group_norm_forward(x.storage(), shape, groups, params),
+                vec![shape.batch, groups],
+            ),
+        };
+        let stats = NormStats {
+            mean: from_vec(mean, &stats_dims),
+            spread: from_vec(spread, &stats_dims),
+        };
+        (from_vec(y, &dims), stats)
+    }
+
+    fn kernel_norm_backward(
+        op: Normalization<Self>,
+        stats: NormStats<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let all = [
+            &op.x,
+            &op.gamma,
+            &op.beta,
+            &stats.mean,
+            &stats.spread,
+            &output_grad,
+        ];
+        let [
+            Some(x),
+            Some(gamma),
+            Some(beta),
+            Some(mean),
+            Some(spread),
+            Some(dy),
+        ] = all.map(f32_data)
+        else {
+            return fallback::norm_backward::<Flex>(op, stats, output_grad);
+        };
+        let (dims, shape) = norm_shape(&x);
+        let params = norm_params(&op, &gamma, &beta);
+        let (x, saved, dy) = (
+            x.storage(),
+            (mean.storage(), spread.storage()),
+            dy.storage(),
+        );
+        let (dx, dgamma, dbeta) = match op.kind {
+            NormKind::Batch { .. } => norm::batch_norm_backward(x, shape, params, saved, dy),
+            NormKind::Group { groups, .. } => {
+                norm::group_norm_backward(x, shape, groups, params, saved, dy)
+            }
+        };
+        let channels = [shape.channels];
+        (
+            from_vec(dx, &dims),
+            from_vec(dgamma, &channels),
+            from_vec(dbeta, &channels),
+        )
+    }
 }
 
 /// The dims of `x [batch, channels, ...]`, and them as batch, channels and the product of the

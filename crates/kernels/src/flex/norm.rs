@@ -33,6 +33,16 @@ pub struct NormShape {
     pub spatial: usize,
 }
 
+/// What a normalisation does after taking its statistics: the per-channel scale γ and shift β,
+/// the ε added to the variance, and the activation.
+#[derive(Debug, Clone, Copy)]
+pub struct NormParams<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub epsilon: f64,
+    pub activation: Activation,
+}
+
 impl NormShape {
     fn sample_len(&self) -> usize {
         self.channels * self.spatial
@@ -128,10 +138,7 @@ fn to_f32(values: &[f64]) -> Vec<f32> {
 pub fn batch_norm_forward(
     x: &[f32],
     shape: NormShape,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f64,
-    activation: Activation,
+    params: NormParams,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), shape.len(), "input size");
     let [sum, sum_sq] = channel_sums(shape, x, x);
@@ -142,7 +149,7 @@ pub fn batch_norm_forward(
         .zip(&mean)
         .map(|(s, m)| (s / count - m * m).max(0.0))
         .collect();
-    let affine = per_channel_affine(gamma, beta, &mean, &variance, epsilon);
+    let affine = per_channel_affine(params, &mean, &variance);
     let mut y = vec![0.0f32; x.len()];
     let spatial = shape.spatial;
     y.par_chunks_mut(shape.sample_len())
@@ -150,7 +157,7 @@ pub fn batch_norm_forward(
         .for_each(|(out, sample)| {
             widest! {
                 pre_activation(out, sample, &affine, spatial);
-                act::apply(activation, out);
+                act::apply(params.activation, out);
             }
         });
     (y, to_f32(&mean), to_f32(&variance))
@@ -174,33 +181,22 @@ fn pre_activation(out: &mut [f32], sample: &[f32], affine: &[(f32, f32)], spatia
 }
 
 /// `z = a_c x + b_c` with `a = γ / √(σ² + ε)` and `b = β − μ a`, per channel.
-fn per_channel_affine(
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f64],
-    variance: &[f64],
-    epsilon: f64,
-) -> Vec<(f32, f32)> {
-    (0..gamma.len())
+fn per_channel_affine(params: NormParams, mean: &[f64], variance: &[f64]) -> Vec<(f32, f32)> {
+    (0..params.gamma.len())
         .map(|c| {
-            let a = gamma[c] as f64 / (variance[c] + epsilon).sqrt();
-            (a as f32, (beta[c] as f64 - mean[c] * a) as f32)
+            let a = params.gamma[c] as f64 / (variance[c] + params.epsilon).sqrt();
+            (a as f32, (params.beta[c] as f64 - mean[c] * a) as f32)
         })
         .collect()
 }
 
 /// BatchNorm backward: `(dx, dγ, dβ)` from the input, the parameters, the statistics the forward
 /// pass returned and the output gradient.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     x: &[f32],
     shape: NormShape,
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    variance: &[f32],
-    epsilon: f64,
-    activation: Activation,
+    params: NormParams,
+    (mean, variance): (&[f32], &[f32]),
     output_grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let channels = shape.channels;
@@ -208,7 +204,7 @@ pub fn batch_norm_backward(
     assert_eq!(output_grad.len(), shape.len(), "gradient size");
     let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
     let var64: Vec<f64> = variance.iter().map(|&v| v as f64).collect();
-    let affine = per_channel_affine(gamma, beta, &mean64, &var64, epsilon);
+    let affine = per_channel_affine(params, &mean64, &var64);
     let spatial = shape.spatial;
     // g = dy · act'(z), written where dx will go.
     let mut dx = vec![0.0f32; x.len()];
@@ -218,12 +214,15 @@ pub fn batch_norm_backward(
         .for_each(|((g, sample), dy)| {
             widest! {
                 pre_activation(g, sample, &affine, spatial);
-                act::backward(activation, g, dy);
+                act::backward(params.activation, g, dy);
             }
         });
     // Σg and Σg·x per channel; then Σg·x̂ = (Σg·x − μ Σg) / σ.
     let [sum_g, sum_gx] = channel_sums(shape, &dx, x);
-    let inv_std: Vec<f64> = var64.iter().map(|v| 1.0 / (v + epsilon).sqrt()).collect();
+    let inv_std: Vec<f64> = var64
+        .iter()
+        .map(|v| 1.0 / (v + params.epsilon).sqrt())
+        .collect();
     let gamma_grad: Vec<f64> = (0..channels)
         .map(|c| (sum_gx[c] - mean64[c] * sum_g[c]) * inv_std[c])
         .collect();
@@ -231,7 +230,7 @@ pub fn batch_norm_backward(
     // dx = p·g + q·x + r per channel, with p = γ/σ, q = −p·dγ/(M σ), r = −p·dβ/M − q·μ.
     let coefficients: Vec<[f32; 3]> = (0..channels)
         .map(|c| {
-            let p = gamma[c] as f64 * inv_std[c];
+            let p = params.gamma[c] as f64 * inv_std[c];
             let q = -p * gamma_grad[c] * inv_std[c] / count;
             let r = -p * sum_g[c] / count - q * mean64[c];
             [p as f32, q as f32, r as f32]
@@ -257,10 +256,7 @@ pub fn group_norm_forward(
     x: &[f32],
     shape: NormShape,
     groups: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f64,
-    activation: Activation,
+    params: NormParams,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), shape.len(), "input size");
     assert_eq!(shape.channels % groups, 0, "channels split into groups");
@@ -277,18 +273,10 @@ pub fn group_norm_forward(
                 let (sum, sum_sq) = sum_and_dot(values, values);
                 let mean = sum / group_len as f64;
                 let variance = (sum_sq / group_len as f64 - mean * mean).max(0.0);
-                let inv_std = 1.0 / (variance + epsilon).sqrt();
+                let inv_std = 1.0 / (variance + params.epsilon).sqrt();
                 let first_channel = (index % groups) * per_group;
-                for k in 0..per_group {
-                    let c = first_channel + k;
-                    let a = (gamma[c] as f64 * inv_std) as f32;
-                    let b = (beta[c] as f64 - mean * gamma[c] as f64 * inv_std) as f32;
-                    let range = k * shape.spatial..(k + 1) * shape.spatial;
-                    for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                        *o = v * a + b;
-                    }
-                }
-                act::apply(activation, out);
+                group_pre_activation(out, values, params, first_channel, (mean, inv_std), shape.spatial);
+                act::apply(params.activation, out);
                 (mean as f32, inv_std as f32)
             }
         })
@@ -297,18 +285,43 @@ pub fn group_norm_forward(
     (y, mean, inv_std)
 }
 
+/// `out = a_c x + b_c` over the channels of one group (`values`, `[channels of the group,
+/// spatial]`, the first being `first_channel`), with `a = γ / √(σ² + ε)` and `b = β − μ a` from the
+/// group's `(μ, 1 / √(σ² + ε))`.
+#[inline(always)]
+fn group_pre_activation(
+    out: &mut [f32],
+    values: &[f32],
+    params: NormParams,
+    first_channel: usize,
+    (mean, inv_std): (f64, f64),
+    spatial: usize,
+) {
+    let (gamma, beta) = (
+        &params.gamma[first_channel..],
+        &params.beta[first_channel..],
+    );
+    for (k, (out, values)) in out
+        .chunks_mut(spatial)
+        .zip(values.chunks(spatial))
+        .enumerate()
+    {
+        let a = (gamma[k] as f64 * inv_std) as f32;
+        let b = (beta[k] as f64 - mean * gamma[k] as f64 * inv_std) as f32;
+        for (o, v) in out.iter_mut().zip(values) {
+            *o = v * a + b;
+        }
+    }
+}
+
 /// GroupNorm backward: `(dx, dγ, dβ)` from the input, the parameters, the statistics the
 /// forward pass returned and the output gradient.
-#[allow(clippy::too_many_arguments)]
 pub fn group_norm_backward(
     x: &[f32],
     shape: NormShape,
     groups: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    inv_std: &[f32],
-    activation: Activation,
+    params: NormParams,
+    (mean, inv_std): (&[f32], &[f32]),
     output_grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), shape.len(), "input size");
@@ -328,22 +341,14 @@ pub fn group_norm_backward(
                 let values = &x[index * group_len..][..group_len];
                 let dy = &output_grad[index * group_len..][..group_len];
                 let first_channel = (index % groups) * per_group;
-                // g = dy · act'(z) into `out`, with z = a x + b per channel.
-                for k in 0..per_group {
-                    let c = first_channel + k;
-                    let a = (gamma[c] as f64 * rstd) as f32;
-                    let b = (beta[c] as f64 - mu * gamma[c] as f64 * rstd) as f32;
-                    let range = k * spatial..(k + 1) * spatial;
-                    for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                        *o = v * a + b;
-                    }
-                }
-                act::backward(activation, out, dy);
+                // g = dy · act'(z) into `out`.
+                group_pre_activation(out, values, params, first_channel, (mu, rstd), spatial);
+                act::backward(params.activation, out, dy);
                 // Per channel Σg and Σg·x̂ = (Σg·x − μ Σg)·rstd; over the group Σh and Σh·x̂, h = γ g.
                 let mut channel_sums = Vec::with_capacity(per_group);
                 let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
                 for k in 0..per_group {
-                    let gc = gamma[first_channel + k] as f64;
+                    let gc = params.gamma[first_channel + k] as f64;
                     let range = k * spatial..(k + 1) * spatial;
                     let (sum_g, sum_gx) = sum_and_dot(&out[range.clone()], &values[range]);
                     let sum_g_xhat = (sum_gx - mu * sum_g) * rstd;
@@ -356,7 +361,7 @@ pub fn group_norm_backward(
                 let b = (-mean_hx * rstd * rstd) as f32;
                 let c0 = (-rstd * mean_h + mean_hx * rstd * rstd * mu) as f32;
                 for k in 0..per_group {
-                    let a = (gamma[first_channel + k] as f64 * rstd) as f32;
+                    let a = (params.gamma[first_channel + k] as f64 * rstd) as f32;
                     let range = k * spatial..(k + 1) * spatial;
                     for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
                         *o = a * *o + b * v + c0;
@@ -388,6 +393,19 @@ mod tests {
         Activation::LeakyRelu(0.2),
         Activation::Silu,
     ];
+
+    fn norm_params<'a>(
+        gamma: &'a [f32],
+        beta: &'a [f32],
+        activation: Activation,
+    ) -> NormParams<'a> {
+        NormParams {
+            gamma,
+            beta,
+            epsilon: 1e-5,
+            activation,
+        }
+    }
 
     fn data(shape: NormShape, seed: usize) -> Vec<f32> {
         (0..shape.len())
@@ -454,9 +472,9 @@ mod tests {
         let gamma = [0.5f32, 1.5, -2.0];
         let beta = [0.1f32, -0.3, 0.7];
         for activation in ACTIVATIONS {
-            let (y, mean, var) = batch_norm_forward(&x, shape, &gamma, &beta, 1e-5, activation);
-            let (dx, dgamma, dbeta) =
-                batch_norm_backward(&x, shape, &gamma, &beta, &mean, &var, 1e-5, activation, &dy);
+            let params = norm_params(&gamma, &beta, activation);
+            let (y, mean, var) = batch_norm_forward(&x, shape, params);
+            let (dx, dgamma, dbeta) = batch_norm_backward(&x, shape, params, (&mean, &var), &dy);
             for c in 0..shape.channels {
                 let indices: Vec<(usize, usize)> = (0..shape.batch)
                     .flat_map(|n| (0..shape.spatial).map(move |s| ((n * 3 + c) * 4 + s, c)))
@@ -490,11 +508,10 @@ mod tests {
         let gamma = [0.5f32, 1.5, -2.0, 1.0, 0.8, -0.4];
         let beta = [0.1f32, -0.3, 0.7, 0.0, 0.2, 0.5];
         for activation in ACTIVATIONS {
-            let (y, mean, inv_std) =
-                group_norm_forward(&x, shape, groups, &gamma, &beta, 1e-5, activation);
-            let (dx, dgamma, _) = group_norm_backward(
-                &x, shape, groups, &gamma, &beta, &mean, &inv_std, activation, &dy,
-            );
+            let params = norm_params(&gamma, &beta, activation);
+            let (y, mean, inv_std) = group_norm_forward(&x, shape, groups, params);
+            let (dx, dgamma, _) =
+                group_norm_backward(&x, shape, groups, params, (&mean, &inv_std), &dy);
             for n in 0..shape.batch {
                 for g in 0..groups {
                     let indices: Vec<(usize, usize)> = (2 * g..2 * g + 2)

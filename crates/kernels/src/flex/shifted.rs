@@ -39,11 +39,11 @@ pub fn applies(g: &ConvGeometry) -> bool {
     g.stride == [1, 1] && g.channels >= MIN_CHANNELS && g.out_pixels() > 0
 }
 
-/// Whether the input gradient of a convolution of this geometry with `m` output channels takes
-/// the shifted form (it is a stride-1 convolution over those `m` channels).
-pub fn applies_to_image_grad(g: &ConvGeometry, m: usize) -> bool {
+/// Whether the input gradient of a convolution of this geometry takes the shifted form (it is a
+/// stride-1 convolution over the `m` output channels).
+pub fn applies_to_image_grad(g: &ConvGeometry) -> bool {
     g.stride == [1, 1]
-        && m >= MIN_CHANNELS
+        && g.out_channels >= MIN_CHANNELS
         && g.padding[0] < g.kernel[0]
         && g.padding[1] < g.kernel[1]
         && g.image[0] * g.image[1] > 0
@@ -64,7 +64,8 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(g: &ConvGeometry, batch: usize, m: usize) -> Self {
+    fn new(g: &ConvGeometry) -> Self {
+        let (batch, m) = (g.batch, g.out_channels);
         let [kh, kw] = g.kernel;
         let height = g.output[0] + kh - 1;
         let width = g.output[1] + kw - 1;
@@ -152,18 +153,11 @@ fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
 }
 
 /// `y [batch, m, OH, OW] = conv(x, W) (+ bias [m])` for a geometry [`applies`] accepts.
-pub fn forward(
-    g: &ConvGeometry,
-    batch: usize,
-    images: &[f32],
-    weight: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let c = g.channels;
+pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (batch, c, m) = (g.batch, g.channels, g.out_channels);
     let taps = g.kernel[0] * g.kernel[1];
     let [oh, ow] = g.output;
-    let grid = Grid::new(g, batch, m);
+    let grid = Grid::new(g);
     let by_tap = weights_by_tap(weight, taps);
     let group = grid.group_columns();
     let mut out = vec![0.0f32; batch * m * oh * ow];
@@ -207,17 +201,11 @@ pub fn forward(
 
 /// `dW [m, c, kh, kw] = Σ_n dY_n · U(x_n)ᵀ`, the weight gradient of a convolution whose geometry
 /// [`applies`] accepts.
-pub fn weight_grad(
-    g: &ConvGeometry,
-    batch: usize,
-    images: &[f32],
-    output_grad: &[f32],
-    m: usize,
-) -> Vec<f32> {
-    let c = g.channels;
+pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec<f32> {
+    let (c, m) = (g.channels, g.out_channels);
     let taps = g.kernel[0] * g.kernel[1];
     let [oh, ow] = g.output;
-    let grid = Grid::new(g, batch, m);
+    let grid = Grid::new(g);
     let group = grid.group_columns();
     let by_tap = with_scratch([c * grid.row_stride(), m * grid.columns], |padded, wide| {
         pad(g, &grid, images, padded);
@@ -279,18 +267,13 @@ pub fn weight_grad(
 /// `dx [batch, c, h, w] = conv(dY padded by k − 1 − p, flipped Wᵀ) (+ bias [c])`: the input
 /// gradient of a convolution (or the forward pass of a stride-1 transposed convolution) whose
 /// geometry [`applies_to_image_grad`] accepts.
-pub fn image_grad(
-    g: &ConvGeometry,
-    batch: usize,
-    weight: &[f32],
-    m: usize,
-    output_grad: &[f32],
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let c = g.channels;
+pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (c, m) = (g.channels, g.out_channels);
     let [kh, kw] = g.kernel;
     let flipped = ConvGeometry {
+        batch: g.batch,
         channels: m,
+        out_channels: c,
         image: g.output,
         kernel: g.kernel,
         stride: [1, 1],
@@ -308,49 +291,50 @@ pub fn image_grad(
         );
         *value = weight[((o * c + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
     }
-    forward(&flipped, batch, output_grad, &swapped, c, bias)
+    forward(&flipped, dy, &swapped, bias)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex::conv::tests::{direct, dot, values};
+    use crate::flex::conv::tests::{direct, dot, operands, values};
+
+    /// A stride-1 convolution of 3 images to 16 channels, with the padding `padding` before and
+    /// `after` after each axis.
+    fn stride_one(
+        channels: usize,
+        image: [usize; 2],
+        kernel: [usize; 2],
+        padding: [usize; 2],
+        after: [usize; 2],
+    ) -> ConvGeometry {
+        let out = |axis: usize| image[axis] + padding[axis] + after[axis] + 1 - kernel[axis];
+        ConvGeometry {
+            batch: 3,
+            channels,
+            out_channels: 16,
+            image,
+            kernel,
+            stride: [1, 1],
+            padding,
+            output: [out(0), out(1)],
+        }
+    }
 
     /// Stride-1 geometries with enough channels for the shifted form, including odd sides,
     /// uneven kernels, no padding and padding that differs before and after.
     fn geometries() -> Vec<ConvGeometry> {
-        let g = |channels,
-                 image: [usize; 2],
-                 kernel: [usize; 2],
-                 padding: [usize; 2],
-                 after: [usize; 2]| {
-            let out = |axis: usize| image[axis] + padding[axis] + after[axis] + 1 - kernel[axis];
-            ConvGeometry {
-                channels,
-                image,
-                kernel,
-                stride: [1, 1],
-                padding,
-                output: [out(0), out(1)],
-            }
-        };
         vec![
-            g(16, [7, 9], [3, 3], [1, 1], [1, 1]), // the U-Net's 3x3, odd sides
-            g(17, [5, 6], [1, 1], [0, 0], [0, 0]), // a 1x1 skip
-            g(16, [6, 7], [3, 3], [0, 0], [0, 0]), // no padding
-            g(18, [6, 5], [5, 3], [2, 1], [0, 2]), // uneven kernel, asymmetric padding
+            stride_one(16, [7, 9], [3, 3], [1, 1], [1, 1]), // the U-Net's 3x3, odd sides
+            stride_one(17, [5, 6], [1, 1], [0, 0], [0, 0]), // a 1x1 skip
+            stride_one(16, [6, 7], [3, 3], [0, 0], [0, 0]), // no padding
+            stride_one(18, [6, 5], [5, 3], [2, 1], [0, 2]), // uneven kernel, asymmetric padding
         ]
     }
 
     /// `dx` and `dW` straight from their definitions, in f64.
-    fn direct_grads(
-        g: &ConvGeometry,
-        batch: usize,
-        x: &[f32],
-        w: &[f32],
-        dy: &[f32],
-        m: usize,
-    ) -> (Vec<f64>, Vec<f64>) {
+    fn direct_grads(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let (batch, m) = (g.batch, g.out_channels);
         let [kh, kw] = g.kernel;
         let [h, wd] = g.image;
         let [oh, ow] = g.output;
@@ -401,30 +385,26 @@ mod tests {
     #[test]
     fn every_pass_matches_the_definition() {
         for g in geometries() {
-            assert!(applies(&g));
-            let (batch, m) = (3, 16);
-            assert!(applies_to_image_grad(&g, m));
-            let x = values(batch * g.image_len(), 11);
-            let w = values(m * g.patch_len(), 12);
+            assert!(applies(&g) && applies_to_image_grad(&g));
+            let [x, w, dy] = operands(&g, [11, 12, 14]);
+            let (m, p) = (g.out_channels, g.out_pixels());
             let bias = values(m, 13);
-            let dy = values(batch * m * g.out_pixels(), 14);
-            let p = g.out_pixels();
-            let y = forward(&g, batch, &x, &w, m, Some(&bias));
-            let expected = direct(&g, batch, &x, &w, m);
+            let y = forward(&g, &x, &w, Some(&bias));
+            let expected = direct(&g, &x, &w);
             let with_bias = expected
                 .iter()
                 .enumerate()
                 .map(|(i, e)| (e + bias[(i / p) % m]) as f64);
             assert_close(&format!("{g:?} output"), &y, with_bias);
-            let (dx, dw) = direct_grads(&g, batch, &x, &w, &dy, m);
+            let (dx, dw) = direct_grads(&g, &x, &w, &dy);
             assert_close(
                 &format!("{g:?} input gradient"),
-                &image_grad(&g, batch, &w, m, &dy, None),
+                &image_grad(&g, &w, &dy, None),
                 dx,
             );
             assert_close(
                 &format!("{g:?} weight gradient"),
-                &weight_grad(&g, batch, &x, &dy, m),
+                &weight_grad(&g, &x, &dy),
                 dw,
             );
         }
@@ -433,21 +413,18 @@ mod tests {
     #[test]
     fn groups_of_images_add_up_like_one_image_at_a_time() {
         // Batch 13 on a 14x14 grid with 64 channels splits into several groups, the last one short.
-        let g = geometries()[0];
         let g = ConvGeometry {
-            channels: 64,
-            image: [14, 14],
-            output: [14, 14],
-            ..g
+            batch: 13,
+            out_channels: 64,
+            ..stride_one(64, [14, 14], [3, 3], [1, 1], [1, 1])
         };
-        let (batch, m) = (13, 64);
-        let grid = Grid::new(&g, batch, m);
+        let (batch, m) = (g.batch, g.out_channels);
+        let grid = Grid::new(&g);
         assert!(grid.images_per_group < batch && batch % grid.images_per_group != 0);
-        let x = values(batch * g.image_len(), 21);
-        let w = values(m * g.patch_len(), 22);
-        let dy = values(batch * m * g.out_pixels(), 23);
-        let y = forward(&g, batch, &x, &w, m, None);
-        let dw = weight_grad(&g, batch, &x, &dy, m);
+        let [x, w, dy] = operands(&g, [21, 22, 23]);
+        let y = forward(&g, &x, &w, None);
+        let dw = weight_grad(&g, &x, &dy);
+        let one_sample = ConvGeometry { batch: 1, ..g };
         let mut dw_sum = vec![0.0f64; dw.len()];
         let per_out = m * g.out_pixels();
         for n in 0..batch {
@@ -455,15 +432,15 @@ mod tests {
             let dy_n = &dy[n * per_out..][..per_out];
             assert_eq!(
                 &y[n * per_out..][..per_out],
-                forward(&g, 1, x_n, &w, m, None).as_slice()
+                forward(&one_sample, x_n, &w, None).as_slice()
             );
-            for (s, v) in dw_sum.iter_mut().zip(weight_grad(&g, 1, x_n, dy_n, m)) {
+            for (s, v) in dw_sum.iter_mut().zip(weight_grad(&one_sample, x_n, dy_n)) {
                 *s += v as f64;
             }
         }
         assert_close("weight gradient by groups", &dw, dw_sum);
         // And the adjoint identity <dY, conv(x)> = <dx, x> on the whole batch.
-        let dx = image_grad(&g, batch, &w, m, &dy, None);
+        let dx = image_grad(&g, &w, &dy, None);
         let (a, b) = (dot(&dy, &y), dot(&dx, &x));
         assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
     }

@@ -4,15 +4,15 @@
 
 use burn::tensor::Tensor;
 
-use super::{DiffusionError, NoiseSchedule, Sampler, leading_timesteps, predict_x0};
+use super::{DiffusionError, NoiseSchedule, Sampler, Scheduler, leading_timesteps, predict_x0};
 
 /// The DDIM reverse process over a "leading" subsequence of the schedule's timesteps.
-#[derive(Debug, Clone)]
-pub struct DdimScheduler {
-    schedule: NoiseSchedule,
-    timesteps: Vec<usize>,
+pub type DdimScheduler = Scheduler<Ddim>;
+
+/// The DDIM step, with the weight `eta` of its fresh noise.
+#[derive(Debug, Clone, Copy)]
+pub struct Ddim {
     eta: f64,
-    clip_sample: bool,
 }
 
 impl DdimScheduler {
@@ -20,12 +20,7 @@ impl DdimScheduler {
     pub fn new(schedule: NoiseSchedule) -> Self {
         let steps = schedule.num_steps().min(50);
         let timesteps = leading_timesteps(schedule.num_steps(), steps).expect("1 <= steps <= T");
-        Self {
-            schedule,
-            timesteps,
-            eta: 0.0,
-            clip_sample: true,
-        }
+        Self::with_rule(schedule, timesteps, Ddim { eta: 0.0 })
     }
 
     /// The weight of the fresh noise: `sigma_t = eta sqrt(beta_tilde_t)` on the subsequence.
@@ -33,35 +28,35 @@ impl DdimScheduler {
         if !(eta.is_finite() && eta >= 0.0) {
             return Err(DiffusionError::Eta(eta));
         }
-        self.eta = eta;
+        self.rule.eta = eta;
         Ok(self)
     }
 
-    /// Whether x0_hat is clipped to the data range [-1, 1].
-    pub fn with_clip_sample(mut self, clip_sample: bool) -> Self {
-        self.clip_sample = clip_sample;
-        self
-    }
-
-    /// Samples in `num_inference_steps` steps, "leading" spacing: `k * (T / n)`, k = n-1..0.
-    pub fn set_timesteps(&mut self, num_inference_steps: usize) -> Result<(), DiffusionError> {
-        self.timesteps = leading_timesteps(self.schedule.num_steps(), num_inference_steps)?;
-        Ok(())
-    }
-
     pub fn eta(&self) -> f64 {
-        self.eta
+        self.rule.eta
+    }
+}
+
+/// Equation 12 of Song et al.:
+///
+/// `x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t noise`,
+///
+/// with `x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`, clipped when asked
+/// (the direction term keeps the network's own eps, as diffusers does by default).
+impl Sampler for DdimScheduler {
+    fn timesteps(&self) -> &[usize] {
+        &self.timesteps
     }
 
-    pub fn schedule(&self) -> &NoiseSchedule {
-        &self.schedule
-    }
+    /// `sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma_t^2) eps`.
+    fn mean<const D: usize>(&self, eps: Tensor<D>, t: usize, x_t: Tensor<D>) -> Tensor<D> {
+        let alpha_bar = self.schedule.alpha_bar(t);
+        let alpha_bar_prev = self.alpha_bar_prev(t);
+        let variance = self.noise_variance(t);
 
-    /// `alpha_bar` at the timestep after `t`: 1 after the last (diffusers' `set_alpha_to_one`).
-    fn alpha_bar_prev(&self, t: usize) -> f64 {
-        let stride = self.schedule.num_steps() / self.timesteps.len();
-        t.checked_sub(stride)
-            .map_or(1.0, |prev| self.schedule.alpha_bar(prev))
+        let x0_hat = predict_x0(x_t, eps.clone(), alpha_bar, self.clip_sample);
+        let direction = eps.mul_scalar((1.0 - alpha_bar_prev - variance).sqrt());
+        x0_hat.mul_scalar(alpha_bar_prev.sqrt()) + direction
     }
 
     /// `sigma_t^2 = eta^2 (1 - alpha_bar_prev) / (1 - alpha_bar_t) (1 - alpha_bar_t / alpha_bar_prev)`.
@@ -69,50 +64,14 @@ impl DdimScheduler {
         let (alpha_bar, alpha_bar_prev) = (self.schedule.alpha_bar(t), self.alpha_bar_prev(t));
         let posterior =
             (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev);
-        self.eta * self.eta * posterior
-    }
-}
-
-impl Sampler for DdimScheduler {
-    fn timesteps(&self) -> &[usize] {
-        &self.timesteps
-    }
-
-    fn needs_noise(&self, t: usize) -> bool {
-        self.noise_variance(t) > 0.0
-    }
-
-    /// Equation 12 of Song et al.:
-    ///
-    /// `x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t noise`,
-    ///
-    /// with `x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`, clipped when asked
-    /// (the direction term keeps the network's own eps, as diffusers does by default).
-    fn step<const D: usize>(
-        &self,
-        eps: Tensor<D>,
-        t: usize,
-        x_t: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Tensor<D> {
-        let alpha_bar = self.schedule.alpha_bar(t);
-        let alpha_bar_prev = self.alpha_bar_prev(t);
-        let variance = self.noise_variance(t);
-
-        let x0_hat = predict_x0(x_t, eps.clone(), alpha_bar, self.clip_sample);
-        let direction = eps.mul_scalar((1.0 - alpha_bar_prev - variance).sqrt());
-        let x_prev = x0_hat.mul_scalar(alpha_bar_prev.sqrt()) + direction;
-        if variance == 0.0 {
-            return x_prev;
-        }
-        let noise = noise.expect("a DDIM step with eta > 0 needs noise");
-        x_prev + noise.mul_scalar(variance.sqrt())
+        self.rule.eta * self.rule.eta * posterior
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::assert_near;
     use burn::tensor::{Device, Distribution};
 
     #[test]
@@ -173,11 +132,7 @@ mod tests {
         let (a, a_prev) = (schedule.alpha_bar(980), schedule.alpha_bar(960));
         let x0 = (x - (1.0 - a).sqrt() * e) / a.sqrt();
         let expected = a_prev.sqrt() * x0 + (1.0 - a_prev).sqrt() * e;
-        let actual = out.into_scalar::<f32>() as f64;
-        assert!(
-            (actual - expected).abs() < 1e-5 * expected.abs().max(1.0),
-            "{actual} vs {expected}"
-        );
+        assert_near(out.into_scalar::<f32>() as f64, expected, 1e-5, "x_prev");
     }
 
     /// With eta = 1 and every timestep visited, sigma_t^2 is DDPM's beta_tilde_t.

@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{DiffusionError, NoiseSchedule, Sampler, leading_timesteps, predict_x0};
+use super::{NoiseSchedule, Sampler, Scheduler, predict_x0};
 
 /// The variance of each reverse step (Ho et al., section 3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,104 +16,78 @@ pub enum PosteriorVariance {
     FixedLarge,
 }
 
-/// The DDPM reverse process over all T timesteps (or a "leading" subsequence of them).
-#[derive(Debug, Clone)]
-pub struct DdpmScheduler {
-    schedule: NoiseSchedule,
+/// The DDPM reverse process over all T timesteps (or a "leading" subsequence of them, after
+/// [`Scheduler::set_timesteps`]).
+pub type DdpmScheduler = Scheduler<Ddpm>;
+
+/// The DDPM step, with the variance of its fresh noise.
+#[derive(Debug, Clone, Copy)]
+pub struct Ddpm {
     variance: PosteriorVariance,
-    clip_sample: bool,
-    timesteps: Vec<usize>,
 }
 
 impl DdpmScheduler {
     /// Every timestep T-1, ..., 0, fixed-small variance, x0_hat clipped to [-1, 1].
     pub fn new(schedule: NoiseSchedule) -> Self {
         let timesteps = (0..schedule.num_steps()).rev().collect();
-        Self {
-            schedule,
+        let rule = Ddpm {
             variance: PosteriorVariance::FixedSmall,
-            clip_sample: true,
-            timesteps,
-        }
+        };
+        Self::with_rule(schedule, timesteps, rule)
     }
 
     pub fn with_variance(mut self, variance: PosteriorVariance) -> Self {
-        self.variance = variance;
+        self.rule.variance = variance;
         self
     }
 
-    /// Whether x0_hat is clipped to the data range [-1, 1] before the posterior mean.
-    pub fn with_clip_sample(mut self, clip_sample: bool) -> Self {
-        self.clip_sample = clip_sample;
-        self
-    }
-
-    /// Samples in `num_inference_steps` steps with "leading" spacing instead of all T.
-    pub fn set_timesteps(&mut self, num_inference_steps: usize) -> Result<(), DiffusionError> {
-        self.timesteps = leading_timesteps(self.schedule.num_steps(), num_inference_steps)?;
-        Ok(())
-    }
-
-    pub fn schedule(&self) -> &NoiseSchedule {
-        &self.schedule
-    }
-
-    /// The timestep after `t` in the reverse process; `None` after the last.
-    fn previous_timestep(&self, t: usize) -> Option<usize> {
-        t.checked_sub(self.schedule.num_steps() / self.timesteps.len())
+    /// `alpha_bar_t`, `alpha_bar_prev` (the signal at the next timestep, 1 after the last) and
+    /// `alpha_t = alpha_bar_t / alpha_bar_prev`.
+    fn signal_levels(&self, t: usize) -> (f64, f64, f64) {
+        let (alpha_bar, alpha_bar_prev) = (self.schedule.alpha_bar(t), self.alpha_bar_prev(t));
+        (alpha_bar, alpha_bar_prev, alpha_bar / alpha_bar_prev)
     }
 }
 
+/// `x_prev = mu(x_t, x0_hat) + sigma_t noise`, where, with `alpha_bar_prev` the signal at the
+/// next timestep and `beta_t = 1 - alpha_bar_t / alpha_bar_prev` (the schedule's beta_t when
+/// every timestep is visited),
+///
+/// `x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`,
+///
+/// `mu = sqrt(alpha_bar_prev) beta_t / (1 - alpha_bar_t) x0_hat
+///      + sqrt(alpha_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t`,
+///
+/// `sigma_t^2 = beta_tilde_t` or `beta_t`; no noise at t = 0.
 impl Sampler for DdpmScheduler {
     fn timesteps(&self) -> &[usize] {
         &self.timesteps
     }
 
-    /// Every step adds noise but the last.
-    fn needs_noise(&self, t: usize) -> bool {
-        t > 0
-    }
-
-    /// `x_prev = mu(x_t, x0_hat) + sigma_t noise`, where, with `alpha_bar_prev` the signal at the
-    /// next timestep and `beta_t = 1 - alpha_bar_t / alpha_bar_prev` (the schedule's beta_t when
-    /// every timestep is visited),
-    ///
-    /// `x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`,
-    ///
-    /// `mu = sqrt(alpha_bar_prev) beta_t / (1 - alpha_bar_t) x0_hat
-    ///      + sqrt(alpha_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t`,
-    ///
-    /// `sigma_t^2 = beta_tilde_t` or `beta_t`; no noise at t = 0.
-    fn step<const D: usize>(
-        &self,
-        eps: Tensor<D>,
-        t: usize,
-        x_t: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Tensor<D> {
-        let alpha_bar = self.schedule.alpha_bar(t);
-        let alpha_bar_prev = self
-            .previous_timestep(t)
-            .map_or(1.0, |prev| self.schedule.alpha_bar(prev));
-        let alpha = alpha_bar / alpha_bar_prev;
+    fn mean<const D: usize>(&self, eps: Tensor<D>, t: usize, x_t: Tensor<D>) -> Tensor<D> {
+        let (alpha_bar, alpha_bar_prev, alpha) = self.signal_levels(t);
         let beta = 1.0 - alpha;
-
         let x0_hat = predict_x0(x_t.clone(), eps, alpha_bar, self.clip_sample);
         let x0_coefficient = alpha_bar_prev.sqrt() * beta / (1.0 - alpha_bar);
         let x_t_coefficient = alpha.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar);
-        let mean = x0_hat.mul_scalar(x0_coefficient) + x_t.mul_scalar(x_t_coefficient);
-        if !self.needs_noise(t) {
-            return mean;
-        }
-        let variance = match self.variance {
+        x0_hat.mul_scalar(x0_coefficient) + x_t.mul_scalar(x_t_coefficient)
+    }
+
+    fn noise_variance(&self, t: usize) -> f64 {
+        let (alpha_bar, alpha_bar_prev, alpha) = self.signal_levels(t);
+        let beta = 1.0 - alpha;
+        match self.rule.variance {
             // Floored as in diffusers: at t = 1 of a fine schedule it is tiny but not zero.
             PosteriorVariance::FixedSmall => {
                 ((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta).max(1e-20)
             }
             PosteriorVariance::FixedLarge => beta,
-        };
-        let noise = noise.expect("a DDPM step before the last needs noise");
-        mean + noise.mul_scalar(variance.sqrt())
+        }
+    }
+
+    /// Every step adds noise but the last.
+    fn needs_noise(&self, t: usize) -> bool {
+        t > 0
     }
 }
 

@@ -501,7 +501,29 @@ impl ImageSource for LatentDiffusionSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::to_vec;
     use crate::vae::VaeConfig;
+
+    /// A denoiser of `latent_dim`-dimensional codes with hidden layers of 8 units.
+    fn narrow_denoiser(latent_dim: usize) -> LatentDenoiserConfig {
+        LatentDenoiserConfig::new()
+            .with_latent_dim(latent_dim)
+            .with_hidden(8)
+    }
+
+    /// The codec of a fresh VAE of `latent_dim` dimensions, the codes not standardised.
+    fn unfitted_codec(latent_dim: usize, device: &Device) -> LatentCodec {
+        LatentCodec::unfitted(VaeConfig::new().with_latent_dim(latent_dim).init(device))
+    }
+
+    /// Deterministic DDIM (eta 0) in `steps` steps.
+    fn ddim(steps: usize) -> SamplingSettings {
+        SamplingSettings {
+            sampler: super::super::SamplerKind::Ddim,
+            steps,
+            eta: 0.0,
+        }
+    }
 
     #[test]
     fn guidance_combines_the_two_predictions_as_equation_6() {
@@ -510,10 +532,7 @@ mod tests {
         let unconditional = Tensor::<1>::from_floats([0.5, 1.0, 0.5], &device);
         // w = 3: 4 * c - 3 * u = [4 - 1.5, -8 - 3, 2 - 1.5].
         let guided = guided_noise(conditional.clone(), unconditional.clone(), 3.0);
-        assert_eq!(
-            guided.into_data().try_to_vec::<f32>().unwrap(),
-            [2.5, -11.0, 0.5]
-        );
+        assert_eq!(to_vec(guided), [2.5, -11.0, 0.5]);
         // w = 0 is the conditional prediction itself.
         let plain = guided_noise(conditional.clone(), unconditional, 0.0);
         assert!(plain.equal(conditional).all().into_scalar::<bool>());
@@ -522,9 +541,7 @@ mod tests {
     #[test]
     fn the_batched_guided_pass_equals_two_separate_passes() {
         let device = Device::flex();
-        let denoiser = LatentDenoiserConfig::new()
-            .with_latent_dim(3)
-            .with_hidden(8)
+        let denoiser = narrow_denoiser(3)
             .with_blocks(2)
             .with_time_embedding_dim(8)
             .with_num_classes(4)
@@ -566,23 +583,11 @@ mod tests {
         let images =
             Tensor::<4>::random([3, 1, 28, 28], burn::tensor::Distribution::Default, &device);
         let mu = vae.encoder.forward(images.clone()).mu;
-        let statistics =
-            CodeStatistics::of(&mu.clone().into_data().try_to_vec::<f32>().unwrap(), 2);
+        let statistics = CodeStatistics::of(&to_vec(mu.clone()), 2);
         let codec = LatentCodec::new(vae.clone(), &statistics);
         let z = codec.encode(images);
-        let mean = z
-            .clone()
-            .mean_dim(0)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let var = z
-            .clone()
-            .square()
-            .mean_dim(0)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let mean = to_vec(z.clone().mean_dim(0));
+        let var = to_vec(z.clone().square().mean_dim(0));
         for j in 0..2 {
             assert!(mean[j].abs() < 1e-4, "{mean:?}");
             assert!((var[j] - 1.0).abs() < 1e-3, "{var:?}");
@@ -595,22 +600,14 @@ mod tests {
     fn guidance_is_refused_where_it_cannot_apply() {
         let device = Device::flex();
         let schedule = NoiseSchedule::ddpm();
-        let settings = SamplingSettings {
-            sampler: super::super::SamplerKind::Ddim,
-            steps: 2,
-            eta: 0.0,
-        };
-        let codec = || LatentCodec::unfitted(VaeConfig::new().with_latent_dim(3).init(&device));
-        let config = LatentDenoiserConfig::new()
-            .with_latent_dim(3)
-            .with_hidden(8);
+        let config = narrow_denoiser(3);
         let guidance = |scale, class| Some(Guidance { scale, class });
         let open = |classes, guidance| {
             LatentDiffusionSource::new(
                 config.clone().with_num_classes(classes).init(&device),
-                codec(),
+                unfitted_codec(3, &device),
                 &schedule,
-                settings,
+                ddim(2),
                 guidance,
             )
             .map(|_| ())
@@ -642,19 +639,10 @@ mod tests {
     fn the_codes_are_not_clipped_to_the_image_range() {
         use burn::module::Module;
         let device = Device::flex();
-        let denoiser = LatentDenoiserConfig::new()
-            .with_latent_dim(4)
-            .with_hidden(8)
-            .init(&device)
-            .map(&mut Zero);
-        let settings = SamplingSettings {
-            sampler: super::super::SamplerKind::Ddim,
-            steps: 2,
-            eta: 0.0,
-        };
-        let codec = LatentCodec::unfitted(VaeConfig::new().with_latent_dim(4).init(&device));
+        let denoiser = narrow_denoiser(4).init(&device).map(&mut Zero);
+        let codec = unfitted_codec(4, &device);
         let source =
-            LatentDiffusionSource::new(denoiser, codec, &NoiseSchedule::ddpm(), settings, None)
+            LatentDiffusionSource::new(denoiser, codec, &NoiseSchedule::ddpm(), ddim(2), None)
                 .unwrap();
         // With eps = 0, DDIM (eta 0) over t = 500, 0 gives z0 = sqrt(ab_0 / ab_500) x_T; a
         // clipped x0_hat would keep |z0| <= 1.
@@ -674,18 +662,10 @@ mod tests {
     fn a_conditional_source_draws_the_classes_it_was_asked_for() {
         let device = Device::flex();
         let source = LatentDiffusionSource::new(
-            LatentDenoiserConfig::new()
-                .with_latent_dim(3)
-                .with_hidden(8)
-                .with_num_classes(10)
-                .init(&device),
-            LatentCodec::unfitted(VaeConfig::new().with_latent_dim(3).init(&device)),
+            narrow_denoiser(3).with_num_classes(10).init(&device),
+            unfitted_codec(3, &device),
             &NoiseSchedule::ddpm(),
-            SamplingSettings {
-                sampler: super::super::SamplerKind::Ddim,
-                steps: 3,
-                eta: 0.0,
-            },
+            ddim(3),
             Some(Guidance {
                 scale: 1.0,
                 class: None,

@@ -63,24 +63,90 @@ pub enum DiffusionError {
 }
 
 /// A reverse process: the timesteps it visits, from noisiest to clean, and one step
-/// x_t -> x_prev given the network's noise prediction.
+/// x_t -> x_prev given the network's noise prediction, a Gaussian `N(mu, sigma_t^2 I)` around
+/// a mean `mu(x_t, eps)`.
 pub trait Sampler {
     /// The timesteps visited, in decreasing order, ending at 0.
     fn timesteps(&self) -> &[usize];
 
-    /// Whether [`Sampler::step`] at `t` adds fresh noise (and so needs `noise`).
-    fn needs_noise(&self, t: usize) -> bool;
+    /// The mean `mu(x_t, eps)` of the step at timestep `t` from the predicted noise `eps`.
+    fn mean<const D: usize>(&self, eps: Tensor<D>, t: usize, x_t: Tensor<D>) -> Tensor<D>;
 
-    /// One reverse step at timestep `t` from the predicted noise `eps`. `noise ~ N(0, I)` must be
-    /// given when [`Sampler::needs_noise`] says so; it is an argument so that a step is
-    /// reproducible.
+    /// The variance `sigma_t^2` of the fresh noise the step at `t` adds.
+    fn noise_variance(&self, t: usize) -> f64;
+
+    /// Whether [`Sampler::step`] at `t` adds fresh noise (and so needs `noise`).
+    fn needs_noise(&self, t: usize) -> bool {
+        self.noise_variance(t) > 0.0
+    }
+
+    /// One reverse step at timestep `t` from the predicted noise `eps`:
+    ///
+    /// `x_prev = mu(x_t, eps) + sigma_t noise`.
+    ///
+    /// `noise ~ N(0, I)` must be given when [`Sampler::needs_noise`] says so; it is an argument
+    /// so that a step is reproducible.
     fn step<const D: usize>(
         &self,
         eps: Tensor<D>,
         t: usize,
         x_t: Tensor<D>,
         noise: Option<Tensor<D>>,
-    ) -> Tensor<D>;
+    ) -> Tensor<D> {
+        let mean = self.mean(eps, t, x_t);
+        if !self.needs_noise(t) {
+            return mean;
+        }
+        let noise = noise.expect("a step that adds noise needs `noise` (see `needs_noise`)");
+        mean + noise.mul_scalar(self.noise_variance(t).sqrt())
+    }
+}
+
+/// A reverse process over the timesteps of a schedule, all of them or a "leading" subsequence,
+/// with the step `rule` of DDPM ([`DdpmScheduler`]) or DDIM ([`DdimScheduler`]): the timesteps
+/// visited, the clipping of x0_hat and the signal levels are the same for both.
+#[derive(Debug, Clone)]
+pub struct Scheduler<R> {
+    schedule: NoiseSchedule,
+    timesteps: Vec<usize>,
+    clip_sample: bool,
+    rule: R,
+}
+
+impl<R> Scheduler<R> {
+    /// `rule` over `timesteps` of `schedule`, x0_hat clipped to [-1, 1].
+    fn with_rule(schedule: NoiseSchedule, timesteps: Vec<usize>, rule: R) -> Self {
+        Self {
+            schedule,
+            timesteps,
+            clip_sample: true,
+            rule,
+        }
+    }
+
+    /// Whether x0_hat is clipped to the data range [-1, 1] before it enters the step.
+    pub fn with_clip_sample(mut self, clip_sample: bool) -> Self {
+        self.clip_sample = clip_sample;
+        self
+    }
+
+    /// Samples in `num_inference_steps` steps, "leading" spacing: `k * (T / n)`, k = n-1..0.
+    pub fn set_timesteps(&mut self, num_inference_steps: usize) -> Result<(), DiffusionError> {
+        self.timesteps = leading_timesteps(self.schedule.num_steps(), num_inference_steps)?;
+        Ok(())
+    }
+
+    pub fn schedule(&self) -> &NoiseSchedule {
+        &self.schedule
+    }
+
+    /// `alpha_bar` at the timestep after `t` in the reverse process: 1 after the last
+    /// (diffusers' `set_alpha_to_one`).
+    fn alpha_bar_prev(&self, t: usize) -> f64 {
+        let stride = self.schedule.num_steps() / self.timesteps.len();
+        t.checked_sub(stride)
+            .map_or(1.0, |prev| self.schedule.alpha_bar(prev))
+    }
 }
 
 /// The "leading" timestep spacing of diffusers: `n` steps `k * (T / n)` for `k = n-1, ..., 0`,
