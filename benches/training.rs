@@ -512,7 +512,7 @@ fn measure(case: Case, cli: &Cli) -> Result<Measurement> {
             let mut step = 0;
             timed(&mut || {
                 step += 1;
-                done(ddpm.step(x0.clone(), step))
+                done(ddpm.step(x0.clone(), None, step))
             })?
         }
         (Model::UnetSmall | Model::UnetFull, Workload::Ddpm1000 | Workload::Ddim50) => {
@@ -582,6 +582,7 @@ fn vae_settings(common: CommonArgs) -> VaeSettings {
         common,
         model: ModelKind::Vae,
         latent_dim: 16,
+        latent_channels: None,
         beta: 1.0,
         kl_warmup_epochs: 0.0,
         analysis: AnalysisFlags {
@@ -600,6 +601,7 @@ fn ddpm_settings(model: Model, common: CommonArgs) -> DdpmSettings {
     DdpmSettings::new(DdpmArgs {
         common,
         preset,
+        conditioning: Default::default(),
         sampling: DiffusionArgs {
             sampler: SamplerArg::Ddim,
             sample_steps: Some(50),

@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --release --example ddpm -- --preset small --epochs 5           # train on a CPU
 //! cargo run --release --example ddpm -- sample --from runs/ddpm --count 64  # sample the latest checkpoint
+//! cargo run --release --example ddpm -- --conditional --out runs/ddpm-cfg   # classifier-free guidance
+//! cargo run --release --example ddpm -- sample --from runs/ddpm-cfg --class 9 --guidance 3
 //! ```
 //!
 //! Training writes `runs/ddpm/`: `samples/epoch_NNN.png` (8x8 grids from the EMA weights, same
@@ -15,9 +17,11 @@ mod common;
 use std::process::ExitCode;
 
 use clap::Args;
-use genmodels_train::cli::{DiffusionArgs, GeneratorCli, GeneratorCommand, SampleArgs};
+use genmodels_train::cli::{
+    DiffusionArgs, GeneratorCli, GeneratorCommand, GuidedSampleArgs, SampleArgs,
+};
 use genmodels_train::ddpm::{DdpmArgs, DdpmSettings, MODEL, sample_from_checkpoint, train};
-use genmodels_train::registry::export;
+use genmodels_train::registry::{SourceOptions, export};
 
 #[derive(Args)]
 struct DdpmSampleArgs {
@@ -25,6 +29,8 @@ struct DdpmSampleArgs {
     sample: SampleArgs,
     #[command(flatten)]
     diffusion: DiffusionArgs,
+    #[command(flatten)]
+    guidance: GuidedSampleArgs,
 }
 
 fn main() -> ExitCode {
@@ -34,7 +40,13 @@ fn main() -> ExitCode {
     genmodels_train::exit_on_error(match command {
         GeneratorCommand::Train(args) => train(&DdpmSettings::new(args)).map(drop),
         GeneratorCommand::Sample(args) => {
-            sample_from_checkpoint(&args.sample, args.diffusion.settings()).map(drop)
+            let options = SourceOptions {
+                sampling: args.diffusion.settings(),
+                class: args.guidance.class,
+                guidance: args.guidance.guidance,
+                temperature: None,
+            };
+            sample_from_checkpoint(&args.sample, &options).map(drop)
         }
         GeneratorCommand::Export(args) => export(&[MODEL], &args).map(drop),
     })

@@ -1,4 +1,5 @@
-//! Train a latent diffusion model on the codes of a trained VAE, with optional class
+//! Train a latent diffusion model on the codes of a trained VAE (a vector code and a residual
+//! MLP, or a 7x7xC code and a small U-Net), with optional class
 //! conditioning for classifier-free guidance; or sample from, or sweep the guidance scale of, a
 //! trained one.
 //!
@@ -8,6 +9,8 @@
 //! cargo run --release --example ldm -- --conditional --out runs/ldm-cfg
 //! cargo run --release --example ldm -- sample --from runs/ldm-cfg --class 7 --guidance 3
 //! cargo run --release --example ldm -- guidance --from runs/ldm-cfg --scales 0,1,3,5
+//! cargo run --release --example vae -- --model ae --latent-channels 4 --out runs/ae-spatial
+//! cargo run --release --example ldm -- --autoencoder runs/ae-spatial --denoiser unet --out runs/ldm-unet
 //! ```
 //!
 //! Training writes `runs/ldm/`: `samples/epoch_NNN.png` (decoded samples of the EMA weights;
@@ -21,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use genmodels_train::cli::{
-    DiffusionArgs, GeneratorCli, GeneratorCommand, SampleArgs, parse_non_negative_f64,
+    DiffusionArgs, GeneratorCli, GeneratorCommand, GuidedSampleArgs, SampleArgs,
 };
 use genmodels_train::ldm::{GuidanceSweepArgs, LdmArgs, LdmSettings, MODEL, guidance_sweep, train};
 use genmodels_train::registry::{SourceOptions, export, sample};
@@ -39,13 +42,8 @@ struct LdmSampleArgs {
     sample: SampleArgs,
     #[command(flatten)]
     diffusion: DiffusionArgs,
-    /// Conditional runs: draw only this class: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress,
-    /// 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot [default: the classes in turn].
-    #[arg(long)]
-    class: Option<usize>,
-    /// Conditional runs: the guidance scale w [default: 0, the conditional model alone].
-    #[arg(long, allow_negative_numbers = true, value_parser = parse_non_negative_f64)]
-    guidance: Option<f64>,
+    #[command(flatten)]
+    guidance: GuidedSampleArgs,
 }
 
 fn main() -> ExitCode {
@@ -58,8 +56,8 @@ fn main() -> ExitCode {
         GeneratorCommand::Sample(args) => {
             let options = SourceOptions {
                 sampling: args.diffusion.settings(),
-                class: args.class,
-                guidance: args.guidance,
+                class: args.guidance.class,
+                guidance: args.guidance.guidance,
                 temperature: None,
             };
             sample(&[MODEL], &args.sample, &options).map(drop)

@@ -129,3 +129,64 @@ fn bad_input_gets_clear_errors() {
     let no_checkpoint = format!("sample --from {} --backend flex", empty.path().display());
     assert_clean_failure(&run("ddpm", &no_checkpoint), &["has no checkpoint"]);
 }
+
+#[test]
+fn a_conditional_unet_draws_every_class_and_samples_one_with_guidance() {
+    let out = tempfile::tempdir().unwrap();
+    let run_dir = out.path().join("cfg");
+    let run_dir = run_dir.to_str().unwrap();
+    run_ok(
+        "ddpm",
+        &format!(
+            "--backend flex --preset tiny --conditional --label-dropout 0.2 --guidance 2 \
+             --batch-size 8 --sample-steps 2 --final-ddpm-steps 0 --max-steps 2 --out {run_dir}"
+        ),
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{run_dir}/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["unet"]["num_classes"], 10);
+    assert_eq!(config["label_dropout"], 0.2);
+    assert_eq!(config["epoch_guidance"], 2.0);
+    // One column per class, ten rows: 10 * 30 + 2 = 302.
+    assert_eq!(
+        image_size(out.path().join("cfg/samples/epoch_001.png")),
+        (302, 302)
+    );
+    let sample = out.path().join("coats.png");
+    let stdout = run_ok(
+        "ddpm",
+        &format!(
+            "sample --from {run_dir} --backend flex --count 8 --class 4 --guidance 3 \
+             --sample-steps 2 --output {}",
+            sample.display()
+        ),
+    );
+    assert!(stdout.contains("DDIM-2"), "{stdout}");
+    assert_eq!(image_size(&sample), (242, 32));
+    assert_clean_failure(
+        &run(
+            "ddpm",
+            &format!("sample --from {run_dir} --backend flex --class 10"),
+        ),
+        &["--class 10", "0 to 9"],
+    );
+
+    // An unconditional run refuses a class.
+    let plain = out.path().join("plain");
+    run_ok(
+        "ddpm",
+        &format!(
+            "--backend flex --preset tiny --batch-size 8 --sample-steps 2 --final-ddpm-steps 0 \
+             --max-steps 1 --out {}",
+            plain.display()
+        ),
+    );
+    assert_clean_failure(
+        &run(
+            "ddpm",
+            &format!("sample --from {} --backend flex --class 3", plain.display()),
+        ),
+        &["--class", "--conditional"],
+    );
+}

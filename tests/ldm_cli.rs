@@ -26,7 +26,8 @@ fn a_conditional_model_on_a_vae_trains_samples_sweeps_and_exports() {
              --sample-steps 3 --autoencoder {vae} --out {ldm}"
         ),
     );
-    assert!(stdout.contains("standardised per dimension"), "{stdout}");
+    assert!(stdout.contains("4x1x1 codes"), "{stdout}");
+    assert!(stdout.contains("standardised per channel"), "{stdout}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{ldm}/config.json")).unwrap())
             .unwrap();
@@ -174,4 +175,55 @@ fn an_unconditional_model_refuses_guidance_and_a_non_vae_autoencoder_is_refused(
         &run("ldm", &format!("--autoencoder {vae} --label-dropout 1.5")),
         &["--label-dropout", "[0, 1]"],
     );
+    // A U-Net needs a spatial code.
+    assert_clean_failure(
+        &run(
+            "ldm",
+            &format!("--backend flex --autoencoder {vae} --denoiser unet --max-steps 1"),
+        ),
+        &["--denoiser unet", "vector code", "--latent-channels"],
+    );
+}
+
+#[test]
+fn a_conditional_unet_on_a_spatial_autoencoder_trains_and_samples_a_class() {
+    let out = tempfile::tempdir().unwrap();
+    let (ae, ldm) = (out.path().join("ae"), out.path().join("ldm"));
+    let (ae, ldm) = (ae.to_str().unwrap(), ldm.to_str().unwrap());
+    run_ok(
+        "vae",
+        &format!(
+            "--backend flex --model ae --latent-channels 2 --batch-size 32 --max-steps 2 \
+             --analysis-images 100 --tsne-epochs 10 --out {ae}"
+        ),
+    );
+    let stdout = run_ok(
+        "ldm",
+        &format!(
+            "--backend flex --batch-size 16 --max-steps 2 --denoiser unet --hidden 16 --blocks 1 \
+             --conditional --sample-steps 2 --autoencoder {ae} --out {ldm}"
+        ),
+    );
+    assert!(stdout.contains("2x7x7 codes"), "{stdout}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{ldm}/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["autoencoder"]["latent_dim"], 98);
+    assert_eq!(config["autoencoder"]["latent_channels"], 2);
+    assert_eq!(config["denoiser"]["image_channels"], 2);
+    assert_eq!(config["denoiser"]["image_size"], 7);
+    assert_eq!(config["denoiser"]["num_classes"], 10);
+    // One column per class, ten rows.
+    let grid = image::open(format!("{ldm}/samples/epoch_001.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (302, 302));
+    let sample = format!("{}/bags.png", out.path().display());
+    let stdout = run_ok(
+        "ldm",
+        &format!(
+            "sample --from {ldm} --backend flex --count 8 --class 8 --guidance 2 --sample-steps 2 \
+             --output {sample}"
+        ),
+    );
+    assert!(stdout.contains("class 8, guidance w = 2"), "{stdout}");
+    assert!(std::path::Path::new(&sample).exists());
 }

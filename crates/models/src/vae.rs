@@ -14,9 +14,13 @@
 //!   al. (2017).
 //! - The plain autoencoder ([`VaeConfig::variational`] = false) is the same network with the
 //!   deterministic code `z = mu` and no KL term: its log-variance outputs are never used.
+//! - The code is a vector by default (a fully connected layer after the convolutions). With
+//!   [`VaeConfig::latent_channels`] = C it is a `C x 7 x 7` feature map instead, both networks
+//!   convolutional to it, as the autoencoders of latent diffusion (Rombach et al., 2022): the
+//!   maths above is unchanged, on the code flattened to `d = 49 C` values.
 
-use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{relu, sigmoid};
@@ -35,6 +39,26 @@ pub const VAE: &str = "vae";
 /// Side of the smallest feature map: 28 -> 14 -> 7.
 const BASE_SIDE: usize = 7;
 
+/// The latent size of a spatial code of `channels` 7x7 feature maps.
+pub fn spatial_latent_dim(channels: usize) -> usize {
+    channels * BASE_SIDE * BASE_SIDE
+}
+
+/// `[C, H, W]` of the code: `[d, 1, 1]` for a vector, `[C, 7, 7]` for a spatial code.
+fn code_shape(latent_dim: usize, latent_channels: Option<usize>) -> [usize; 3] {
+    match latent_channels {
+        Some(channels) => [channels, BASE_SIDE, BASE_SIDE],
+        None => [latent_dim, 1, 1],
+    }
+}
+
+/// A 3x3 convolution with padding 1 between the 7x7 feature map and a spatial code.
+fn spatial_conv(channels: [usize; 2], device: &Device) -> Conv2d {
+    Conv2dConfig::new(channels, [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
 /// Builds an [`Encoder`].
 #[derive(Config, Debug)]
 pub struct EncoderConfig {
@@ -44,9 +68,11 @@ pub struct EncoderConfig {
     /// Channels of the two feature maps, 14x14 and 7x7.
     #[config(default = "[32, 64]")]
     pub channels: [usize; 2],
-    /// Units of the fully connected hidden layer.
+    /// Units of the fully connected hidden layer (vector codes only).
     #[config(default = 256)]
     pub hidden: usize,
+    /// `Some(C)`: a spatial code of C 7x7 maps (then `latent_dim` is 49 C); `None`: a vector.
+    pub latent_channels: Option<usize>,
 }
 
 /// The parameters of q(z|x) = N(mu, diag exp(log_var)), each `[B, d]`.
@@ -57,47 +83,93 @@ pub struct Posterior {
 }
 
 /// q(z|x): image -> (mu, log sigma^2).
+///
+/// A vector code comes from `hidden` and `to_posterior`, a spatial one from
+/// `to_spatial_posterior`; the other layers are absent. (Options rather than an enum, so that
+/// the records of vector-code runs keep their names.)
 #[derive(Module, Debug)]
 pub struct Encoder {
     downsample1: Conv2d,
     downsample2: Conv2d,
-    hidden: Linear,
-    to_posterior: Linear,
+    hidden: Option<Linear>,
+    to_posterior: Option<Linear>,
+    to_spatial_posterior: Option<Conv2d>,
     latent_dim: usize,
+    latent_channels: Option<usize>,
 }
 
 impl EncoderConfig {
     /// Initialises the encoder with burn's default (Kaiming-uniform) initialisation, PyTorch's.
+    ///
+    /// # Panics
+    ///
+    /// When a spatial code's `latent_dim` is not 49 times its channels.
     pub fn init(&self, device: &Device) -> Encoder {
         let down = |channels| downsample_config(channels).init(device);
         let [c1, c2] = self.channels;
+        let (hidden, to_posterior, to_spatial_posterior) = match self.latent_channels {
+            None => (
+                Some(LinearConfig::new(c2 * BASE_SIDE * BASE_SIDE, self.hidden).init(device)),
+                Some(LinearConfig::new(self.hidden, 2 * self.latent_dim).init(device)),
+                None,
+            ),
+            Some(channels) => {
+                assert_eq!(
+                    self.latent_dim,
+                    spatial_latent_dim(channels),
+                    "a spatial code of {channels} 7x7 maps"
+                );
+                (None, None, Some(spatial_conv([c2, 2 * channels], device)))
+            }
+        };
         Encoder {
             downsample1: down([1, c1]),
             downsample2: down([c1, c2]),
-            hidden: LinearConfig::new(c2 * BASE_SIDE * BASE_SIDE, self.hidden).init(device),
-            to_posterior: LinearConfig::new(self.hidden, 2 * self.latent_dim).init(device),
+            hidden,
+            to_posterior,
+            to_spatial_posterior,
             latent_dim: self.latent_dim,
+            latent_channels: self.latent_channels,
         }
     }
 }
 
 impl Encoder {
-    /// Maps images `[B, 1, 28, 28]` in [0, 1] to the posterior's mean and log-variance.
+    /// Maps images `[B, 1, 28, 28]` in [0, 1] to the posterior's mean and log-variance, each
+    /// `[B, d]` (a spatial code flattened channel by channel).
     pub fn forward(&self, images: Tensor<4>) -> Posterior {
         let x = relu(conv2d(&self.downsample1, images)); // [B, 32, 14, 14]
         let x = relu(conv2d(&self.downsample2, x)); // [B, 64, 7, 7]
-        let x = relu(self.hidden.forward(x.flatten(1, 3))); // [B, 256]
-        let stats = self.to_posterior.forward(x); // [B, 2d]
-        let [mu, log_var] = stats
-            .split(self.latent_dim, 1)
-            .try_into()
-            .expect("2d = d + d");
-        Posterior { mu, log_var } // [B, d] each
+        let (mu, log_var) = match (&self.hidden, &self.to_posterior, &self.to_spatial_posterior) {
+            (Some(hidden), Some(to_posterior), None) => {
+                let x = relu(hidden.forward(x.flatten(1, 3))); // [B, 256]
+                let stats = to_posterior.forward(x); // [B, 2d]
+                (
+                    stats.clone().narrow(1, 0, self.latent_dim), // [B, d]
+                    stats.narrow(1, self.latent_dim, self.latent_dim), // [B, d]
+                )
+            }
+            (None, None, Some(to_spatial_posterior)) => {
+                let stats = conv2d(to_spatial_posterior, x); // [B, 2C, 7, 7]
+                let channels = self.latent_dim / (BASE_SIDE * BASE_SIDE);
+                (
+                    stats.clone().narrow(1, 0, channels).flatten(1, 3), // [B, 49C]
+                    stats.narrow(1, channels, channels).flatten(1, 3),  // [B, 49C]
+                )
+            }
+            _ => unreachable!("EncoderConfig::init builds one head"),
+        };
+        Posterior { mu, log_var }
     }
 
     /// Size d of the latent space.
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
+    }
+
+    /// `[C, H, W]` of the code: `[d, 1, 1]` for a vector, `[C, 7, 7]` for a spatial code.
+    pub fn code_shape(&self) -> [usize; 3] {
+        code_shape(self.latent_dim, self.latent_channels)
     }
 }
 
@@ -110,46 +182,85 @@ pub struct DecoderConfig {
     /// Channels of the two feature maps, 14x14 and 7x7 (the encoder's, mirrored).
     #[config(default = "[32, 64]")]
     pub channels: [usize; 2],
-    /// Units of the fully connected hidden layer.
+    /// Units of the fully connected hidden layer (vector codes only).
     #[config(default = 256)]
     pub hidden: usize,
+    /// `Some(C)`: a spatial code of C 7x7 maps (then `latent_dim` is 49 C); `None`: a vector.
+    pub latent_channels: Option<usize>,
 }
 
-/// p(x|z): latent vector -> one Bernoulli logit per pixel.
+/// p(x|z): latent code -> one Bernoulli logit per pixel.
+///
+/// A vector code goes through `hidden` and `project`, a spatial one through `from_spatial`;
+/// the other layers are absent.
 #[derive(Module, Debug)]
 pub struct Decoder {
-    hidden: Linear,
-    project: Linear,
+    hidden: Option<Linear>,
+    project: Option<Linear>,
+    from_spatial: Option<Conv2d>,
     upsample: ConvTranspose2d,
     to_logits: ConvTranspose2d,
     latent_dim: usize,
+    latent_channels: Option<usize>,
     /// Channels of the 7x7 feature map the projection is reshaped to.
     base_channels: usize,
 }
 
 impl DecoderConfig {
     /// Initialises the decoder with burn's default (Kaiming-uniform) initialisation.
+    ///
+    /// # Panics
+    ///
+    /// When a spatial code's `latent_dim` is not 49 times its channels.
     pub fn init(&self, device: &Device) -> Decoder {
         let up = |channels| upsample_config(channels).init(device);
         let [c1, c2] = self.channels;
+        let (hidden, project, from_spatial) = match self.latent_channels {
+            None => (
+                Some(LinearConfig::new(self.latent_dim, self.hidden).init(device)),
+                Some(LinearConfig::new(self.hidden, c2 * BASE_SIDE * BASE_SIDE).init(device)),
+                None,
+            ),
+            Some(channels) => {
+                assert_eq!(
+                    self.latent_dim,
+                    spatial_latent_dim(channels),
+                    "a spatial code of {channels} 7x7 maps"
+                );
+                (None, None, Some(spatial_conv([channels, c2], device)))
+            }
+        };
         Decoder {
-            hidden: LinearConfig::new(self.latent_dim, self.hidden).init(device),
-            project: LinearConfig::new(self.hidden, c2 * BASE_SIDE * BASE_SIDE).init(device),
+            hidden,
+            project,
+            from_spatial,
             upsample: up([c2, c1]),
             to_logits: up([c1, 1]),
             latent_dim: self.latent_dim,
+            latent_channels: self.latent_channels,
             base_channels: c2,
         }
     }
 }
 
 impl Decoder {
-    /// Maps latent vectors `[B, d]` to pixel logits `[B, 1, 28, 28]`: `p(x_i = 1 | z) = sigmoid(l_i)`.
+    /// Maps latent codes `[B, d]` (a spatial code flattened channel by channel) to pixel logits
+    /// `[B, 1, 28, 28]`: `p(x_i = 1 | z) = sigmoid(l_i)`.
     pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
         let [batch, _] = z.dims();
-        let x = relu(self.hidden.forward(z)); // [B, 256]
-        let x = relu(self.project.forward(x)); // [B, 3136]
-        let x = x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]); // [B, 64, 7, 7]
+        let x = match (&self.hidden, &self.project, &self.from_spatial) {
+            (Some(hidden), Some(project), None) => {
+                let x = relu(hidden.forward(z)); // [B, 256]
+                let x = relu(project.forward(x)); // [B, 3136]
+                x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]) // [B, 64, 7, 7]
+            }
+            (None, None, Some(from_spatial)) => {
+                let [channels, side, _] = self.code_shape();
+                let z = z.reshape([batch, channels, side, side]); // [B, C, 7, 7]
+                relu(conv2d(from_spatial, z)) // [B, 64, 7, 7]
+            }
+            _ => unreachable!("DecoderConfig::init builds one head"),
+        };
         let x = relu(conv_transpose2d(&self.upsample, x)); // [B, 32, 14, 14]
         conv_transpose2d(&self.to_logits, x) // [B, 1, 28, 28]
     }
@@ -162,6 +273,11 @@ impl Decoder {
     /// Size d of the latent vectors it decodes.
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
+    }
+
+    /// `[C, H, W]` of the code: `[d, 1, 1]` for a vector, `[C, 7, 7]` for a spatial code.
+    pub fn code_shape(&self) -> [usize; 3] {
+        code_shape(self.latent_dim, self.latent_channels)
     }
 }
 
@@ -197,9 +313,12 @@ pub struct VaeConfig {
     /// Channels of the two feature maps, 14x14 and 7x7, in both networks.
     #[config(default = "[32, 64]")]
     pub channels: [usize; 2],
-    /// Units of the fully connected hidden layer of both networks.
+    /// Units of the fully connected hidden layer of both networks (vector codes only).
     #[config(default = 256)]
     pub hidden: usize,
+    /// `Some(C)`: a spatial code of C 7x7 maps, `latent_dim` = 49 C ([`spatial_latent_dim`]);
+    /// `None`: a vector code.
+    pub latent_channels: Option<usize>,
 }
 
 /// Encoder and decoder together.
@@ -232,11 +351,13 @@ impl VaeConfig {
                 .with_latent_dim(self.latent_dim)
                 .with_channels(self.channels)
                 .with_hidden(self.hidden)
+                .with_latent_channels(self.latent_channels)
                 .init(device),
             decoder: DecoderConfig::new()
                 .with_latent_dim(self.latent_dim)
                 .with_channels(self.channels)
                 .with_hidden(self.hidden)
+                .with_latent_channels(self.latent_channels)
                 .init(device),
             variational: self.variational,
         }
@@ -286,6 +407,11 @@ impl Vae {
     /// Size d of the latent space.
     pub fn latent_dim(&self) -> usize {
         self.encoder.latent_dim()
+    }
+
+    /// `[C, H, W]` of the code: `[d, 1, 1]` for a vector, `[C, 7, 7]` for a spatial code.
+    pub fn code_shape(&self) -> [usize; 3] {
+        self.encoder.code_shape()
     }
 
     /// Encodes `images` `[B, 1, 28, 28]`, chooses z per `code` (always mu for the plain
@@ -407,6 +533,52 @@ mod tests {
         let decoder = (d * 256 + 256) + (256 * 3136 + 3136) + (64 * 32 * 16 + 32) + (32 * 16 + 1);
         assert_eq!(vae.encoder.num_params(), encoder);
         assert_eq!(vae.decoder.num_params(), decoder);
+        assert_eq!(vae.code_shape(), [5, 1, 1]);
+    }
+
+    #[test]
+    fn a_spatial_code_is_a_stack_of_7x7_maps_each_seeing_its_neighbourhood() {
+        let device = Device::flex();
+        let c = 3;
+        let vae = VaeConfig::new()
+            .with_latent_dim(spatial_latent_dim(c))
+            .with_latent_channels(Some(c))
+            .init(&device);
+        assert_eq!(vae.code_shape(), [3, 7, 7]);
+        assert_eq!(vae.latent_dim(), 147);
+        let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
+        let posterior = vae.encoder.forward(images.clone());
+        assert_eq!(posterior.mu.dims(), [2, 147]);
+        assert_eq!(posterior.log_var.dims(), [2, 147]);
+        assert_eq!(
+            vae.forward(images.clone(), Code::Mean).0.dims(),
+            [2, 1, 28, 28]
+        );
+        // No dense layer: an image changed only in its top-left 4x4 pixels changes the code of
+        // the top-left positions only (row i of the code sees the image rows 4i - 7 to 4i + 10).
+        let patch = Tensor::<4>::ones([2, 1, 4, 4], &device);
+        let changed = images.clone().slice_assign([0..2, 0..1, 0..4, 0..4], patch);
+        let delta = (vae.encoder.forward(changed).mu - posterior.mu)
+            .abs()
+            .reshape([2, c, 7, 7]);
+        let far = delta
+            .clone()
+            .slice([0..2, 0..c, 3..7, 3..7])
+            .max()
+            .into_scalar::<f32>();
+        let near = delta
+            .slice([0..2, 0..c, 0..1, 0..1])
+            .max()
+            .into_scalar::<f32>();
+        assert_eq!(far, 0.0);
+        assert!(near > 0.0);
+
+        // Encoder: the two downsampling convolutions, then a 3x3 conv 64 -> 2C; decoder: a 3x3
+        // conv C -> 64, then the two transposed convolutions.
+        let encoder = (16 * 32 + 32) + (32 * 16 * 64 + 64) + (64 * 9 * 2 * c + 2 * c);
+        let decoder = (c * 9 * 64 + 64) + (64 * 32 * 16 + 32) + (32 * 16 + 1);
+        assert_eq!(vae.encoder.num_params(), encoder);
+        assert_eq!(vae.decoder.num_params(), decoder);
     }
 
     #[test]
@@ -511,7 +683,7 @@ mod tests {
         let reconstruction = bernoulli_nll(vae.decoder.forward(z), images).mean();
         // Only through the sample: without the KL term, log_var gets gradient only via sigma * eps.
         let grads = reconstruction.backward();
-        let weight = vae.encoder.to_posterior.weight.val();
+        let weight = vae.encoder.to_posterior.as_ref().unwrap().weight.val();
         let grad = to_vec(weight.grad(&grads).unwrap()); // [256, 2d]: columns d.. are log_var's
         let log_var_grad: f64 = grad
             .chunks(8)

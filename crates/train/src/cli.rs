@@ -261,6 +261,54 @@ impl DiffusionArgs {
     }
 }
 
+/// Class conditioning of a diffusion model, for classifier-free guidance (Ho & Salimans, 2022).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConditioningArgs {
+    /// Condition the denoiser on the class, for classifier-free guidance.
+    #[arg(long)]
+    pub conditional: bool,
+    /// With --conditional: the probability that a training label is replaced by the null label.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_probability)]
+    pub label_dropout: f64,
+    /// With --conditional: the guidance scale w of the grid drawn after every epoch.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_non_negative_f64)]
+    pub guidance: f64,
+}
+
+impl Default for ConditioningArgs {
+    /// Unconditional; the flags' defaults otherwise.
+    fn default() -> Self {
+        Self {
+            conditional: false,
+            label_dropout: 0.1,
+            guidance: 1.0,
+        }
+    }
+}
+
+impl ConditioningArgs {
+    /// The classes of a conditional denoiser: `NUM_CLASSES`, or 0 for an unconditional one.
+    pub fn num_classes(&self) -> usize {
+        if self.conditional {
+            genmodels_data::NUM_CLASSES
+        } else {
+            0
+        }
+    }
+}
+
+/// Which classes `sample` draws from a class-conditional diffusion model, and how hard.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GuidedSampleArgs {
+    /// Conditional runs: draw only this class: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress,
+    /// 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot [default: the classes in turn].
+    #[arg(long)]
+    pub class: Option<usize>,
+    /// Conditional runs: the guidance scale w [default: 0, the conditional model alone].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_non_negative_f64)]
+    pub guidance: Option<f64>,
+}
+
 /// Parses a real number for which `accepted` holds; otherwise the error says what it `must` be.
 fn parse_f64_that(text: &str, accepted: impl Fn(f64) -> bool, must: &str) -> Result<f64, String> {
     match text.parse::<f64>() {

@@ -1,20 +1,21 @@
 //! Training a DDPM on Fashion-MNIST (Ho et al., 2020, Algorithm 1): for each batch draw
 //! `t ~ U{0..T-1}` and `eps ~ N(0, I)`, and minimise `||eps - eps_theta(x_t, t)||^2` with
-//! `x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps`. An exponential moving average of
-//! the weights is kept, checkpointed and used for every sample, through
-//! [`genmodels::diffusion::sample`].
+//! `x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps`. With `--conditional` the U-Net also
+//! takes the class, replaced by the null label with probability `--label-dropout`
+//! (classifier-free guidance, Ho & Salimans, 2022). An exponential moving average of the weights
+//! is kept, checkpointed and used for every sample ([`genmodels::diffusion::DiffusionSource`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::optim::AdamConfig;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Int, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
 use genmodels::diffusion::{
-    DiffusionSource, EMA, NoiseSchedule, SCHEDULE, SamplerKind, SamplingSettings, ScheduleConfig,
-    UNET, UNet, UNetConfig, timesteps_tensor,
+    Denoiser, DiffusionSource, EMA, Guidance, NoiseSchedule, SCHEDULE, SamplerKind,
+    SamplingSettings, ScheduleConfig, UNET, UNet, UNetConfig, drop_labels, timesteps_tensor,
 };
 use genmodels::noise::seeded_normal_images;
 use genmodels_data::{Batch, PixelRange};
@@ -23,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
-use crate::cli::{CommonArgs, DiffusionArgs, SampleArgs, parse_unit_interval};
+use crate::cli::{CommonArgs, ConditioningArgs, DiffusionArgs, SampleArgs, parse_unit_interval};
 use crate::fit::{
     FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single, step_seed,
 };
@@ -75,6 +76,8 @@ pub struct DdpmArgs {
     /// U-Net size: full (5.2M parameters), small (1.3M, for CPUs) or tiny (smoke tests).
     #[arg(long, value_enum, default_value = "full")]
     pub preset: Preset,
+    #[command(flatten)]
+    pub conditioning: ConditioningArgs,
     /// How the grid after every epoch is drawn.
     #[command(flatten)]
     pub sampling: DiffusionArgs,
@@ -102,6 +105,13 @@ pub struct DdpmSettings {
     pub epoch_sampling: SamplingSettings,
     /// DDPM steps of the grid and `reverse.png` drawn when training ends (0: none).
     pub final_ddpm_steps: usize,
+    /// Probability of the null label in training (conditional U-Nets only; absent from the
+    /// settings of runs older than the option, which were unconditional).
+    #[serde(default)]
+    pub label_dropout: f64,
+    /// The guidance scale of the grids drawn in training (conditional U-Nets only).
+    #[serde(default)]
+    pub epoch_guidance: f64,
 }
 
 impl DdpmSettings {
@@ -112,13 +122,23 @@ impl DdpmSettings {
             run: RunSettings::new(args.common, 20, 2e-4),
             optimizer: AdamConfig::new().with_epsilon(1e-8),
             preset: args.preset,
-            unet: args.preset.config(),
+            unet: args.preset.config().with_num_classes(
+                args.conditioning
+                    .conditional
+                    .then(|| args.conditioning.num_classes()),
+            ),
             schedule: ScheduleConfig::default(),
             ema_decay: args.ema_decay,
             max_grad_norm: 1.0,
             epoch_sampling: args.sampling.settings(),
             final_ddpm_steps: args.final_ddpm_steps,
+            label_dropout: args.conditioning.label_dropout,
+            epoch_guidance: args.conditioning.guidance,
         }
+    }
+
+    fn conditional(&self) -> bool {
+        self.unet.num_classes.unwrap_or(0) > 0
     }
 
     /// Refuses sampler settings the schedule cannot honour, before anything is trained.
@@ -164,31 +184,77 @@ impl Ddpm {
         })
     }
 
-    /// One Adam step on `||eps - eps_theta(x_t, t)||^2` for the batch `x0`, with the gradient's
-    /// global norm clipped, then EMA update number `step`. Returns, detached, the loss and the
-    /// gradient norm before clipping.
-    pub fn step(&mut self, x0: Tensor<4>, step: u64) -> StepMetrics {
+    /// One Adam step on `||eps - eps_theta(x_t, t[, y])||^2` for the batch `x0` (with its
+    /// classes `labels: [B]`, which a conditional U-Net needs and an unconditional one ignores),
+    /// with the gradient's global norm clipped, then EMA update number `step`. Returns, detached,
+    /// the loss and the gradient norm before clipping.
+    pub fn step(
+        &mut self,
+        x0: Tensor<4>,
+        labels: Option<Tensor<1, Int>>,
+        step: u64,
+    ) -> StepMetrics {
         let [batch, ..] = x0.dims();
         let device = x0.device();
-        // The timesteps come from the seed and the step, as the device's noise does.
-        let mut rng = StdRng::seed_from_u64(step_seed(self.settings.run.common.seed, step));
-        let timesteps: Vec<usize> = (0..batch)
-            .map(|_| rng.random_range(0..self.schedule.num_steps()))
-            .collect();
+        let conditional = self.settings.conditional();
+        let (timesteps, dropped) = draw_timesteps(
+            self.settings.run.common.seed,
+            step,
+            batch,
+            self.schedule.num_steps(),
+            conditional.then_some(self.settings.label_dropout),
+        );
+        let labels = match (conditional, labels) {
+            (true, Some(labels)) => {
+                Some(drop_labels(
+                    labels,
+                    &dropped,
+                    self.unet.network().null_label(),
+                )) // [B]
+            }
+            (true, None) => panic!("a conditional U-Net is trained with the batch's labels"),
+            (false, _) => None,
+        };
         let noise = Tensor::<4>::random(x0.shape(), Distribution::Normal(0.0, 1.0), &device);
         let x_t = self.schedule.add_noise(x0, noise.clone(), &timesteps); // [B, 1, 28, 28]
         let t = timesteps_tensor(&timesteps, &device);
-        let predicted = self.unet.network().forward(x_t, t); // [B, 1, 28, 28]
+        let predicted = self.unet.network().predict(x_t, t, labels); // [B, 1, 28, 28]
         let (lr, max_grad_norm) = (self.settings.run.lr, self.settings.max_grad_norm);
         self.unet
             .noise_prediction_step(predicted, noise, lr, max_grad_norm, step)
     }
 
-    /// The EMA weights drawing with `sampling`.
+    /// The EMA weights drawing with `sampling`; a conditional U-Net the classes in turn at the
+    /// epoch guidance scale.
     fn source(&self, sampling: SamplingSettings) -> DiffusionSource {
+        let guidance = self.settings.conditional().then_some(Guidance {
+            scale: self.settings.epoch_guidance,
+            class: None,
+        });
         DiffusionSource::new(self.unet.ema.model.clone(), &self.schedule, sampling)
             .expect("validated when the run started")
+            .with_guidance(guidance)
+            .expect("a conditional U-Net's own classes")
     }
+}
+
+/// The timesteps `t ~ U{0..T-1}` of a batch of `size` and, with a `label_dropout`
+/// probability, which of its labels become the null label (none without): drawn from the run's
+/// seed and the step, as the device's noise is.
+pub(crate) fn draw_timesteps(
+    seed: u64,
+    step: u64,
+    size: usize,
+    num_steps: usize,
+    label_dropout: Option<f64>,
+) -> (Vec<usize>, Vec<bool>) {
+    let mut rng = StdRng::seed_from_u64(step_seed(seed, step));
+    let timesteps = (0..size).map(|_| rng.random_range(0..num_steps)).collect();
+    let dropped = match label_dropout {
+        Some(p) => (0..size).map(|_| rng.random_bool(p)).collect(),
+        None => vec![false; size],
+    };
+    (timesteps, dropped)
 }
 
 impl Trainable for Ddpm {
@@ -213,7 +279,8 @@ impl Trainable for Ddpm {
     }
 
     fn step(&mut self, batches: Vec<Batch>, step: u64) -> StepMetrics {
-        Ddpm::step(self, single(batches).images, step)
+        let batch = single(batches);
+        Ddpm::step(self, batch.images, Some(batch.labels), step)
     }
 
     /// The DDPM grid and `reverse.png` of the final weights.
@@ -259,29 +326,33 @@ pub fn train(settings: &DdpmSettings) -> Result<TrainSummary> {
     fit(&plan, settings, |device| Ddpm::new(settings, device))
 }
 
-/// The EMA weights of a run with the sampler of `options`.
+/// The EMA weights of a run with the sampler, class and guidance scale of `options`.
 pub fn open_source(run: &RunFolder, options: &SourceOptions, device: &Device) -> Opened {
-    Ok(Box::new(open_diffusion(run, options.sampling, device)?))
+    Ok(Box::new(open_diffusion(run, options, device)?))
 }
 
 fn open_diffusion(
     run: &RunFolder,
-    sampling: SamplingSettings,
+    options: &SourceOptions,
     device: &Device,
 ) -> Result<DiffusionSource> {
     let unet = run.load_record(UNET, EMA, |config: UNetConfig| config.init(device))?;
     let schedule = run.config::<ScheduleConfig>(SCHEDULE)?.build()?;
-    DiffusionSource::new(unet, &schedule, sampling).context("--sample-steps")
+    Ok(DiffusionSource::new(unet, &schedule, options.sampling)
+        .context("--sample-steps")?
+        .with_guidance(options.guidance())?)
 }
 
-/// `sample`: draws `args.count` images from the EMA weights of a checkpoint, and writes their
-/// grid and, beside it, `<name>_reverse.png`. Returns the grid's path.
-pub fn sample_from_checkpoint(args: &SampleArgs, sampling: SamplingSettings) -> Result<PathBuf> {
+/// `sample`: draws `args.count` images from the EMA weights of a checkpoint (with the sampler,
+/// class and guidance scale of `options`), and writes their grid and, beside it,
+/// `<name>_reverse.png`. Returns the grid's path.
+pub fn sample_from_checkpoint(args: &SampleArgs, options: &SourceOptions) -> Result<PathBuf> {
+    let sampling = options.sampling;
     let run = open_run(&[MODEL], args.from.as_deref())?;
     let selected = select_device(args.backend)?;
     println!("{MODEL}: computing on {}", selected.description);
     let device = selected.device;
-    let source = open_diffusion(&run, sampling, &device)?;
+    let source = open_diffusion(&run, options, &device)?;
     let output = args.output.clone().unwrap_or_else(|| {
         let name = match sampling.sampler {
             SamplerKind::Ddpm => "ddpm",
@@ -323,12 +394,12 @@ fn draw_with_strip(
     let rows = STRIP_ROWS.min(count);
     let mut snapshots = Vec::new();
     let images = source
-        .sampler
-        .sample(&source.unet, count, seed, device, |t, x| {
+        .draw_observed(count, seed, device, |t, x| {
             if t == usize::MAX || (t % STRIP_EVERY == 0 && t > 0) {
                 snapshots.push(x.clone().narrow(0, 0, rows));
             }
-        });
+        })
+        .images;
     save_grid(images.clone(), 8, PixelScale::MinusOneToOne, grid_path)?;
     snapshots.push(images.narrow(0, 0, rows));
     save_strips(snapshots, PixelScale::MinusOneToOne, reverse_path)
@@ -369,6 +440,7 @@ mod tests {
         let mut settings = DdpmSettings::new(DdpmArgs {
             common: CommonArgs::default(),
             preset: Preset::Tiny,
+            conditioning: ConditioningArgs::default(),
             sampling: DiffusionArgs {
                 sampler: crate::cli::SamplerArg::Ddim,
                 sample_steps: Some(5),
@@ -391,7 +463,7 @@ mod tests {
         // The loss is noisy (fresh t and eps every step): compare means over 5 steps.
         let mut losses = Vec::new();
         for step in 1..=40 {
-            let metrics = model.step(batch.clone(), step);
+            let metrics = model.step(batch.clone(), None, step);
             let loss = metrics.value("loss").expect("the loss is reported").clone();
             losses.push(loss.into_scalar::<f32>());
         }

@@ -1,7 +1,9 @@
 //! Training a latent diffusion model (Rombach et al., 2022) on the codes of a trained VAE: for
 //! each batch the frozen encoder gives the standardised codes `z0`
 //! ([`genmodels::diffusion::LatentCodec`]), then DDPM's Algorithm 1 on them: `t ~ U{0..T-1}`,
-//! `eps ~ N(0, I)`, minimise `||eps - eps_theta(z_t, t[, y])||^2`. With `--conditional` the
+//! `eps ~ N(0, I)`, minimise `||eps - eps_theta(z_t, t[, y])||^2`. The denoiser is a residual
+//! MLP, or with `--denoiser unet` a small U-Net for the `C x 7 x 7` codes of a convolutional
+//! autoencoder (`vae --latent-channels C`). With `--conditional` the
 //! denoiser also takes the class, replaced by the null label with probability
 //! `--label-dropout` (classifier-free guidance, Ho & Salimans, 2022). An exponential moving
 //! average of the weights is kept and draws every sample; the VAE and its code statistics are
@@ -12,24 +14,23 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
 use burn::optim::AdamConfig;
-use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
 use genmodels::diffusion::{
-    AUTOENCODER, CodeStatistics, DENOISER, EMA, Guidance, LatentCodec, LatentDenoiser,
-    LatentDenoiserConfig, LatentDiffusionSource, NoiseSchedule, SCHEDULE, SamplingSettings,
-    ScheduleConfig, timesteps_tensor,
+    AUTOENCODER, CodeStatistics, DENOISER, Denoiser, EMA, Guidance, LatentCodec,
+    LatentDenoiserConfig, LatentDiffusionSource, LatentNetwork, LatentNetworkConfig, NoiseSchedule,
+    SCHEDULE, SamplingSettings, ScheduleConfig, drop_labels, timesteps_tensor,
 };
 use genmodels::vae::{VAE, VaeConfig};
-use genmodels_data::{Batch, NUM_CLASSES, PixelRange};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use genmodels_data::{Batch, PixelRange};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
-use crate::cli::{CommonArgs, DiffusionArgs, parse_probability, parse_unit_interval};
-use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit_on, single, step_seed};
+use crate::cli::{CommonArgs, ConditioningArgs, DiffusionArgs, parse_unit_interval};
+use crate::ddpm::draw_timesteps;
+use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit_on, single};
 use crate::interop::export_network;
 use crate::latent::encode_split;
 use crate::optim::AveragedNetwork;
@@ -42,6 +43,15 @@ pub const MODEL: &str = "ldm";
 /// The models whose runs can serve as the autoencoder.
 const AUTOENCODER_MODELS: [&str; 2] = ["vae", "ae"];
 
+/// The two denoisers of latent codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DenoiserKind {
+    /// A residual MLP on the code as a vector (any autoencoder).
+    Mlp,
+    /// A small U-Net on a C x 7 x 7 code (an autoencoder trained with --latent-channels C).
+    Unet,
+}
+
 /// The flags of a latent diffusion run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LdmArgs {
@@ -51,21 +61,18 @@ pub struct LdmArgs {
     /// (its latest checkpoint) or a checkpoint folder.
     #[arg(long, default_value = "runs/vae")]
     pub autoencoder: PathBuf,
-    /// Width of the denoiser's residual MLP.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(8..))]
-    pub hidden: u32,
-    /// Residual blocks of the denoiser.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-    pub blocks: u32,
-    /// Condition the denoiser on the class, for classifier-free guidance.
-    #[arg(long)]
-    pub conditional: bool,
-    /// With --conditional: the probability that a training label is replaced by the null label.
-    #[arg(long, default_value_t = 0.1, value_parser = parse_probability)]
-    pub label_dropout: f64,
-    /// With --conditional: the guidance scale w of the grid drawn after every epoch.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = crate::cli::parse_non_negative_f64)]
-    pub guidance: f64,
+    /// The denoiser: mlp, or unet for the spatial code of `vae --latent-channels C`.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub denoiser: DenoiserKind,
+    /// Width of the denoiser: the MLP's units [default: 256] or the U-Net's channels
+    /// [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..))]
+    pub hidden: Option<u32>,
+    /// Residual blocks of the MLP, or of the U-Net's level on each side.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub blocks: Option<u32>,
+    #[command(flatten)]
+    pub conditioning: ConditioningArgs,
     /// How the grid after every epoch is drawn.
     #[command(flatten)]
     pub sampling: DiffusionArgs,
@@ -83,7 +90,7 @@ pub struct LdmSettings {
     /// The checkpoint the autoencoder came from.
     pub autoencoder_checkpoint: PathBuf,
     pub autoencoder: VaeConfig,
-    pub denoiser: LatentDenoiserConfig,
+    pub denoiser: LatentNetworkConfig,
     pub schedule: ScheduleConfig,
     /// Probability of the null label in training (conditional denoisers only).
     pub label_dropout: f64,
@@ -109,11 +116,27 @@ impl LdmSettings {
 
     /// The settings of `args` for the autoencoder `vae` of the checkpoint folder `checkpoint`.
     pub fn with_autoencoder(args: LdmArgs, checkpoint: PathBuf, vae: VaeConfig) -> Self {
-        let denoiser = LatentDenoiserConfig::new()
-            .with_latent_dim(vae.latent_dim)
-            .with_hidden(args.hidden as usize)
-            .with_blocks(args.blocks as usize)
-            .with_num_classes(if args.conditional { NUM_CLASSES } else { 0 });
+        let num_classes = args.conditioning.num_classes();
+        let denoiser = match args.denoiser {
+            DenoiserKind::Mlp => {
+                let mut config = LatentDenoiserConfig::new()
+                    .with_latent_dim(vae.latent_dim)
+                    .with_num_classes(num_classes);
+                config.hidden = args.hidden.map_or(config.hidden, |h| h as usize);
+                config.blocks = args.blocks.map_or(config.blocks, |b| b as usize);
+                LatentNetworkConfig::Mlp(config)
+            }
+            DenoiserKind::Unet => {
+                let channels = args.hidden.unwrap_or(64) as usize;
+                // A vector code is refused by `validate`; the U-Net is built for it all the same.
+                let code_channels = vae.latent_channels.unwrap_or(vae.latent_dim);
+                let mut config =
+                    LatentNetworkConfig::small_unet(code_channels, channels, num_classes);
+                config.blocks_per_level =
+                    args.blocks.map_or(config.blocks_per_level, |b| b as usize);
+                LatentNetworkConfig::UNet(config)
+            }
+        };
         Self {
             run: RunSettings::new(args.common, 30, 1e-3),
             optimizer: AdamConfig::new().with_epsilon(1e-8),
@@ -121,20 +144,35 @@ impl LdmSettings {
             autoencoder: vae,
             denoiser,
             schedule: ScheduleConfig::default(),
-            label_dropout: args.label_dropout,
+            label_dropout: args.conditioning.label_dropout,
             ema_decay: args.ema_decay,
             max_grad_norm: 1.0,
             epoch_sampling: args.sampling.settings(),
-            epoch_guidance: args.guidance,
+            epoch_guidance: args.conditioning.guidance,
         }
     }
 
     fn conditional(&self) -> bool {
-        self.denoiser.num_classes > 0
+        self.denoiser.num_classes() > 0
     }
 
-    /// Refuses sampler settings the schedule cannot honour, before anything is trained.
+    /// Refuses a U-Net for a vector code and sampler settings the schedule cannot honour,
+    /// before anything is trained.
     fn validate(&self) -> Result<NoiseSchedule> {
+        if let LatentNetworkConfig::UNet(unet) = &self.denoiser {
+            let groups = unet.groups;
+            ensure!(
+                self.autoencoder.latent_channels.is_some(),
+                "--denoiser unet: the autoencoder {} has a vector code; train one with a \
+                 spatial code (`vae --latent-channels C`) or use --denoiser mlp",
+                self.autoencoder_checkpoint.display()
+            );
+            ensure!(
+                unet.base_channels.is_multiple_of(groups),
+                "--hidden {}: the U-Net's channels must be a multiple of {groups}",
+                unet.base_channels
+            );
+        }
         let schedule = self.schedule.build()?;
         self.epoch_sampling
             .build(&schedule)
@@ -159,7 +197,7 @@ fn open_autoencoder_run(from: &Path) -> Result<RunFolder> {
 /// The denoiser being trained, its weight average, its optimizer and the frozen autoencoder:
 /// one training iteration is [`LatentDiffusion::step`].
 pub struct LatentDiffusion {
-    pub denoiser: AveragedNetwork<LatentDenoiser>,
+    pub denoiser: AveragedNetwork<LatentNetwork>,
     /// On the device without autodiff: it is never trained.
     codec: LatentCodec,
     schedule: NoiseSchedule,
@@ -191,26 +229,23 @@ impl LatentDiffusion {
     /// loss and the gradient norm before clipping.
     pub fn step(&mut self, batch: Batch, step: u64) -> StepMetrics {
         let device = batch.images.device();
-        let z0 = Tensor::from_inner(self.codec.encode(batch.images.inner())); // [B, d]
-        let [size, _] = z0.dims();
-        // The timesteps and dropped labels come from the seed and the step, as the device's
-        // noise does.
-        let mut rng = StdRng::seed_from_u64(step_seed(self.settings.run.common.seed, step));
-        let timesteps: Vec<usize> = (0..size)
-            .map(|_| rng.random_range(0..self.schedule.num_steps()))
-            .collect();
-        let labels = self.settings.conditional().then(|| {
-            let dropped: Vec<bool> = (0..size)
-                .map(|_| rng.random_bool(self.settings.label_dropout))
-                .collect();
-            let dropped = Tensor::<1, Bool>::from_data(TensorData::new(dropped, [size]), &device);
-            let null = self.denoiser.network().null_label() as i64;
-            batch.labels.mask_fill(dropped, null) // [B]
+        let z0 = Tensor::from_inner(self.codec.encode(batch.images.inner())); // [B, C, H, W]
+        let [size, ..] = z0.dims();
+        let conditional = self.settings.conditional();
+        let (timesteps, dropped) = draw_timesteps(
+            self.settings.run.common.seed,
+            step,
+            size,
+            self.schedule.num_steps(),
+            conditional.then_some(self.settings.label_dropout),
+        );
+        let labels = conditional.then(|| {
+            drop_labels(batch.labels, &dropped, self.denoiser.network().null_label()) // [B]
         });
-        let noise = Tensor::<2>::random(z0.shape(), Distribution::Normal(0.0, 1.0), &device);
-        let z_t = self.schedule.add_noise(z0, noise.clone(), &timesteps); // [B, d]
+        let noise = Tensor::<4>::random(z0.shape(), Distribution::Normal(0.0, 1.0), &device);
+        let z_t = self.schedule.add_noise(z0, noise.clone(), &timesteps); // [B, C, H, W]
         let t = timesteps_tensor(&timesteps, &device);
-        let predicted = self.denoiser.network().forward(z_t, t, labels); // [B, d]
+        let predicted = self.denoiser.network().predict(z_t, t, labels); // [B, C, H, W]
         let (lr, max_grad_norm) = (self.settings.run.lr, self.settings.max_grad_norm);
         self.denoiser
             .noise_prediction_step(predicted, noise, lr, max_grad_norm, step)
@@ -233,9 +268,10 @@ impl Trainable for LatentDiffusion {
             self.codec.clone(),
             &self.schedule,
             self.settings.epoch_sampling,
-            guidance,
         )
-        .expect("validated when the run started");
+        .expect("validated when the run started")
+        .with_guidance(guidance)
+        .expect("a conditional model's own classes");
         Some(Box::new(source))
     }
 }
@@ -288,7 +324,7 @@ pub fn train(settings: &LdmSettings) -> Result<TrainSummary> {
         let vae = RunFolder::open(&settings.autoencoder_checkpoint)?
             .load(VAE, |config: VaeConfig| config.init(&selected.device))?;
         let codes = encode_split(&vae, &data.train, &selected.device);
-        let statistics = CodeStatistics::of(&codes, vae.latent_dim());
+        let statistics = CodeStatistics::of(&codes, vae.code_shape());
         ensure!(
             statistics
                 .mean
@@ -299,7 +335,10 @@ pub fn train(settings: &LdmSettings) -> Result<TrainSummary> {
             settings.autoencoder_checkpoint.display()
         );
         println!(
-            "{MODEL}: codes of {} training images from {}, standardised per dimension (std {:.3} to {:.3})",
+            "{MODEL}: {}x{}x{} codes of {} training images from {}, standardised per channel (std {:.3} to {:.3})",
+            vae.code_shape()[0],
+            vae.code_shape()[1],
+            vae.code_shape()[2],
             data.train.len(),
             settings.autoencoder_checkpoint.display(),
             statistics.std.iter().copied().fold(f32::INFINITY, f32::min),
@@ -320,22 +359,16 @@ pub fn train(settings: &LdmSettings) -> Result<TrainSummary> {
 /// The EMA denoiser and the autoencoder of a run, with the sampler, class and guidance scale of
 /// `options`.
 pub fn open_source(run: &RunFolder, options: &SourceOptions, device: &Device) -> Opened {
-    let denoiser = run.load_record(DENOISER, EMA, |config: LatentDenoiserConfig| {
+    let denoiser = run.load_record(DENOISER, EMA, |config: LatentNetworkConfig| {
         config.init(device)
     })?;
     let codec = run.load(AUTOENCODER, |config: VaeConfig| {
         LatentCodec::unfitted(config.init(device))
     })?;
     let schedule = run.config::<ScheduleConfig>(SCHEDULE)?.build()?;
-    let guidance = match (options.guidance, options.class) {
-        (None, None) => None,
-        (scale, class) => Some(Guidance {
-            scale: scale.unwrap_or(0.0),
-            class,
-        }),
-    };
-    let source =
-        LatentDiffusionSource::new(denoiser, codec, &schedule, options.sampling, guidance)?;
+    let source = LatentDiffusionSource::new(denoiser, codec, &schedule, options.sampling)
+        .context("--sample-steps")?
+        .with_guidance(options.guidance())?;
     Ok(Box::new(source))
 }
 
@@ -497,6 +530,7 @@ fn save_guidance_plot(rows: &[GuidanceRow], samples: usize, path: &Path) -> Resu
 mod tests {
     use super::*;
     use crate::cli::parse_flags;
+    use burn::tensor::TensorData;
     use genmodels::cgan::class_labels;
 
     /// Settings of a tiny conditional model, without a VAE run.

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
-use genmodels::diffusion::{SamplerKind, SamplingSettings};
+use genmodels::diffusion::{Guidance, SamplerKind, SamplingSettings};
 use genmodels_data::NUM_CLASSES;
 use serde::de::DeserializeOwned;
 
@@ -25,7 +25,7 @@ use crate::wgan::Wgan;
 use crate::{cgan, dcgan, ddpm, flow, ldm, vae};
 
 /// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
-/// of a conditional model, the guidance scale of a conditional latent diffusion model, the
+/// of a conditional model, the guidance scale of a conditional diffusion model, the
 /// temperature of a flow.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceOptions {
@@ -47,6 +47,20 @@ impl Default for SourceOptions {
             class: None,
             guidance: None,
             temperature: None,
+        }
+    }
+}
+
+impl SourceOptions {
+    /// The classifier-free guidance asked for: none when neither a class nor a scale is given;
+    /// the scale is 0 when only a class is.
+    pub fn guidance(&self) -> Option<Guidance> {
+        match (self.guidance, self.class) {
+            (None, None) => None,
+            (scale, class) => Some(Guidance {
+                scale: scale.unwrap_or(0.0),
+                class,
+            }),
         }
     }
 }
@@ -281,6 +295,7 @@ mod tests {
             common: common.clone(),
             model: vae::ModelKind::Vae,
             latent_dim: 5,
+            latent_channels: None,
             beta: 1.0,
             kl_warmup_epochs: 0.0,
             analysis: vae::AnalysisFlags {
@@ -360,6 +375,7 @@ mod tests {
         let settings = ddpm::DdpmSettings::new(ddpm::DdpmArgs {
             common,
             preset: ddpm::Preset::Tiny,
+            conditioning: Default::default(),
             sampling: crate::cli::DiffusionArgs {
                 sampler: crate::cli::SamplerArg::Ddim,
                 sample_steps: Some(2),

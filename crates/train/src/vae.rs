@@ -10,7 +10,7 @@ use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;
-use genmodels::vae::{Code, VAE, Vae, VaeConfig};
+use genmodels::vae::{Code, VAE, Vae, VaeConfig, spatial_latent_dim};
 use genmodels_data::{Batch, IMAGE_PIXELS, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,11 @@ pub struct VaeArgs {
     /// Size d of the latent space.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..))]
     pub latent_dim: u16,
+    /// A spatial code of C 7x7 maps (d = 49 C) instead of a vector, both networks convolutional
+    /// to it: the autoencoder of a latent diffusion model with a U-Net (`ldm --denoiser unet`).
+    #[arg(long, value_name = "C", conflicts_with = "latent_dim",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub latent_channels: Option<u16>,
     /// Weight of the KL term (1: the ELBO; other values: beta-VAE).
     #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative_f64)]
     pub beta: f64,
@@ -102,9 +107,13 @@ impl VaeSettings {
         Self {
             run: RunSettings::new(args.common, 10, 1e-3),
             model: args.model,
-            vae: VaeConfig::new()
-                .with_latent_dim(args.latent_dim as usize)
-                .with_variational(args.model == ModelKind::Vae),
+            vae: match args.latent_channels {
+                None => VaeConfig::new().with_latent_dim(args.latent_dim as usize),
+                Some(channels) => VaeConfig::new()
+                    .with_latent_dim(spatial_latent_dim(channels as usize))
+                    .with_latent_channels(Some(channels as usize)),
+            }
+            .with_variational(args.model == ModelKind::Vae),
             optimizer: AdamConfig::new().with_epsilon(1e-8),
             beta: args.beta,
             kl_warmup_epochs: args.kl_warmup_epochs,
@@ -334,6 +343,7 @@ mod tests {
             common: CommonArgs::default(),
             model: ModelKind::Vae,
             latent_dim: 16,
+            latent_channels: None,
             beta,
             kl_warmup_epochs,
             analysis: AnalysisFlags {

@@ -6,18 +6,19 @@
 //! at `z_t = sqrt(alpha_bar_t) z0 + sqrt(1 - alpha_bar_t) eps` (the same
 //! [`NoiseSchedule::add_noise`](super::NoiseSchedule::add_noise)), and a sample is `D(z0)` for a
 //! `z0` drawn by the same samplers ([`reverse_process`]). Here `E(x)` is the VAE's posterior mean
-//! mu, standardised per dimension over the training split ([`LatentCodec`]) so that the codes
+//! mu, standardised per channel over the training split ([`LatentCodec`]) so that the codes
 //! have the unit scale the schedule's `x_T ~ N(0, I)` assumes (Rombach et al. rescale by one
 //! factor for the same reason).
 //!
-//! Classifier-free guidance trains one network for both `eps_theta(z_t, t, y)` and
-//! `eps_theta(z_t, t, null)`, the label replaced by a learned null label with probability
-//! `p_uncond` (0.1), and samples with
+//! Two kinds of code, two denoisers ([`LatentNetwork`]):
 //!
-//! `eps = (1 + w) eps_theta(z_t, t, y) - w eps_theta(z_t, t, null)`
+//! - the VAE's vector code (16-d by default), denoised by a residual MLP ([`LatentDenoiser`]);
+//! - the `C x 7 x 7` code of a convolutional autoencoder ([`crate::vae::VaeConfig::latent_channels`]),
+//!   denoised by a small U-Net of one 7x7 level ([`LatentNetworkConfig::small_unet`]), as
+//!   Rombach et al.'s first-stage models and their U-Nets.
 //!
-//! ([`guided_noise`]) for a guidance scale `w >= 0`: `w = 0` is the plain conditional model,
-//! larger `w` trades diversity for fidelity to the class.
+//! Codes are handled as `[B, C, H, W]` throughout, a vector code as `[B, d, 1, 1]`. Both
+//! denoisers can be class-conditional, for classifier-free guidance ([`super::guidance`]).
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -25,8 +26,9 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
-use super::sampling::{AnySampler, SamplingSettings, timesteps_tensor};
-use super::unet::TimeEmbedding;
+use super::guidance::{Denoiser, Guidance, GuidanceError, denoise};
+use super::sampling::{AnySampler, SamplingSettings};
+use super::unet::{TimeEmbedding, UNet, UNetConfig};
 use super::{DiffusionError, NoiseSchedule};
 use crate::image_source::{Drawn, GridImages, ImageSource, PixelRange};
 use crate::pytorch::PytorchNames;
@@ -38,6 +40,83 @@ pub const DENOISER: &str = "denoiser";
 /// The frozen autoencoder's name in a run folder: its `VaeConfig` in `config.json` and the
 /// record `autoencoder.bpk` (the VAE with its code statistics).
 pub const AUTOENCODER: &str = "autoencoder";
+
+/// Builds a [`LatentNetwork`]. In `config.json` it is the Config of the network itself (an
+/// untagged enum), so that the runs written before the U-Net option still open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LatentNetworkConfig {
+    Mlp(LatentDenoiserConfig),
+    UNet(UNetConfig),
+}
+
+impl LatentNetworkConfig {
+    /// A U-Net for `[C, 7, 7]` codes: one level at 7x7 of two residual blocks (`channels`
+    /// wide) with self-attention, and the attention middle; no down- or upsampling.
+    pub fn small_unet(code_channels: usize, channels: usize, num_classes: usize) -> UNetConfig {
+        UNetConfig::new()
+            .with_image_channels(code_channels)
+            .with_image_size(7)
+            .with_base_channels(channels)
+            .with_channel_multipliers(vec![1])
+            .with_attention_levels(vec![0])
+            .with_num_classes((num_classes > 0).then_some(num_classes))
+    }
+
+    pub fn init(&self, device: &Device) -> LatentNetwork {
+        match self {
+            Self::Mlp(config) => LatentNetwork::Mlp(config.init(device)),
+            Self::UNet(config) => LatentNetwork::UNet(config.init(device)),
+        }
+    }
+
+    /// The same network with a sinusoidal time embedding of size `dim`.
+    pub fn with_time_embedding_dim(self, dim: usize) -> Self {
+        match self {
+            Self::Mlp(config) => Self::Mlp(config.with_time_embedding_dim(dim)),
+            Self::UNet(config) => Self::UNet(config.with_time_embedding_dim(dim)),
+        }
+    }
+
+    /// Classes of a conditional network; 0 for an unconditional one.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Self::Mlp(config) => config.num_classes,
+            Self::UNet(config) => config.num_classes.unwrap_or(0),
+        }
+    }
+}
+
+/// The noise predictor of a latent diffusion model, on codes `[B, C, H, W]`.
+#[derive(Module, Debug)]
+pub enum LatentNetwork {
+    /// A residual MLP on the code flattened to `[B, C H W]`.
+    Mlp(LatentDenoiser),
+    /// A U-Net on the code as it is.
+    UNet(UNet),
+}
+
+/// No PyTorch counterpart in `benches/pytorch_reference.py`: exported under its own paths.
+impl PytorchNames for LatentNetwork {}
+
+impl Denoiser<4> for LatentNetwork {
+    fn predict(&self, z_t: Tensor<4>, t: Tensor<1>, labels: Option<Tensor<1, Int>>) -> Tensor<4> {
+        match self {
+            Self::Mlp(mlp) => {
+                let shape = z_t.shape();
+                mlp.forward(z_t.flatten(1, 3), t, labels).reshape(shape) // [B, C, H, W]
+            }
+            Self::UNet(unet) => unet.predict(z_t, t, labels), // [B, C, H, W]
+        }
+    }
+
+    fn num_classes(&self) -> usize {
+        match self {
+            Self::Mlp(mlp) => mlp.num_classes(),
+            Self::UNet(unet) => unet.num_classes(),
+        }
+    }
+}
 
 /// Builds a [`LatentDenoiser`].
 #[derive(Config, Debug)]
@@ -107,16 +186,6 @@ impl LatentDenoiser {
         self.latent_dim
     }
 
-    /// Classes of a conditional model; 0 for an unconditional one.
-    pub fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    /// The null label of classifier-free guidance: the index after the last class.
-    pub fn null_label(&self) -> usize {
-        self.num_classes
-    }
-
     /// `z_t: [B, d]`, `t: [B]` (timesteps as floats), `labels: [B]` in `0..=num_classes` (the
     /// last the null label) -> `[B, d]`. `None` gives every sample the null label in a
     /// conditional model, and is the only choice in an unconditional one.
@@ -149,43 +218,16 @@ impl LatentDenoiser {
         }
         self.output.forward(silu(self.out_norm.forward(h))) // [B, d]
     }
-
-    /// The noise prediction that samples with guidance scale `w`: [`guided_noise`] of the
-    /// conditional and the null-label predictions, from one forward pass over both (`w = 0`
-    /// needs only the conditional one). `labels: [B]` are classes, not the null label.
-    pub fn guided(
-        &self,
-        z_t: Tensor<2>,
-        t: Tensor<1>,
-        labels: Tensor<1, Int>,
-        w: f64,
-    ) -> Tensor<2> {
-        if w == 0.0 {
-            return self.forward(z_t, t, Some(labels));
-        }
-        let [batch, _] = z_t.dims();
-        let null = labels.full_like(self.null_label() as i64);
-        let both = self.forward(
-            Tensor::cat(vec![z_t.clone(), z_t], 0),
-            Tensor::cat(vec![t.clone(), t], 0),
-            Some(Tensor::cat(vec![labels, null], 0)),
-        ); // [2B, d]: the conditional predictions, then the unconditional ones
-        guided_noise(
-            both.clone().narrow(0, 0, batch),
-            both.narrow(0, batch, batch),
-            w,
-        )
-    }
 }
 
-/// Classifier-free guidance (Ho & Salimans, 2022, Eq. 6):
-/// `eps = (1 + w) eps_theta(z_t, t, y) - w eps_theta(z_t, t, null)`.
-pub fn guided_noise<const D: usize>(
-    conditional: Tensor<D>,
-    unconditional: Tensor<D>,
-    w: f64,
-) -> Tensor<D> {
-    conditional.mul_scalar(1.0 + w) - unconditional.mul_scalar(w)
+impl Denoiser<2> for LatentDenoiser {
+    fn predict(&self, z_t: Tensor<2>, t: Tensor<1>, labels: Option<Tensor<1, Int>>) -> Tensor<2> {
+        self.forward(z_t, t, labels)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
 }
 
 /// LayerNorm -> SiLU -> Linear, plus the projected condition, -> LayerNorm -> SiLU -> Linear,
@@ -219,8 +261,8 @@ impl ResidualMlpBlock {
     }
 }
 
-/// The per-dimension mean and standard deviation of a set of codes, which [`LatentCodec`]
-/// standardises with.
+/// The per-channel mean and standard deviation of a set of codes, which [`LatentCodec`]
+/// standardises with: one pair per dimension of a vector code, one per map of a spatial one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeStatistics {
     pub mean: Vec<f32>,
@@ -228,33 +270,40 @@ pub struct CodeStatistics {
 }
 
 impl CodeStatistics {
-    /// The statistics of `codes`, rows of `dim` values, summed in f64; the standard deviation
-    /// is the population one (divided by N), floored at 1e-6 so that a dead dimension does not
-    /// divide by zero.
+    /// The statistics of `codes`, rows of `C x H x W` values (`shape`, channel-major), per
+    /// channel over every row and position, summed in f64; the standard deviation is the
+    /// population one (divided by N), floored at 1e-6 so that a dead channel does not divide by
+    /// zero.
     ///
     /// # Panics
     ///
     /// When `codes` is empty or not a whole number of rows.
-    pub fn of(codes: &[f32], dim: usize) -> Self {
+    pub fn of(codes: &[f32], shape: [usize; 3]) -> Self {
+        let [channels, height, width] = shape;
+        let positions = height * width;
+        let row_len = channels * positions;
         assert!(
-            dim > 0 && !codes.is_empty() && codes.len().is_multiple_of(dim),
-            "{} values are not rows of {dim}",
+            row_len > 0 && !codes.is_empty() && codes.len().is_multiple_of(row_len),
+            "{} values are not codes of {channels}x{height}x{width}",
             codes.len()
         );
-        let rows = (codes.len() / dim) as f64;
-        let mut sum = vec![0f64; dim];
-        let mut sum_sq = vec![0f64; dim];
-        for row in codes.chunks(dim) {
-            for (j, &value) in row.iter().enumerate() {
-                sum[j] += value as f64;
-                sum_sq[j] += (value as f64).powi(2);
+        // Values per channel: every position of every row.
+        let count = (codes.len() / row_len * positions) as f64;
+        let mut sum = vec![0f64; channels];
+        let mut sum_sq = vec![0f64; channels];
+        for row in codes.chunks(row_len) {
+            for (j, map) in row.chunks(positions).enumerate() {
+                for &value in map {
+                    sum[j] += value as f64;
+                    sum_sq[j] += (value as f64).powi(2);
+                }
             }
         }
-        let mean: Vec<f64> = sum.iter().map(|s| s / rows).collect();
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
         let std = sum_sq
             .iter()
             .zip(&mean)
-            .map(|(sq, m)| ((sq / rows - m * m).max(0.0).sqrt()).max(1e-6) as f32)
+            .map(|(sq, m)| ((sq / count - m * m).max(0.0).sqrt()).max(1e-6) as f32)
             .collect();
         Self {
             mean: mean.into_iter().map(|m| m as f32).collect(),
@@ -264,7 +313,7 @@ impl CodeStatistics {
 }
 
 /// The frozen autoencoder of a latent diffusion model: `encode(x) = (mu(x) - m) / s` and
-/// `decode(z) = sigmoid(l(s z + m))`, with `m` and `s` the per-dimension mean and standard
+/// `decode(z) = sigmoid(l(s z + m))`, with `m` and `s` the per-channel mean and standard
 /// deviation of mu over the training split. `m` and `s` are parameters that are never trained,
 /// so that the checkpoint carries them with the VAE.
 #[derive(Module, Debug)]
@@ -279,12 +328,12 @@ impl LatentCodec {
     ///
     /// # Panics
     ///
-    /// When the statistics are not of the VAE's latent size.
+    /// When the statistics are not of the VAE's code channels.
     pub fn new(vae: Vae, statistics: &CodeStatistics) -> Self {
-        let dim = vae.latent_dim();
+        let [dim, ..] = vae.code_shape();
         assert!(
             statistics.mean.len() == dim && statistics.std.len() == dim,
-            "statistics of {} dimensions for a {dim}-dimensional VAE",
+            "statistics of {} channels for a code of {dim}",
             statistics.mean.len()
         );
         let device = vae.devices()[0].clone();
@@ -304,7 +353,7 @@ impl LatentCodec {
 
     /// `vae` with mean 0 and deviation 1, to be loaded from a checkpoint.
     pub fn unfitted(vae: Vae) -> Self {
-        let dim = vae.latent_dim();
+        let [dim, ..] = vae.code_shape();
         Self::new(
             vae,
             &CodeStatistics {
@@ -314,38 +363,40 @@ impl LatentCodec {
         )
     }
 
-    /// Size d of the codes.
-    pub fn latent_dim(&self) -> usize {
-        self.vae.latent_dim()
+    /// `[C, H, W]` of the codes: `[d, 1, 1]` for the VAE's vector code.
+    pub fn code_shape(&self) -> [usize; 3] {
+        self.vae.code_shape()
     }
 
-    /// Images `[B, 1, 28, 28]` in [0, 1] -> standardised codes `(mu - m) / s`, `[B, d]`.
-    pub fn encode(&self, images: Tensor<4>) -> Tensor<2> {
+    /// `m` and `s` as `[1, C, 1, 1]`, to broadcast over codes.
+    fn statistics(&self) -> (Tensor<4>, Tensor<4>) {
+        let per_channel = |values: Tensor<1>| values.unsqueeze_dims::<4>(&[0, 2, 3]);
+        (per_channel(self.mean.val()), per_channel(self.std.val()))
+    }
+
+    /// Images `[B, 1, 28, 28]` in [0, 1] -> standardised codes `(mu - m) / s`, `[B, C, H, W]`.
+    pub fn encode(&self, images: Tensor<4>) -> Tensor<4> {
+        let [batch, ..] = images.dims();
+        let [channels, height, width] = self.code_shape();
         let mu = self.vae.encoder.forward(images).mu; // [B, d]
-        (mu - self.mean.val().unsqueeze()) / self.std.val().unsqueeze() // [B, d]
+        let mu = mu.reshape([batch, channels, height, width]); // [B, C, H, W]
+        let (mean, std) = self.statistics();
+        (mu - mean) / std // [B, C, H, W]
     }
 
-    /// Standardised codes `[B, d]` -> the decoder's mean images `[B, 1, 28, 28]` in [0, 1].
-    pub fn decode(&self, z: Tensor<2>) -> Tensor<4> {
-        let mu = z * self.std.val().unsqueeze() + self.mean.val().unsqueeze(); // [B, d]
-        self.vae.decoder.decode(mu) // [B, 1, 28, 28]
+    /// Standardised codes `[B, C, H, W]` -> the decoder's mean images `[B, 1, 28, 28]` in [0, 1].
+    pub fn decode(&self, z: Tensor<4>) -> Tensor<4> {
+        let (mean, std) = self.statistics();
+        let mu = z * std + mean; // [B, C, H, W]
+        self.vae.decoder.decode(mu.flatten(1, 3)) // [B, 1, 28, 28]
     }
-}
-
-/// Which classes a conditional latent diffusion model is asked for, and how hard.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Guidance {
-    /// The guidance scale w of [`guided_noise`].
-    pub scale: f64,
-    /// One class for every sample; `None`: the classes in turn.
-    pub class: Option<usize>,
 }
 
 /// A latent diffusion model as an [`ImageSource`]: codes drawn by the reverse process with a
 /// trained denoiser (a run's EMA weights), then decoded.
 #[derive(Debug, Clone)]
 pub struct LatentDiffusionSource {
-    pub denoiser: LatentDenoiser,
+    pub denoiser: LatentNetwork,
     pub codec: LatentCodec,
     pub sampler: AnySampler,
     pub settings: SamplingSettings,
@@ -354,37 +405,15 @@ pub struct LatentDiffusionSource {
 }
 
 impl LatentDiffusionSource {
-    /// Refuses settings the schedule cannot honour, guidance for an unconditional denoiser, a
-    /// class the denoiser does not know and a negative or non-finite guidance scale. A
-    /// conditional denoiser without `guidance` draws the classes in turn at w = 0.
+    /// Refuses settings the schedule cannot honour. A conditional denoiser draws the classes in
+    /// turn at w = 0 unless [`LatentDiffusionSource::with_guidance`] says otherwise.
     pub fn new(
-        denoiser: LatentDenoiser,
+        denoiser: LatentNetwork,
         codec: LatentCodec,
         schedule: &NoiseSchedule,
         settings: SamplingSettings,
-        guidance: Option<Guidance>,
-    ) -> Result<Self, GuidanceError> {
-        let classes = denoiser.num_classes();
-        let guidance = match (guidance, classes) {
-            (Some(_), 0) => return Err(GuidanceError::Unconditional),
-            (Some(g), _) if !(g.scale.is_finite() && g.scale >= 0.0) => {
-                return Err(GuidanceError::Scale(g.scale));
-            }
-            (
-                Some(Guidance {
-                    class: Some(class), ..
-                }),
-                _,
-            ) if class >= classes => {
-                return Err(GuidanceError::Class { class, classes });
-            }
-            (None, 0) => None,
-            (None, _) => Some(Guidance {
-                scale: 0.0,
-                class: None,
-            }),
-            (Some(g), _) => Some(g),
-        };
+    ) -> Result<Self, DiffusionError> {
+        let guidance = Guidance::resolve(None, denoiser.num_classes()).expect("no guidance asked");
         Ok(Self {
             denoiser,
             codec,
@@ -395,56 +424,35 @@ impl LatentDiffusionSource {
         })
     }
 
-    /// The classes `count` samples are asked for, when the model is conditional.
-    fn classes(&self, count: usize) -> Option<Vec<usize>> {
-        let guidance = self.guidance?;
-        Some(match guidance.class {
-            Some(class) => vec![class; count],
-            None => (0..count)
-                .map(|i| i % self.denoiser.num_classes())
-                .collect(),
-        })
+    /// The classes and guidance scale of a conditional denoiser; refused as
+    /// [`Guidance::resolve`] says.
+    pub fn with_guidance(mut self, guidance: Option<Guidance>) -> Result<Self, GuidanceError> {
+        self.guidance = Guidance::resolve(guidance, self.denoiser.num_classes())?;
+        Ok(self)
     }
 
-    /// `count` standardised codes `[count, d]` from the reverse process (for `classes`, if
-    /// given), from noise drawn on the host from `seed`.
+    /// `count` standardised codes `[count, C, H, W]` from the reverse process (for `classes`,
+    /// if given), from noise drawn on the host from `seed`.
     pub fn draw_codes(
         &self,
         count: usize,
         classes: Option<&[usize]>,
         seed: u64,
         device: &Device,
-    ) -> Tensor<2> {
-        let denoiser = self.denoiser.valid();
+    ) -> Tensor<4> {
+        let [channels, height, width] = self.codec.code_shape();
         let scale = self.guidance.map_or(0.0, |g| g.scale);
-        let labels = classes.map(|classes| {
-            let values: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
-            Tensor::<1, Int>::from_data(TensorData::new(values, [count]), device)
-        });
-        let predict_noise = |z: Tensor<2>, t: usize| {
-            let t = timesteps_tensor(&vec![t; count], device); // [count]
-            match &labels {
-                Some(labels) => denoiser.guided(z, t, labels.clone(), scale),
-                None => denoiser.forward(z, t, None),
-            } // [count, d]
-        };
-        let shape = [count, denoiser.latent_dim()];
-        self.sampler
-            .reverse_process(shape, seed, device, predict_noise, |_, _| {})
+        denoise(
+            &self.denoiser.valid(),
+            &self.sampler,
+            [count, channels, height, width],
+            classes,
+            scale,
+            seed,
+            device,
+            |_, _| {},
+        )
     }
-}
-
-/// Why a latent diffusion model was not opened with the guidance asked for.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum GuidanceError {
-    #[error("--guidance and --class need a class-conditional model (trained with --conditional)")]
-    Unconditional,
-    #[error("--guidance {0}: the guidance scale must be a finite number >= 0")]
-    Scale(f64),
-    #[error("--class {class}: the classes are 0 to {}", classes - 1)]
-    Class { class: usize, classes: usize },
-    #[error(transparent)]
-    Sampler(#[from] DiffusionError),
 }
 
 impl ImageSource for LatentDiffusionSource {
@@ -453,16 +461,7 @@ impl ImageSource for LatentDiffusionSource {
     }
 
     fn describe(&self) -> String {
-        let guidance = match self.guidance {
-            None => String::new(),
-            Some(Guidance { scale, class: None }) => {
-                format!(", classes in turn, guidance w = {scale}")
-            }
-            Some(Guidance {
-                scale,
-                class: Some(class),
-            }) => format!(", class {class}, guidance w = {scale}"),
-        };
+        let guidance = self.guidance.map(|g| g.describe()).unwrap_or_default();
         format!(
             "VAE decoder of latent codes from the EMA denoiser, {}{guidance}",
             self.settings.describe()
@@ -470,31 +469,25 @@ impl ImageSource for LatentDiffusionSource {
     }
 
     fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
-        let classes = self.classes(count);
-        let codes = self.draw_codes(count, classes.as_deref(), seed, device); // [count, d]
+        let classes = self
+            .guidance
+            .map(|g| g.classes(count, self.denoiser.num_classes()));
+        let codes = self.draw_codes(count, classes.as_deref(), seed, device); // [count, C, H, W]
         Drawn {
             images: self.codec.valid().decode(codes), // [count, 1, 28, 28]
             classes,
         }
     }
 
-    /// A conditional model: one column per class, ten rows.
+    /// A conditional model with the classes in turn: one column per class, ten rows.
     fn grid(&self, seed: u64, device: &Device) -> GridImages {
-        match self.guidance {
-            Some(Guidance { class: None, .. }) => {
-                let columns = self.denoiser.num_classes();
-                GridImages {
-                    images: self.draw(10 * columns, seed, device).images,
-                    columns,
-                    row_classes: None,
-                }
-            }
-            _ => GridImages {
-                images: self.draw(64, seed, device).images,
-                columns: 8,
-                row_classes: None,
-            },
-        }
+        Guidance::grid(
+            self.guidance,
+            self.denoiser.num_classes(),
+            self,
+            seed,
+            device,
+        )
     }
 }
 
@@ -502,7 +495,8 @@ impl ImageSource for LatentDiffusionSource {
 mod tests {
     use super::*;
     use crate::test_util::to_vec;
-    use crate::vae::VaeConfig;
+    use crate::vae::{VaeConfig, spatial_latent_dim};
+    use burn::tensor::Distribution;
 
     /// A denoiser of `latent_dim`-dimensional codes with hidden layers of 8 units.
     fn narrow_denoiser(latent_dim: usize) -> LatentDenoiserConfig {
@@ -526,19 +520,6 @@ mod tests {
     }
 
     #[test]
-    fn guidance_combines_the_two_predictions_as_equation_6() {
-        let device = Device::flex();
-        let conditional = Tensor::<1>::from_floats([1.0, -2.0, 0.5], &device);
-        let unconditional = Tensor::<1>::from_floats([0.5, 1.0, 0.5], &device);
-        // w = 3: 4 * c - 3 * u = [4 - 1.5, -8 - 3, 2 - 1.5].
-        let guided = guided_noise(conditional.clone(), unconditional.clone(), 3.0);
-        assert_eq!(to_vec(guided), [2.5, -11.0, 0.5]);
-        // w = 0 is the conditional prediction itself.
-        let plain = guided_noise(conditional.clone(), unconditional, 0.0);
-        assert!(plain.equal(conditional).all().into_scalar::<bool>());
-    }
-
-    #[test]
     fn the_batched_guided_pass_equals_two_separate_passes() {
         let device = Device::flex();
         let denoiser = narrow_denoiser(3)
@@ -546,11 +527,7 @@ mod tests {
             .with_time_embedding_dim(8)
             .with_num_classes(4)
             .init(&device);
-        let z = Tensor::<2>::random(
-            [5, 3],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let z = Tensor::<2>::random([5, 3], Distribution::Normal(0.0, 1.0), &device);
         let t = Tensor::<1>::from_floats([0.0, 10.0, 500.0, 999.0, 3.0], &device);
         let labels = Tensor::<1, Int>::from_ints([0, 1, 2, 3, 1], &device);
         let conditional = denoiser.forward(z.clone(), t.clone(), Some(labels.clone()));
@@ -567,11 +544,18 @@ mod tests {
     fn code_statistics_match_a_hand_computation_and_standardise_the_codes() {
         // Two dimensions over three rows: means 2 and -1; population deviations sqrt(8/3), 0.
         let codes = [0.0, -1.0, 2.0, -1.0, 4.0, -1.0];
-        let statistics = CodeStatistics::of(&codes, 2);
+        let statistics = CodeStatistics::of(&codes, [2, 1, 1]);
         assert!((statistics.mean[0] - 2.0).abs() < 1e-6);
         assert!((statistics.mean[1] + 1.0).abs() < 1e-6);
         assert!((statistics.std[0] - (8.0f32 / 3.0).sqrt()).abs() < 1e-6);
         assert_eq!(statistics.std[1], 1e-6, "a constant dimension is floored");
+        // Spatial codes: per channel over rows and positions. Two rows of two 1x2 maps: channel
+        // 0 holds 1, 3, 5, 7 (mean 4, variance 5), channel 1 holds 0, 0, 2, 2 (mean 1, var 1).
+        let maps = [1.0, 3.0, 0.0, 0.0, 5.0, 7.0, 2.0, 2.0];
+        let statistics = CodeStatistics::of(&maps, [2, 1, 2]);
+        assert_eq!(statistics.mean, [4.0, 1.0]);
+        assert!((statistics.std[0] - 5f32.sqrt()).abs() < 1e-6);
+        assert!((statistics.std[1] - 1.0).abs() < 1e-6);
 
         // encode then decode: the decoder sees mu itself.
         let device = Device::flex();
@@ -580,12 +564,12 @@ mod tests {
             .with_channels([4, 8])
             .with_hidden(8)
             .init(&device);
-        let images =
-            Tensor::<4>::random([3, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+        let images = Tensor::<4>::random([3, 1, 28, 28], Distribution::Default, &device);
         let mu = vae.encoder.forward(images.clone()).mu;
-        let statistics = CodeStatistics::of(&to_vec(mu.clone()), 2);
+        let statistics = CodeStatistics::of(&to_vec(mu.clone()), [2, 1, 1]);
         let codec = LatentCodec::new(vae.clone(), &statistics);
         let z = codec.encode(images);
+        assert_eq!(z.dims(), [3, 2, 1, 1]);
         let mean = to_vec(z.clone().mean_dim(0));
         let var = to_vec(z.clone().square().mean_dim(0));
         for j in 0..2 {
@@ -597,28 +581,71 @@ mod tests {
     }
 
     #[test]
+    fn spatial_codes_are_standardised_per_map_and_decode_to_the_vaes_images() {
+        let device = Device::flex();
+        let vae = VaeConfig::new()
+            .with_latent_dim(spatial_latent_dim(2))
+            .with_latent_channels(Some(2))
+            .with_channels([4, 8])
+            .init(&device);
+        let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Default, &device);
+        let mu = vae.encoder.forward(images.clone()).mu; // [4, 98]
+        let statistics = CodeStatistics::of(&to_vec(mu.clone()), [2, 7, 7]);
+        let codec = LatentCodec::new(vae.clone(), &statistics);
+        let z = codec.encode(images);
+        assert_eq!(z.dims(), [4, 2, 7, 7]);
+        // Over the batch and the 49 positions, each map has mean 0 and variance 1.
+        let per_map = |t: Tensor<4>| to_vec(t.swap_dims(0, 1).flatten::<2>(1, 3).mean_dim(1));
+        for (m, v) in per_map(z.clone()).iter().zip(per_map(z.clone().square())) {
+            assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3, "{m} {v}");
+        }
+        assert!(
+            codec
+                .decode(z)
+                .all_close(vae.decoder.decode(mu), Some(1e-5), Some(1e-5))
+        );
+    }
+
+    #[test]
+    fn configs_of_either_network_read_back_as_themselves() {
+        let mlp = LatentNetworkConfig::Mlp(narrow_denoiser(16).with_num_classes(10));
+        let unet = LatentNetworkConfig::UNet(LatentNetworkConfig::small_unet(4, 32, 0));
+        for config in [mlp, unet] {
+            let json = serde_json::to_string(&config).unwrap();
+            let back: LatentNetworkConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json);
+            assert_eq!(
+                std::mem::discriminant(&back),
+                std::mem::discriminant(&config)
+            );
+        }
+        // A denoiser's Config as runs without the U-Net option wrote it.
+        let old =
+            r#"{"latent_dim":16,"hidden":256,"blocks":4,"time_embedding_dim":64,"num_classes":10}"#;
+        let read: LatentNetworkConfig = serde_json::from_str(old).unwrap();
+        assert!(matches!(read, LatentNetworkConfig::Mlp(_)));
+        assert_eq!(read.num_classes(), 10);
+    }
+
+    #[test]
     fn guidance_is_refused_where_it_cannot_apply() {
         let device = Device::flex();
-        let schedule = NoiseSchedule::ddpm();
-        let config = narrow_denoiser(3);
-        let guidance = |scale, class| Some(Guidance { scale, class });
         let open = |classes, guidance| {
+            let denoiser = LatentNetworkConfig::Mlp(narrow_denoiser(3).with_num_classes(classes));
             LatentDiffusionSource::new(
-                config.clone().with_num_classes(classes).init(&device),
+                denoiser.init(&device),
                 unfitted_codec(3, &device),
-                &schedule,
+                &NoiseSchedule::ddpm(),
                 ddim(2),
-                guidance,
             )
+            .unwrap()
+            .with_guidance(guidance)
             .map(|_| ())
         };
+        let guidance = |scale, class| Some(Guidance { scale, class });
         assert_eq!(
             open(0, guidance(1.0, None)),
             Err(GuidanceError::Unconditional)
-        );
-        assert_eq!(
-            open(10, guidance(-1.0, None)),
-            Err(GuidanceError::Scale(-1.0))
         );
         let error = open(10, guidance(1.0, Some(10))).unwrap_err();
         assert_eq!(error.to_string(), "--class 10: the classes are 0 to 9");
@@ -639,15 +666,14 @@ mod tests {
     fn the_codes_are_not_clipped_to_the_image_range() {
         use burn::module::Module;
         let device = Device::flex();
-        let denoiser = narrow_denoiser(4).init(&device).map(&mut Zero);
+        let denoiser = LatentNetwork::Mlp(narrow_denoiser(4).init(&device).map(&mut Zero));
         let codec = unfitted_codec(4, &device);
         let source =
-            LatentDiffusionSource::new(denoiser, codec, &NoiseSchedule::ddpm(), ddim(2), None)
-                .unwrap();
+            LatentDiffusionSource::new(denoiser, codec, &NoiseSchedule::ddpm(), ddim(2)).unwrap();
         // With eps = 0, DDIM (eta 0) over t = 500, 0 gives z0 = sqrt(ab_0 / ab_500) x_T; a
         // clipped x0_hat would keep |z0| <= 1.
         let codes = source.draw_codes(16, None, 3, &device);
-        let x_t = crate::noise::seeded_normal([16, 4], 3, &device);
+        let x_t = crate::noise::seeded_normal([16, 4], 3, &device).reshape([16, 4, 1, 1]);
         let schedule = NoiseSchedule::ddpm();
         let factor = (schedule.alpha_bar(0) / schedule.alpha_bar(500)).sqrt();
         assert!(
@@ -661,16 +687,18 @@ mod tests {
     #[test]
     fn a_conditional_source_draws_the_classes_it_was_asked_for() {
         let device = Device::flex();
+        let denoiser = LatentNetworkConfig::Mlp(narrow_denoiser(3).with_num_classes(10));
         let source = LatentDiffusionSource::new(
-            narrow_denoiser(3).with_num_classes(10).init(&device),
+            denoiser.init(&device),
             unfitted_codec(3, &device),
             &NoiseSchedule::ddpm(),
             ddim(3),
-            Some(Guidance {
-                scale: 1.0,
-                class: None,
-            }),
         )
+        .unwrap()
+        .with_guidance(Some(Guidance {
+            scale: 1.0,
+            class: None,
+        }))
         .unwrap();
         let drawn = source.draw(12, 4, &device);
         assert_eq!(drawn.images.dims(), [12, 1, 28, 28]);
@@ -678,5 +706,41 @@ mod tests {
         // The same seed gives the same images.
         let again = source.draw(12, 4, &device).images;
         assert!(again.all_close(source.draw(12, 4, &device).images, Some(0.0), Some(0.0)));
+    }
+
+    #[test]
+    fn a_conditional_unet_denoises_spatial_codes_into_images() {
+        let device = Device::flex();
+        let vae = VaeConfig::new()
+            .with_latent_dim(spatial_latent_dim(3))
+            .with_latent_channels(Some(3))
+            .init(&device);
+        let config = LatentNetworkConfig::small_unet(3, 16, 10)
+            .with_blocks_per_level(1)
+            .with_time_embedding_dim(8);
+        let denoiser = LatentNetworkConfig::UNet(config).init(&device);
+        let z = Tensor::<4>::random([2, 3, 7, 7], Distribution::Normal(0.0, 1.0), &device);
+        let t = Tensor::<1>::from_floats([3.0, 700.0], &device);
+        let labels = Tensor::<1, Int>::from_ints([2, 9], &device);
+        let eps = denoiser.predict(z.clone(), t.clone(), Some(labels.clone()));
+        assert_eq!(eps.dims(), [2, 3, 7, 7]);
+        // The class reaches the output.
+        let other = denoiser.predict(z, t, Some(labels.full_like(0)));
+        assert!(!eps.all_close(other, Some(1e-4), Some(1e-4)));
+        let source = LatentDiffusionSource::new(
+            denoiser,
+            LatentCodec::unfitted(vae),
+            &NoiseSchedule::ddpm(),
+            ddim(2),
+        )
+        .unwrap()
+        .with_guidance(Some(Guidance {
+            scale: 2.0,
+            class: Some(4),
+        }))
+        .unwrap();
+        let drawn = source.draw(3, 1, &device);
+        assert_eq!(drawn.images.dims(), [3, 1, 28, 28]);
+        assert_eq!(drawn.classes.unwrap(), [4, 4, 4]);
     }
 }

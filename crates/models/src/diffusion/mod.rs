@@ -14,9 +14,11 @@
 //! - [`sampling`]: the reverse process x_T -> x_0 ([`sample`], and [`reverse_process`] for data
 //!   of any shape) with a sampler chosen by [`SamplingSettings`], and [`DiffusionSource`], a
 //!   trained network as an image source.
+//! - [`guidance`]: class-conditional noise predictors ([`Denoiser`]) and classifier-free
+//!   guidance (Ho & Salimans, 2022), for the U-Net and the latent denoisers alike.
 //! - [`latent`]: latent diffusion (Rombach et al., 2022): the same process on the codes of a
-//!   frozen VAE, with a residual-MLP denoiser and classifier-free guidance (Ho & Salimans,
-//!   2022).
+//!   frozen autoencoder, with a residual-MLP denoiser for vector codes and a small U-Net for
+//!   spatial ones.
 //!
 //! Both samplers give the same numbers as the `DDPMScheduler` and `DDIMScheduler` of
 //! huggingface diffusers for the same inputs and noise (see `tests/reference/`).
@@ -24,6 +26,7 @@
 pub mod attention;
 pub mod ddim;
 pub mod ddpm;
+pub mod guidance;
 pub mod latent;
 pub mod sampling;
 pub mod schedule;
@@ -32,9 +35,10 @@ pub mod unet;
 pub use attention::scaled_dot_product_attention;
 pub use ddim::DdimScheduler;
 pub use ddpm::{DdpmScheduler, PosteriorVariance};
+pub use guidance::{Denoiser, Guidance, GuidanceError, denoise, drop_labels, guided_noise};
 pub use latent::{
-    AUTOENCODER, CodeStatistics, DENOISER, Guidance, GuidanceError, LatentCodec, LatentDenoiser,
-    LatentDenoiserConfig, LatentDiffusionSource, guided_noise,
+    AUTOENCODER, CodeStatistics, DENOISER, LatentCodec, LatentDenoiser, LatentDenoiserConfig,
+    LatentDiffusionSource, LatentNetwork, LatentNetworkConfig,
 };
 pub use sampling::{
     AnySampler, DiffusionSource, EMA, SCHEDULE, SamplerKind, SamplingSettings, ScheduleConfig,

@@ -5,8 +5,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::guidance::{Denoiser, Guidance, GuidanceError, denoise};
 use super::{DdimScheduler, DdpmScheduler, DiffusionError, NoiseSchedule, Sampler, UNet};
-use crate::image_source::{Drawn, ImageSource, PixelRange};
+use crate::image_source::{Drawn, GridImages, ImageSource, PixelRange};
 use crate::noise::seeded_normal;
 
 /// The noise predictor's name in a run folder: its Config's key in `config.json` and the record
@@ -195,26 +196,64 @@ pub fn reverse_process<const D: usize>(
 }
 
 /// A diffusion model as an [`ImageSource`]: a noise predictor (a DDPM run's EMA weights) and a
-/// sampler.
+/// sampler, and for a class-conditional U-Net the classes and the guidance scale.
 #[derive(Debug, Clone)]
 pub struct DiffusionSource {
     pub unet: UNet,
     pub sampler: AnySampler,
     pub settings: SamplingSettings,
+    pub guidance: Option<Guidance>,
 }
 
 impl DiffusionSource {
-    /// Refuses settings the schedule cannot honour.
+    /// Refuses settings the schedule cannot honour. A conditional U-Net draws the classes in
+    /// turn at w = 0 unless [`DiffusionSource::with_guidance`] says otherwise.
     pub fn new(
         unet: UNet,
         schedule: &NoiseSchedule,
         settings: SamplingSettings,
     ) -> Result<Self, DiffusionError> {
+        let guidance = Guidance::resolve(None, unet.num_classes()).expect("no guidance asked");
         Ok(Self {
             unet,
             sampler: settings.build(schedule)?,
             settings,
+            guidance,
         })
+    }
+
+    /// The classes and guidance scale of a conditional U-Net; refused as [`Guidance::resolve`]
+    /// says.
+    pub fn with_guidance(mut self, guidance: Option<Guidance>) -> Result<Self, GuidanceError> {
+        self.guidance = Guidance::resolve(guidance, self.unet.num_classes())?;
+        Ok(self)
+    }
+
+    /// [`ImageSource::draw`], with `observe` seeing the reverse process as
+    /// [`reverse_process`] shows it.
+    pub fn draw_observed(
+        &self,
+        count: usize,
+        seed: u64,
+        device: &Device,
+        observe: impl FnMut(usize, &Tensor<4>),
+    ) -> Drawn {
+        let classes = self
+            .guidance
+            .map(|g| g.classes(count, self.unet.num_classes()));
+        let scale = self.guidance.map_or(0.0, |g| g.scale);
+        let unet = self.unet.valid();
+        let images = denoise(
+            &unet,
+            &self.sampler,
+            unet.image_shape(count),
+            classes.as_deref(),
+            scale,
+            seed,
+            device,
+            observe,
+        );
+        Drawn { images, classes }
     }
 }
 
@@ -224,12 +263,16 @@ impl ImageSource for DiffusionSource {
     }
 
     fn describe(&self) -> String {
-        format!("EMA U-Net, {}", self.settings.describe())
+        let guidance = self.guidance.map(|g| g.describe()).unwrap_or_default();
+        format!("EMA U-Net, {}{guidance}", self.settings.describe())
     }
 
     fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
-        self.sampler
-            .sample(&self.unet, count, seed, device, |_, _| {})
-            .into()
+        self.draw_observed(count, seed, device, |_, _| {})
+    }
+
+    /// A conditional U-Net with the classes in turn: one column per class, ten rows.
+    fn grid(&self, seed: u64, device: &Device) -> GridImages {
+        Guidance::grid(self.guidance, self.unet.num_classes(), self, seed, device)
     }
 }

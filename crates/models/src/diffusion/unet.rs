@@ -6,9 +6,15 @@
 //! residual blocks per level on the way down and two on the way up, each up block taking the
 //! matching down block's output concatenated on channels, attention at 7x7 after the down blocks,
 //! in the middle (res -> attn -> res) and after the first up level; 5,198,849 parameters.
+//!
+//! A class-conditional U-Net ([`UNetConfig::num_classes`]) adds a learned class embedding to the
+//! time embedding, with one row more for the null label of classifier-free guidance
+//! ([`super::guidance`]).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
@@ -17,6 +23,7 @@ use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{conv2d, group_norm};
 
 use super::attention::SelfAttention2d;
+use super::guidance::Denoiser;
 use crate::pytorch::PytorchNames;
 
 /// Builds a [`UNet`].
@@ -49,6 +56,9 @@ pub struct UNetConfig {
     /// Groups of every GroupNorm.
     #[config(default = 8)]
     pub groups: usize,
+    /// Classes of a class-conditional network; `None` (or 0) for an unconditional one. An
+    /// option, so that the configs of unconditional runs written without it still open.
+    pub num_classes: Option<usize>,
 }
 
 impl UNetConfig {
@@ -64,7 +74,8 @@ impl UNetConfig {
             .with_time_embedding_dim(32)
     }
 
-    /// Initialises the network with burn's default (PyTorch-like) initialisation.
+    /// Initialises the network with burn's default (PyTorch-like) initialisation; the class
+    /// embedding is N(0, 1), as PyTorch's `nn.Embedding`.
     ///
     /// # Panics
     ///
@@ -148,8 +159,11 @@ impl UNetConfig {
             });
         }
 
+        let num_classes = self.num_classes.unwrap_or(0);
         UNet {
             time_embedding: TimeEmbedding::new(self.time_embedding_dim, device),
+            class_embedding: (num_classes > 0)
+                .then(|| EmbeddingConfig::new(num_classes + 1, time_dim).init(device)),
             stem: conv3x3(self.image_channels, self.base_channels, 1, device),
             down,
             middle,
@@ -158,14 +172,17 @@ impl UNetConfig {
             out_conv: conv3x3(self.base_channels, self.image_channels, 1, device),
             image_channels: self.image_channels,
             image_size: self.image_size,
+            num_classes,
         }
     }
 }
 
-/// eps_theta(x_t, t): a noised image and its timestep -> the predicted noise, same shape.
+/// eps_theta(x_t, t[, y]): a noised image, its timestep and, in a conditional network, a class
+/// -> the predicted noise, same shape.
 #[derive(Module, Debug)]
 pub struct UNet {
     time_embedding: TimeEmbedding,
+    class_embedding: Option<Embedding>,
     stem: Conv2d,
     down: Vec<DownLevel>,
     middle: Middle,
@@ -174,6 +191,7 @@ pub struct UNet {
     out_conv: Conv2d,
     image_channels: usize,
     image_size: usize,
+    num_classes: usize,
 }
 
 impl UNet {
@@ -182,10 +200,30 @@ impl UNet {
         [count, self.image_channels, self.image_size, self.image_size]
     }
 
-    /// `x_t: [B, C, H, W]`, `t: [B]` (timesteps as floats, one per sample) -> `[B, C, H, W]`.
-    /// Shapes in the comments are those of the `full` preset on 28x28 images.
+    /// `x_t: [B, C, H, W]`, `t: [B]` (timesteps as floats, one per sample) -> `[B, C, H, W]`;
+    /// a conditional network predicts for the null label ([`Denoiser::predict`] takes labels).
     pub fn forward(&self, x: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
-        let time = self.time_embedding.forward(t); // [B, 256]
+        self.predict(x, t, None)
+    }
+}
+
+impl Denoiser<4> for UNet {
+    /// Shapes in the comments are those of the `full` preset on 28x28 images.
+    ///
+    /// # Panics
+    ///
+    /// When an unconditional network is given labels.
+    fn predict(&self, x: Tensor<4>, t: Tensor<1>, labels: Option<Tensor<1, Int>>) -> Tensor<4> {
+        let [batch, ..] = x.dims();
+        let mut time = self.time_embedding.forward(t); // [B, 256]
+        if let Some(classes) = &self.class_embedding {
+            let labels = labels
+                .unwrap_or_else(|| Tensor::full([batch], self.null_label() as i64, &x.device())); // [B]
+            let embedded = classes.forward(labels.unsqueeze_dim(1)); // [B, 1, 256]
+            time = time + embedded.squeeze_dim(1); // [B, 256]
+        } else {
+            assert!(labels.is_none(), "an unconditional U-Net takes no labels");
+        }
         let mut h = conv2d(&self.stem, x); // [B, 64, 28, 28]
         let mut skips = Vec::new();
         for level in &self.down {
@@ -216,11 +254,16 @@ impl UNet {
         let h = group_norm(&self.out_norm, h, Activation::Silu); // [B, 64, 28, 28]
         conv2d(&self.out_conv, h) // [B, 1, 28, 28]
     }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
 }
 
 /// The names of `UNet` in `benches/pytorch_reference.py`.
 impl PytorchNames for UNet {
     const RENAMES: &'static [(&'static str, &'static str)] = &[
+        ("class_embedding", "classes"),
         ("time_embedding.first", "time.0"),
         ("time_embedding.second", "time.2"),
         ("middle.first", "mid1"),
