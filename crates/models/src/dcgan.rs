@@ -47,7 +47,7 @@ pub struct GeneratorConfig {
 /// G(z): latent vector -> image in `[-1, 1]`.
 #[derive(Module, Debug)]
 pub struct Generator {
-    project: Linear,
+    pub(crate) project: Linear,
     project_norm: BatchNorm,
     upsample: ConvTranspose2d,
     upsample_norm: BatchNorm,
@@ -148,10 +148,10 @@ pub struct DiscriminatorConfig {
 /// D(x) as a logit: image -> `l(x)`, with `D(x) = sigmoid(l(x))`.
 #[derive(Module, Debug)]
 pub struct Discriminator {
-    downsample1: Conv2d,
+    pub(crate) downsample1: Conv2d,
     downsample2: Conv2d,
     downsample2_norm: BatchNorm,
-    classify: Linear,
+    pub(crate) classify: Linear,
 }
 
 impl DiscriminatorConfig {
@@ -171,6 +171,12 @@ impl DiscriminatorConfig {
 impl Discriminator {
     /// Maps images `[B, C, 28, 28]` to logits `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.classify.forward(self.features(images)) // [B, 1]
+    }
+
+    /// The features the last layer classifies: images `[B, C, 28, 28]` -> `[B, 128 * 7 * 7]`
+    /// (InfoGAN's auxiliary head shares them).
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
         let x = conv2d(&self.downsample2, x); // [B, 128, 7, 7]
         let x = batch_norm(
@@ -178,7 +184,12 @@ impl Discriminator {
             x,
             Activation::LeakyRelu(LEAKY_SLOPE),
         ); // [B, 128, 7, 7]
-        self.classify.forward(x.flatten(1, 3)) // [B, 1]
+        x.flatten(1, 3) // [B, 6272]
+    }
+
+    /// Width of [`Discriminator::features`].
+    pub fn feature_dim(&self) -> usize {
+        self.classify.weight.dims()[0]
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`fid`]: the Fréchet distance between feature statistics, streamed in batches, in f64.
 //! - [`gan_loss`]: the GAN objectives of Goodfellow et al. (2014), computed from logits.
 //! - [`image_source`]: [`ImageSource`], the one interface of everything that draws images.
+//! - [`infogan`]: InfoGAN (Chen et al., 2016): DCGAN networks with a categorical and two
+//!   continuous codes, and the auxiliary head Q that recovers them.
 //! - [`layers`]: small shared pieces: layer output sizes, the 4x4 stride-2 down- and upsampling
 //!   convolutions and the DCGAN initialisation.
 //! - [`noise`]: Gaussian noise drawn on the host from a seed, the same on every backend.
@@ -97,6 +99,7 @@ pub mod fid;
 pub mod flow;
 pub mod gan_loss;
 pub mod image_source;
+pub mod infogan;
 pub mod layers;
 pub mod noise;
 pub mod pytorch;

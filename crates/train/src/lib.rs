@@ -15,6 +15,7 @@ pub mod fit;
 pub mod flow;
 pub mod fsutil;
 pub mod grid;
+pub mod infogan;
 pub mod interop;
 pub mod latent;
 pub mod ldm;

@@ -19,10 +19,11 @@ use crate::cli::{ExportArgs, ExportFormat, SampleArgs};
 use crate::dcgan::Dcgan;
 use crate::ddpm::Ddpm;
 use crate::grid::{PixelScale, save_class_grid, save_grid};
+use crate::infogan::InfoGan;
 use crate::ldm::LatentDiffusion;
 use crate::run::Checkpointed;
 use crate::wgan::Wgan;
-use crate::{cgan, dcgan, ddpm, flow, ldm, vae};
+use crate::{cgan, dcgan, ddpm, flow, infogan, ldm, vae};
 
 /// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
 /// of a conditional model, the guidance scale of a conditional diffusion model, the
@@ -105,6 +106,11 @@ pub const GENERATORS: &[Registered] = &[
         model: cgan::MODEL,
         open_source: cgan::open_source,
         export: |run, dir, device| export_model(run, dir, |s| Ok(Cgan::new(s, device))),
+    },
+    Registered {
+        model: infogan::MODEL,
+        open_source: infogan::open_source,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(InfoGan::new(s, device))),
     },
     Registered {
         model: "vae",
