@@ -1,4 +1,4 @@
-//! The `wgan` example end to end: a few steps of WGAN and WGAN-GP on the real data, their files
+//! The `wgan` example end to end: a few steps of WGAN, WGAN-GP and WGAN-CT on the real data, their files
 //! and checkpoints, resuming, and the errors a user sees for bad flags.
 
 mod common;
@@ -95,7 +95,40 @@ fn wgan_with_clipping_runs() {
 }
 
 #[test]
+fn wgan_ct_logs_the_consistency_term() {
+    let out = tempfile::tempdir().unwrap();
+    let flags = common_flags(out.path());
+    run_ok("wgan", &format!("{flags} --loss wgan-ct --max-steps 1"));
+    let metrics = read_metrics(out.path());
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert_eq!(
+        lines[0],
+        "step,epoch,loss_critic,loss_g,wasserstein,grad_norm,penalty,consistency,images_per_sec,elapsed_s"
+    );
+    // Two dropout passes over the same images differ: the term is positive.
+    let row: Vec<f64> = lines[1].split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(row[7] > 0.0, "consistency {}", row[7]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["loss"], "wgan-ct");
+    assert_eq!(config["ct_lambda"], 2.0);
+    assert_eq!(config["ct_margin"], 0.0);
+    assert_eq!(config["dropout"], 0.5);
+    assert_eq!(latest_checkpoint(out.path()).state.model, "wgan-ct");
+    run_ok(
+        "wgan",
+        &format!(
+            "sample --backend flex --count 4 --from {}",
+            out.path().display()
+        ),
+    );
+}
+
+#[test]
 fn bad_flags_get_clear_errors() {
+    assert_clean_failure(&run("wgan", "--dropout 1"), &["--dropout", "below 1"]);
+    assert_clean_failure(&run("wgan", "--ct-lambda -2"), &["--ct-lambda"]);
     assert_clean_failure(&run("wgan", "--loss wgan-xx"), &["--loss", "wgan-gp"]);
     assert_clean_failure(&run("wgan", "--n-critic 0"), &["--n-critic"]);
     assert_clean_failure(&run("wgan", "--clip -0.01"), &["--clip", "positive"]);

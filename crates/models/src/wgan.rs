@@ -12,6 +12,13 @@
 //! Lipschitz by clipping every weight to `[-c, c]`; WGAN-GP adds
 //! `lambda E_{x^}[(||grad_x f(x^)||_2 - 1)^2]` at points `x^ = e x + (1 - e) G(z)`, `e ~ U[0, 1]`.
 //!
+//! WGAN-CT (Wei et al., 2018) adds a consistency term on top of the penalty: with dropout after
+//! each hidden layer of the critic, two passes over the same real image x give two perturbed
+//! critics x' and x'', and `CT = E_x[max(0, d(f(x'), f(x'')) + 0.1 d(f_(x'), f_(x'')) - M')]`
+//! ([`consistency_term`]), `f_` the last hidden layer and `d` the Euclidean distance, penalises
+//! the critic's change between them: a second push towards a Lipschitz critic, near the data
+//! where the penalty's interpolates rarely fall.
+//!
 //! burn's autodiff is first-order, so the penalty's `grad_x f` cannot come from a backward pass
 //! that is then differentiated again. [`Critic::input_gradient`] writes that backward pass as
 //! ordinary tensor operations instead (transposed convolutions with the critic's own weights,
@@ -22,6 +29,7 @@ use burn::module::{ModuleMapper, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::ops::ConvTransposeOptions;
 use genmodels_kernels::conv_transpose2d;
@@ -114,12 +122,63 @@ fn conv2d_input_gradient(conv: &Conv2d, output_grad: Tensor<4>, input_side: usiz
     conv_transpose2d(output_grad, conv.weight.val(), None, options)
 }
 
+/// Inverted-dropout masks for the critic's two hidden layers, `[B, 64, 14, 14]` and
+/// `[B, 128, 7, 7]`: each entry 0 with the dropout probability p, `1 / (1 - p)` otherwise, so
+/// that a masked layer keeps its expected value. Drawn outside the critic so that a pass and its
+/// input-gradient can share them.
+#[derive(Debug, Clone)]
+pub struct DropoutMasks {
+    pub first: Tensor<4>,
+    pub second: Tensor<4>,
+}
+
+impl DropoutMasks {
+    /// Fresh masks for a batch of `batch` images through `critic`, dropping with probability
+    /// `rate` in `[0, 1)`, from the device's generator.
+    pub fn draw(critic: &Critic, batch: usize, rate: f64, device: &Device) -> Self {
+        let (half, quarter) = (IMAGE_SIDE / 2, IMAGE_SIDE / 4);
+        let channels = critic.base_channels;
+        let mask = |shape: [usize; 4]| {
+            Tensor::<4>::random(shape, Distribution::Bernoulli(1.0 - rate), device)
+                .div_scalar(1.0 - rate)
+        };
+        Self {
+            first: mask([batch, channels, half, half]),
+            second: mask([batch, 2 * channels, quarter, quarter]),
+        }
+    }
+}
+
+/// One pass of the critic: the scores and the last hidden layer they are a linear map of.
+#[derive(Debug, Clone)]
+pub struct CriticPass {
+    /// `f(x)`, `[B, 1]`.
+    pub scores: Tensor<2>,
+    /// The last hidden layer `f_(x)`, flattened: `[B, 128 * 7 * 7]`.
+    pub features: Tensor<2>,
+}
+
 impl Critic {
     /// Maps images `[B, C, 28, 28]` to scores `f(x)`, `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.pass(images, None).scores
+    }
+
+    /// The scores and the last hidden layer of `images`, with dropout `masks` after each hidden
+    /// layer if given.
+    pub fn pass(&self, images: Tensor<4>, masks: Option<&DropoutMasks>) -> CriticPass {
+        let mask = |h: Tensor<4>, mask: Option<&Tensor<4>>| match mask {
+            Some(mask) => h * mask.clone(),
+            None => h,
+        };
         let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = mask(x, masks.map(|m| &m.first)); // [B, 64, 14, 14]
         let x = leaky_relu(conv2d(&self.downsample2, x), LEAKY_SLOPE); // [B, 128, 7, 7]
-        self.score.forward(x.flatten(1, 3)) // [B, 1]
+        let features = mask(x, masks.map(|m| &m.second)).flatten(1, 3); // [B, 6272]
+        CriticPass {
+            scores: self.score.forward(features.clone()), // [B, 1]
+            features,
+        }
     }
 
     /// `grad_x f(x)` for every image of the batch, `[B, C, 28, 28]`, as an explicit expression of
@@ -134,18 +193,36 @@ impl Critic {
     /// `sum_b f(x_b)` with respect to the batch. The result stays differentiable with respect to
     /// the weights, which the gradient penalty needs.
     pub fn input_gradient(&self, images: Tensor<4>) -> Tensor<4> {
-        self.backward_with_slopes(self.slopes(images))
+        self.input_gradient_masked(images, None)
     }
 
-    /// The LeakyReLU derivatives of the two hidden layers at `images`: `[B, 64, 14, 14]` and
-    /// `[B, 128, 7, 7]`, constants (no gradient flows through them).
-    fn slopes(&self, images: Tensor<4>) -> [Tensor<4>; 2] {
+    /// [`Critic::input_gradient`] of the critic with dropout `masks`: a mask multiplies the
+    /// backward pass where it multiplied the forward one.
+    pub fn input_gradient_masked(
+        &self,
+        images: Tensor<4>,
+        masks: Option<&DropoutMasks>,
+    ) -> Tensor<4> {
+        self.backward_with_slopes(self.slopes(images, masks))
+    }
+
+    /// The derivatives of the two hidden layers' outputs by their pre-activations at `images`,
+    /// `[B, 64, 14, 14]` and `[B, 128, 7, 7]`: the LeakyReLU slopes, times the dropout masks if
+    /// given; constants (no gradient flows through them).
+    fn slopes(&self, images: Tensor<4>, masks: Option<&DropoutMasks>) -> [Tensor<4>; 2] {
         let a1 = conv2d(&self.downsample1, images); // [B, 64, 14, 14]
-        let a2 = conv2d(&self.downsample2, leaky_relu(a1.clone(), LEAKY_SLOPE)); // [B, 128, 7, 7]
-        [
-            leaky_relu_slope(a1, LEAKY_SLOPE),
-            leaky_relu_slope(a2, LEAKY_SLOPE),
-        ]
+        let mut slope1 = leaky_relu_slope(a1.clone(), LEAKY_SLOPE);
+        let mut h1 = leaky_relu(a1, LEAKY_SLOPE);
+        if let Some(masks) = masks {
+            slope1 = slope1 * masks.first.clone();
+            h1 = h1 * masks.first.clone();
+        }
+        let a2 = conv2d(&self.downsample2, h1); // [B, 128, 7, 7]
+        let mut slope2 = leaky_relu_slope(a2, LEAKY_SLOPE);
+        if let Some(masks) = masks {
+            slope2 = slope2 * masks.second.clone();
+        }
+        [slope1, slope2]
     }
 
     /// The backward pass from `ds/ds = 1` to the input, through the given slope masks.
@@ -214,6 +291,26 @@ pub fn interpolate<const D: usize>(real: Tensor<D>, fake: Tensor<D>, mix: Tensor
     shape[0] = batch;
     let e = mix.reshape(shape); // [B, 1, ...]
     fake.clone() + (real - fake) * e
+}
+
+/// The consistency term of WGAN-CT (Wei et al., 2018, Eq. 4 with the second-to-last layer
+/// term of their Section 3): for two dropout passes over the same real images,
+/// `mean_b max(0, |f(x'_b) - f(x''_b)| + 0.1 ||f_(x'_b) - f_(x''_b)||_2 - margin)`, one element.
+pub fn consistency_term(first: &CriticPass, second: &CriticPass, margin: f64) -> Tensor<1> {
+    let batch = first.scores.dims()[0];
+    let scores = (first.scores.clone() - second.scores.clone())
+        .abs()
+        .reshape([batch]); // [B]
+    let features = (first.features.clone() - second.features.clone())
+        .square()
+        .sum_dim(1)
+        .add_scalar(NORM_EPSILON)
+        .sqrt()
+        .reshape([batch]); // [B]
+    (scores + features.mul_scalar(0.1))
+        .sub_scalar(margin)
+        .clamp_min(0.0)
+        .mean()
 }
 
 /// The gradient penalty of WGAN-GP and the gradient norms it is made of.
@@ -306,6 +403,46 @@ mod tests {
     }
 
     #[test]
+    fn the_masked_input_gradient_equals_autodiff_through_the_same_dropout() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let critic = scaled_critic(4, 0.3, &device);
+        let x = Tensor::<4>::random([3, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let masks = DropoutMasks::draw(&critic, 3, 0.5, &device);
+        let grads = critic.pass(x.clone(), Some(&masks)).scores.sum().backward();
+        let explicit = critic.input_gradient_masked(x.clone().detach(), Some(&masks));
+        assert_matches_autodiff(explicit.clone(), x.grad(&grads).unwrap(), "masked");
+        // The masks matter: without them the gradient differs.
+        let plain = critic.input_gradient(x.detach());
+        assert!(!explicit.all_close(plain, Some(1e-3), Some(1e-3)));
+        // Each mask entry is 0 or 1 / (1 - p) = 2, about half of them 0.
+        let values = to_vec(masks.second.clone());
+        assert!(values.iter().all(|&v| v == 0.0 || v == 2.0));
+        let dropped = values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64;
+        assert!((dropped - 0.5).abs() < 0.03, "{dropped}");
+    }
+
+    #[test]
+    fn the_consistency_term_by_hand() {
+        let device = Device::flex();
+        let pass = |scores: [f32; 2], features: [[f32; 2]; 2]| CriticPass {
+            scores: Tensor::<2>::from_floats([[scores[0]], [scores[1]]], &device),
+            features: Tensor::<2>::from_floats(features, &device),
+        };
+        // Sample 1: |1 - 0.5| + 0.1 * ||(3, 4)|| = 0.5 + 0.5 = 1.0. Sample 2: |-1 - 1| + 0 = 2.
+        let first = pass([1.0, -1.0], [[3.0, 4.0], [1.0, 1.0]]);
+        let second = pass([0.5, 1.0], [[0.0, 0.0], [1.0, 1.0]]);
+        let ct = consistency_term(&first, &second, 0.0).into_scalar::<f32>();
+        assert!((ct - 1.5).abs() < 1e-5, "{ct}");
+        // A margin of 1.2 leaves only sample 2's 0.8: mean 0.4.
+        let ct = consistency_term(&first, &second, 1.2).into_scalar::<f32>();
+        assert!((ct - 0.4).abs() < 1e-5, "{ct}");
+        // The same pass twice is perfectly consistent.
+        assert!(consistency_term(&first, &first, 0.0).into_scalar::<f32>() < 1e-5);
+    }
+
+    #[test]
     fn input_gradient_of_a_strided_convolution_with_leftover_rows() {
         // k4 s2 p1 on 9 rows gives floor((9 + 2 - 4) / 2) + 1 = 4 rows, reading padded rows 0..10
         // of 11: the last row is left over and needs an output padding of 1. The explicit
@@ -350,7 +487,7 @@ mod tests {
         // masks are constants), and it is smooth, where the penalty itself jumps wherever a
         // perturbation flips an activation's sign.
         let plain = x.clone().inner();
-        let slopes = critic.valid().slopes(plain);
+        let slopes = critic.valid().slopes(plain, None);
         let eval = |critic: &Critic| -> f64 {
             let g = to_vec(critic.valid().backward_with_slopes(slopes.clone()));
             let per = g.len() / 3;

@@ -103,6 +103,11 @@ pub const GENERATORS: &[Registered] = &[
         export: |run, dir, device| export_model(run, dir, |s| Ok(Wgan::new(s, device))),
     },
     Registered {
+        model: "wgan-ct",
+        open_source: dcgan::open_source,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(Wgan::new(s, device))),
+    },
+    Registered {
         model: cgan::MODEL,
         open_source: cgan::open_source,
         export: |run, dir, device| export_model(run, dir, |s| Ok(Cgan::new(s, device))),
@@ -342,6 +347,9 @@ mod tests {
             n_critic: 5,
             clip: 0.01,
             gp_lambda: 10.0,
+            ct_lambda: 2.0,
+            ct_margin: 0.0,
+            dropout: 0.5,
         });
         let (_dir, run) = fake_run(&settings, "wgan-gp", "generator", &generator);
         let drawn = open(&run, &options(), &device).unwrap().draw(2, 5, &device);

@@ -1,6 +1,7 @@
 //! Training a Wasserstein GAN on Fashion-MNIST: `n_critic` critic steps, each on its own batch,
 //! then one generator step. WGAN keeps the critic Lipschitz by clipping its weights, WGAN-GP by
-//! the gradient penalty of [`genmodels::wgan`].
+//! the gradient penalty of [`genmodels::wgan`], WGAN-CT by the penalty and the consistency term,
+//! with dropout in every pass of the critic.
 
 use anyhow::Result;
 use burn::module::Module;
@@ -9,14 +10,14 @@ use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
 use genmodels::dcgan::{Generator, GeneratorConfig};
 use genmodels::wgan::{
-    CRITIC, Critic, CriticConfig, critic_loss, gradient_penalty, interpolate,
-    wasserstein_generator_loss,
+    CRITIC, Critic, CriticConfig, DropoutMasks, consistency_term, critic_loss, gradient_penalty,
+    interpolate, wasserstein_generator_loss,
 };
 use genmodels_data::{Batch, PixelRange};
 use serde::{Deserialize, Serialize};
 
 use crate::adversarial::Adversarial;
-use crate::cli::{CommonArgs, parse_positive_f64};
+use crate::cli::{CommonArgs, parse_non_negative_f64, parse_positive_f64};
 use crate::fit::{FitPlan, RunSettings, StepMetrics, Trainable, fit};
 use crate::summary::TrainSummary;
 
@@ -28,6 +29,9 @@ pub enum WganLoss {
     Wgan,
     /// Gulrajani et al. (2017): the gradient penalty at interpolates, Adam.
     WganGp,
+    /// Wei et al. (2018): WGAN-GP with dropout in the critic and the consistency term between
+    /// two dropout passes over each real image.
+    WganCt,
 }
 
 impl WganLoss {
@@ -36,6 +40,7 @@ impl WganLoss {
         match self {
             WganLoss::Wgan => "wgan",
             WganLoss::WganGp => "wgan-gp",
+            WganLoss::WganCt => "wgan-ct",
         }
     }
 }
@@ -54,9 +59,27 @@ pub struct WganArgs {
     /// wgan: clip every critic weight to [-c, c].
     #[arg(long, default_value_t = 0.01, allow_negative_numbers = true, value_parser = parse_positive_f64)]
     pub clip: f64,
-    /// wgan-gp: the penalty weight lambda.
+    /// wgan-gp and wgan-ct: the penalty weight lambda.
     #[arg(long, default_value_t = 10.0, allow_negative_numbers = true, value_parser = parse_positive_f64)]
     pub gp_lambda: f64,
+    /// wgan-ct: the consistency term's weight lambda_2.
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true, value_parser = parse_non_negative_f64)]
+    pub ct_lambda: f64,
+    /// wgan-ct: the consistency term's margin M'.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_non_negative_f64)]
+    pub ct_margin: f64,
+    /// wgan-ct: the dropout probability after each hidden layer of the critic.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true, value_parser = parse_dropout)]
+    pub dropout: f64,
+}
+
+fn parse_dropout(text: &str) -> Result<f64, String> {
+    let p = crate::cli::parse_probability(text)?;
+    if p < 1.0 {
+        Ok(p)
+    } else {
+        Err(format!("must be below 1 (1 drops every unit), got {text}"))
+    }
 }
 
 /// The optimizer of both networks: RMSprop for WGAN, Adam for WGAN-GP.
@@ -86,8 +109,16 @@ pub struct WganSettings {
     pub n_critic: usize,
     /// WGAN: the clipping range c.
     pub clip: f64,
-    /// WGAN-GP: the penalty weight lambda.
+    /// WGAN-GP and WGAN-CT: the penalty weight lambda.
     pub gp_lambda: f64,
+    /// WGAN-CT: the consistency term's weight lambda_2 and margin M', and the critic's dropout
+    /// probability (0 in the settings of runs older than WGAN-CT).
+    #[serde(default)]
+    pub ct_lambda: f64,
+    #[serde(default)]
+    pub ct_margin: f64,
+    #[serde(default)]
+    pub dropout: f64,
     pub generator: GeneratorConfig,
     pub critic: CriticConfig,
     pub optimizer: WganOptimizer,
@@ -95,8 +126,9 @@ pub struct WganSettings {
 
 impl WganSettings {
     /// The papers' settings where a flag is absent: WGAN RMSprop 5e-5 (PyTorch's smoothing
-    /// 0.99, no momentum), c = 0.01; WGAN-GP Adam 1e-4 with betas (0.5, 0.9), lambda = 10; 5
-    /// critic steps per generator step for both; epsilon 1e-8.
+    /// 0.99, no momentum), c = 0.01; WGAN-GP Adam 1e-4 with betas (0.5, 0.9), lambda = 10;
+    /// WGAN-CT the same with lambda_2 = 2, M' = 0 and dropout 0.5; 5 critic steps per generator
+    /// step for all; epsilon 1e-8.
     pub fn new(args: WganArgs) -> Self {
         let common = args.common;
         let (lr, optimizer) = match args.loss {
@@ -109,7 +141,7 @@ impl WganSettings {
                         .with_epsilon(1e-8),
                 ),
             ),
-            WganLoss::WganGp => (
+            WganLoss::WganGp | WganLoss::WganCt => (
                 1e-4,
                 WganOptimizer::Adam(
                     AdamConfig::new()
@@ -125,6 +157,13 @@ impl WganSettings {
             n_critic: args.n_critic as usize,
             clip: args.clip,
             gp_lambda: args.gp_lambda,
+            ct_lambda: args.ct_lambda,
+            ct_margin: args.ct_margin,
+            dropout: if args.loss == WganLoss::WganCt {
+                args.dropout
+            } else {
+                0.0
+            },
             generator: GeneratorConfig::new(),
             critic: CriticConfig::new(),
             optimizer,
@@ -151,31 +190,62 @@ impl Wgan {
         )
     }
 
+    /// Dropout masks for a pass of `batch` images through the critic: fresh ones for WGAN-CT,
+    /// none otherwise.
+    fn masks(&self, batch: usize, device: &Device) -> Option<DropoutMasks> {
+        (self.rule.loss == WganLoss::WganCt)
+            .then(|| DropoutMasks::draw(self.opponent(), batch, self.rule.dropout, device))
+    }
+
     /// One critic step on `real` and fresh fakes. Returns, detached, `[critic loss (with the
-    /// penalty), E[f(x)] - E[f(G(z))], mean ||grad f(x^)||, penalty]`.
+    /// penalty and the consistency term), E[f(x)] - E[f(G(z))], mean ||grad f(x^)||, penalty,
+    /// consistency term]`.
     fn critic_step(&mut self, real: Tensor<4>) -> Tensor<1> {
         let settings = self.rule.clone();
         let [batch, ..] = real.dims();
         let device = real.device();
         let z = self.generator().sample_latent(batch, &device);
         let fake = self.generator().forward(z).detach();
-        let loss = critic_loss(
-            self.opponent().forward(real.clone()),
-            self.opponent().forward(fake.clone()),
-        );
+        let real_pass = self
+            .opponent()
+            .pass(real.clone(), self.masks(batch, &device).as_ref());
+        let fake_scores = self
+            .opponent()
+            .pass(fake.clone(), self.masks(batch, &device).as_ref())
+            .scores;
+        let loss = critic_loss(real_pass.scores.clone(), fake_scores);
         let estimate = loss.clone().detach().neg();
         let mix = Tensor::<1>::random([batch], Distribution::Uniform(0.0, 1.0), &device);
-        let x_hat = interpolate(real, fake, mix);
-        let (loss, norms, penalty) = match settings.loss {
-            WganLoss::WganGp => {
-                let gp =
-                    gradient_penalty(self.opponent().input_gradient(x_hat), settings.gp_lambda);
-                (loss + gp.penalty.clone(), gp.norms, gp.penalty.detach())
-            }
+        let x_hat = interpolate(real.clone(), fake, mix);
+        let x_hat_masks = self.masks(batch, &device);
+        let input_gradient = self
+            .opponent()
+            .input_gradient_masked(x_hat, x_hat_masks.as_ref());
+        let zero = || Tensor::<1>::zeros([1], &device);
+        let (loss, norms, penalty, consistency) = match settings.loss {
             WganLoss::Wgan => {
                 // Only reported: the gradient norm the clipping is meant to bound.
-                let gp = gradient_penalty(self.opponent().input_gradient(x_hat).detach(), 1.0);
-                (loss, gp.norms, Tensor::zeros([1], &device))
+                let gp = gradient_penalty(input_gradient.detach(), 1.0);
+                (loss, gp.norms, zero(), zero())
+            }
+            WganLoss::WganGp => {
+                let gp = gradient_penalty(input_gradient, settings.gp_lambda);
+                (
+                    loss + gp.penalty.clone(),
+                    gp.norms,
+                    gp.penalty.detach(),
+                    zero(),
+                )
+            }
+            WganLoss::WganCt => {
+                let gp = gradient_penalty(input_gradient, settings.gp_lambda);
+                // A second dropout pass over the same real images: x''.
+                let second = self
+                    .opponent()
+                    .pass(real, self.masks(batch, &device).as_ref());
+                let ct = consistency_term(&real_pass, &second, settings.ct_margin);
+                let total = loss + gp.penalty.clone() + ct.clone().mul_scalar(settings.ct_lambda);
+                (total, gp.norms, gp.penalty.detach(), ct.detach())
             }
         };
         self.step_opponent(settings.run.lr, loss.clone());
@@ -183,7 +253,13 @@ impl Wgan {
             self.map_opponent(|critic| critic.clip_weights(settings.clip));
         }
         Tensor::cat(
-            vec![loss.detach(), estimate, norms.detach().mean(), penalty],
+            vec![
+                loss.detach(),
+                estimate,
+                norms.detach().mean(),
+                penalty,
+                consistency,
+            ],
             0,
         )
     }
@@ -208,16 +284,24 @@ impl Wgan {
             .div_scalar(critic_steps as f64);
 
         let z = self.generator().sample_latent(batch, &device);
-        let loss_g =
-            wasserstein_generator_loss(self.opponent().forward(self.generator().forward(z)));
+        let masks = self.masks(batch, &device);
+        let fake_scores = self
+            .opponent()
+            .pass(self.generator().forward(z), masks.as_ref())
+            .scores;
+        let loss_g = wasserstein_generator_loss(fake_scores);
         self.step_generator(self.rule.run.lr, loss_g.clone());
 
-        StepMetrics::new()
+        let metrics = StepMetrics::new()
             .with("loss_critic", means.clone().narrow(0, 0, 1))
             .with("loss_g", loss_g.detach())
             .with("wasserstein", means.clone().narrow(0, 1, 1))
             .with("grad_norm", means.clone().narrow(0, 2, 1))
-            .with("penalty", means.narrow(0, 3, 1))
+            .with("penalty", means.clone().narrow(0, 3, 1));
+        match self.rule.loss {
+            WganLoss::WganCt => metrics.with("consistency", means.narrow(0, 4, 1)),
+            _ => metrics,
+        }
     }
 }
 

@@ -709,6 +709,36 @@ mod tests {
     }
 
     #[test]
+    fn the_small_latent_unet_has_the_counted_parameters() {
+        use burn::module::Module;
+        // 4 x 7 x 7 codes, 32 channels, one residual block a side, 10 classes, time embedding
+        // 64 -> 256 -> 256.
+        let config = LatentNetworkConfig::small_unet(4, 32, 10).with_blocks_per_level(1);
+        let residual = |c_in: usize, c_out: usize| {
+            2 * c_in
+                + (9 * c_in * c_out + c_out)
+                + (256 * c_out + c_out)
+                + 2 * c_out
+                + (9 * c_out * c_out + c_out)
+                + if c_in == c_out {
+                    0
+                } else {
+                    c_in * c_out + c_out
+                }
+        };
+        let attention = 2 * 32 + (3 * 32 * 32 + 3 * 32) + (32 * 32 + 32);
+        let expected = (64 * 256 + 256) + (256 * 256 + 256) // time embedding
+            + 11 * 256 // classes and the null label
+            + (9 * 4 * 32 + 32) // stem
+            + residual(32, 32) + attention // down
+            + 2 * residual(32, 32) + attention // middle
+            + residual(64, 32) + attention // up, with the skip concatenated
+            + 2 * 32 + (9 * 32 * 4 + 4); // output GroupNorm and conv
+        assert_eq!(expected, 219_268);
+        assert_eq!(config.init(&Device::flex()).num_params(), expected);
+    }
+
+    #[test]
     fn a_conditional_unet_denoises_spatial_codes_into_images() {
         let device = Device::flex();
         let vae = VaeConfig::new()
