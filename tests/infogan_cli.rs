@@ -24,6 +24,11 @@ fn a_few_steps_write_the_code_figures_and_the_code_match() {
     ] {
         assert!(header.contains(&column), "{column} missing: {header:?}");
     }
+    // The epoch grid: one column per value of c, ten rows.
+    assert_eq!(
+        image_size(out.path().join("samples/epoch_001.png")),
+        (302, 302)
+    );
     // categorical.png: ten rows (c) of ten columns (z); continuous_k.png: nine values a row.
     assert_eq!(image_size(out.path().join("categorical.png")), (302, 302));
     for k in 0..2 {

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
-use crate::image_source::{Drawn, ImageSource, PixelRange};
+use crate::image_source::{Drawn, GridImages, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_linear};
 use crate::noise::seeded_normal;
 use crate::pytorch::PytorchNames;
@@ -229,7 +229,8 @@ pub fn categorical_information_bound(categories: usize, cross_entropy: f64) -> f
 }
 
 /// A trained generator and its latent layout as an [`ImageSource`]: z, c and u drawn on the host
-/// from the seed, c in turn (`0, 1, ..`), u ~ U(-1, 1).
+/// from the seed, c in turn (`0, 1, ..`), u ~ U(-1, 1); the epoch grids have one column per
+/// value of c.
 #[derive(Debug, Clone)]
 pub struct InfoGanSource {
     pub generator: Generator,
@@ -271,6 +272,16 @@ impl ImageSource for InfoGanSource {
         // A stream of its own for the codes, so that the noise is that of other generators.
         let codes = self.codes(count, seed.wrapping_add(1));
         self.generate(noise, &codes).into()
+    }
+
+    /// Ten rows, one column per value of the categorical code.
+    fn grid(&self, seed: u64, device: &Device) -> GridImages {
+        let columns = self.layout.categories;
+        GridImages {
+            images: self.draw(10 * columns, seed, device).images,
+            columns,
+            row_classes: None,
+        }
     }
 }
 
