@@ -68,7 +68,8 @@ pub struct LdmArgs {
     /// [default: 64].
     #[arg(long, value_parser = clap::value_parser!(u32).range(8..))]
     pub hidden: Option<u32>,
-    /// Residual blocks of the MLP, or of the U-Net's level on each side.
+    /// Residual blocks of the MLP [default: 4], or of the U-Net's level on each side
+    /// [default: 2].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub blocks: Option<u32>,
     #[command(flatten)]
