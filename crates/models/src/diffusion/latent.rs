@@ -88,6 +88,9 @@ impl LatentNetworkConfig {
 }
 
 /// The noise predictor of a latent diffusion model, on codes `[B, C, H, W]`.
+// One network per model, built once: the variants' sizes do not matter, and burn's Module derive
+// has no Box to put the larger one in.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum LatentNetwork {
     /// A residual MLP on the code flattened to `[B, C H W]`.
