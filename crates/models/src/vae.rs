@@ -52,6 +52,17 @@ fn code_shape(latent_dim: usize, latent_channels: Option<usize>) -> [usize; 3] {
     }
 }
 
+/// # Panics
+///
+/// When `latent_dim` is not the size of a code of `channels` 7x7 maps.
+fn assert_spatial_latent_dim(latent_dim: usize, channels: usize) {
+    assert_eq!(
+        latent_dim,
+        spatial_latent_dim(channels),
+        "a spatial code of {channels} 7x7 maps"
+    );
+}
+
 /// A 3x3 convolution with padding 1 between the 7x7 feature map and a spatial code.
 fn spatial_conv(channels: [usize; 2], device: &Device) -> Conv2d {
     Conv2dConfig::new(channels, [3, 3])
@@ -114,11 +125,7 @@ impl EncoderConfig {
                 None,
             ),
             Some(channels) => {
-                assert_eq!(
-                    self.latent_dim,
-                    spatial_latent_dim(channels),
-                    "a spatial code of {channels} 7x7 maps"
-                );
+                assert_spatial_latent_dim(self.latent_dim, channels);
                 (None, None, Some(spatial_conv([c2, 2 * channels], device)))
             }
         };
@@ -222,11 +229,7 @@ impl DecoderConfig {
                 None,
             ),
             Some(channels) => {
-                assert_eq!(
-                    self.latent_dim,
-                    spatial_latent_dim(channels),
-                    "a spatial code of {channels} 7x7 maps"
-                );
+                assert_spatial_latent_dim(self.latent_dim, channels);
                 (None, None, Some(spatial_conv([channels, c2], device)))
             }
         };
