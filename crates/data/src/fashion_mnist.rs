@@ -90,6 +90,18 @@ impl Split {
         &self.images[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS]
     }
 
+    /// The images of class `class` alone, in their order.
+    pub fn of_class(&self, class: u8) -> Split {
+        let mut part = Split::default();
+        for (index, &label) in self.labels.iter().enumerate() {
+            if label == class {
+                part.images.extend_from_slice(self.image(index));
+                part.labels.push(label);
+            }
+        }
+        part
+    }
+
     /// Loads a split from an images file and a labels file, checking that they agree.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, DataError> {
         let images = idx::read_images(images_path)?;

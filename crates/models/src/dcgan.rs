@@ -177,20 +177,33 @@ impl Discriminator {
     /// The features the last layer classifies: images `[B, C, 28, 28]` -> `[B, 128 * 7 * 7]`
     /// (InfoGAN's auxiliary head shares them).
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
-        let x = conv2d(&self.downsample2, x); // [B, 128, 7, 7]
-        let x = batch_norm(
+        downsample_features(
+            &self.downsample1,
+            &self.downsample2,
             &self.downsample2_norm,
-            x,
-            Activation::LeakyRelu(LEAKY_SLOPE),
-        ); // [B, 128, 7, 7]
-        x.flatten(1, 3) // [B, 6272]
+            images,
+        ) // [B, 6272]
     }
 
     /// Width of [`Discriminator::features`].
     pub fn feature_dim(&self) -> usize {
         self.classify.weight.dims()[0]
     }
+}
+
+/// The DCGAN discriminator's trunk, shared by the networks that read images the same way (the
+/// BiGAN encoder): images `[B, C, 28, 28]` -> `flatten(LeakyReLU(BN(down2(LeakyReLU(down1(x))))))`,
+/// `[B, 2 base * 7 * 7]`.
+pub(crate) fn downsample_features(
+    downsample1: &Conv2d,
+    downsample2: &Conv2d,
+    downsample2_norm: &BatchNorm,
+    images: Tensor<4>,
+) -> Tensor<2> {
+    let x = leaky_relu(conv2d(downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+    let x = conv2d(downsample2, x); // [B, 128, 7, 7]
+    let x = batch_norm(downsample2_norm, x, Activation::LeakyRelu(LEAKY_SLOPE)); // [B, 128, 7, 7]
+    x.flatten(1, 3) // [B, 6272]
 }
 
 /// The names of `Discriminator` in `benches/pytorch_reference.py`.

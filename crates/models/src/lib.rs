@@ -90,9 +90,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod bigan;
 pub mod cgan;
 pub mod checkpoint;
 pub mod classifier;
+pub mod cyclegan;
 pub mod dcgan;
 pub mod diffusion;
 pub mod fid;

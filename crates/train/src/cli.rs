@@ -322,7 +322,7 @@ fn parse_eta(text: &str) -> Result<f64, String> {
     parse_f64_that(text, |v| v.is_finite() && v >= 0.0, "a number >= 0")
 }
 
-fn parse_positive_usize(text: &str) -> Result<usize, String> {
+pub fn parse_positive_usize(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(value) => Ok(value),

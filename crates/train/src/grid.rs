@@ -141,6 +141,26 @@ fn draw_names(
     Ok(())
 }
 
+/// Images above their reconstructions: `originals` and `reconstructions` (`[N, 1, H, W]`, N a
+/// multiple of `columns`) in alternating rows of `columns`.
+pub fn save_above(
+    originals: Tensor<4>,
+    reconstructions: Tensor<4>,
+    columns: usize,
+    scale: PixelScale,
+    path: &Path,
+) -> Result<()> {
+    let rows: Vec<Tensor<4>> = (0..originals.dims()[0] / columns)
+        .flat_map(|row| {
+            [
+                originals.clone().narrow(0, row * columns, columns),
+                reconstructions.clone().narrow(0, row * columns, columns),
+            ]
+        })
+        .collect();
+    save_grid(Tensor::cat(rows, 0), columns, scale, path)
+}
+
 /// Tiles columns of `[rows, C, H, W]` images: row r holds image r of every column, in order.
 pub fn save_strips(columns: Vec<Tensor<4>>, scale: PixelScale, path: &Path) -> Result<()> {
     let count = columns.len();

@@ -26,9 +26,9 @@ use crate::fsutil::{write_atomic, write_atomic_with};
 use crate::grid::{PixelScale, image_grid, save_plot};
 
 /// Images per forward pass when scoring a split.
-const EVAL_BATCH: usize = 500;
+pub const EVAL_BATCH: usize = 500;
 /// Neighbours in the k-NN class accuracy.
-const NEIGHBOURS: usize = 5;
+pub const NEIGHBOURS: usize = 5;
 /// Points on each interpolation line, ends included.
 const INTERPOLATION_STEPS: usize = 10;
 /// Pairs of classes interpolated between, one row each.

@@ -4,10 +4,12 @@
 
 pub mod adversarial;
 pub mod backend;
+pub mod bigan;
 pub mod cgan;
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
+pub mod cyclegan;
 pub mod dcgan;
 pub mod ddpm;
 pub mod eval;

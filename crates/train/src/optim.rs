@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{Gradients, Tensor};
 use genmodels::pytorch::{PytorchNames, load_pytorch};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
@@ -71,7 +71,14 @@ impl<M: Module> TrainedNetwork<M> {
 
     /// One optimizer step at learning rate `lr` down the gradient of `loss`.
     pub fn step(&mut self, loss: Tensor<1>, lr: f64) {
-        let grads = GradientsParams::from_grads(loss.backward(), &self.network);
+        self.step_with(&mut loss.backward(), lr);
+    }
+
+    /// One optimizer step at learning rate `lr` on this network's share of `grads`, the
+    /// gradients of a loss that several networks minimise together (BiGAN's G and E), taken
+    /// out of `grads`.
+    pub fn step_with(&mut self, grads: &mut Gradients, lr: f64) {
+        let grads = GradientsParams::from_module(grads, &self.network);
         self.network = self.optim.step(lr, self.network.clone(), grads);
     }
 
@@ -183,6 +190,20 @@ impl<M: Module + PytorchNames> CheckpointPart for AveragedNetwork<M> {
         files.push(export_network(dir, EMA, &self.ema.model)?);
         Ok(files)
     }
+}
+
+/// The sum of the magnitudes of every float parameter of `module`: whether a step moved it.
+#[cfg(test)]
+pub(crate) fn parameter_magnitude<M: Module>(module: &M) -> f32 {
+    struct Sum(f32);
+    impl ModuleVisitor for Sum {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0 += param.val().abs().sum().into_scalar::<f32>();
+        }
+    }
+    let mut sum = Sum(0.0);
+    module.visit(&mut sum);
+    sum.0
 }
 
 /// Every float parameter, flattened, in visiting order and detached from the graph.

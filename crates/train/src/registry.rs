@@ -14,8 +14,10 @@ use genmodels_data::NUM_CLASSES;
 use serde::de::DeserializeOwned;
 
 use crate::backend::select_device;
+use crate::bigan::Bigan;
 use crate::cgan::Cgan;
 use crate::cli::{ExportArgs, ExportFormat, SampleArgs};
+use crate::cyclegan::CycleGan;
 use crate::dcgan::Dcgan;
 use crate::ddpm::Ddpm;
 use crate::grid::{PixelScale, save_class_grid, save_grid};
@@ -23,7 +25,7 @@ use crate::infogan::InfoGan;
 use crate::ldm::LatentDiffusion;
 use crate::run::Checkpointed;
 use crate::wgan::Wgan;
-use crate::{cgan, dcgan, ddpm, flow, infogan, ldm, vae};
+use crate::{bigan, cgan, cyclegan, dcgan, ddpm, flow, infogan, ldm, vae};
 
 /// What a run's generator is opened with, beyond its weights: the diffusion sampler, the class
 /// of a conditional model, the guidance scale of a conditional diffusion model, the
@@ -116,6 +118,20 @@ pub const GENERATORS: &[Registered] = &[
         model: infogan::MODEL,
         open_source: infogan::open_source,
         export: |run, dir, device| export_model(run, dir, |s| Ok(InfoGan::new(s, device))),
+    },
+    Registered {
+        model: bigan::MODEL,
+        open_source: bigan::open_source,
+        export: |run, dir, device| export_model(run, dir, |s| Ok(Bigan::new(s, device))),
+    },
+    Registered {
+        model: cyclegan::MODEL,
+        open_source: cyclegan::open_source,
+        export: |run, dir, device| {
+            export_model(run, dir, |s| {
+                Ok(CycleGan::new(s, Default::default(), device))
+            })
+        },
     },
     Registered {
         model: "vae",

@@ -19,7 +19,7 @@ use crate::cli::{CommonArgs, parse_non_negative_f64};
 use crate::fit::{
     EpochMetrics, FitPlan, RunContext, RunSettings, StepMetrics, Trainable, fit, single,
 };
-use crate::grid::{PixelScale, save_grid};
+use crate::grid::{PixelScale, save_above};
 use crate::latent::{AnalysisInput, Report, TsneSettings, analyze, score_split};
 use crate::optim::TrainedNetwork;
 use crate::registry::{Opened, SourceOptions};
@@ -229,15 +229,13 @@ impl Checkpointed for Trainer {
 fn save_reconstructions(vae: &Vae, originals: &Tensor<4>, path: &std::path::Path) -> Result<()> {
     let (logits, _) = vae.forward(originals.clone(), Code::Mean);
     let reconstructions = burn::tensor::activation::sigmoid(logits);
-    let rows: Vec<Tensor<4>> = (0..originals.dims()[0] / 8)
-        .flat_map(|row| {
-            [
-                originals.clone().narrow(0, row * 8, 8),
-                reconstructions.clone().narrow(0, row * 8, 8),
-            ]
-        })
-        .collect();
-    save_grid(Tensor::cat(rows, 0), 8, PixelScale::ZeroToOne, path)
+    save_above(
+        originals.clone(),
+        reconstructions,
+        8,
+        PixelScale::ZeroToOne,
+        path,
+    )
 }
 
 /// The decoder of a run, `sigmoid(l(z))` for `z ~ N(0, I)`.
