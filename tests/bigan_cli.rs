@@ -1,5 +1,5 @@
 //! The `bigan` example end to end: a few steps on the real data, the reconstruction figure and
-//! the encoder's scores, `analyze`, `sample` and `eval` from the checkpoint, and bad flags.
+//! the encoder's scores, `sample` from the checkpoint, and bad flags.
 
 mod common;
 
@@ -40,8 +40,8 @@ fn a_few_steps_write_the_reconstructions_and_the_encoder_scores() {
     let l1 = report["reconstruction_l1"].as_f64().unwrap();
     assert!(l1 > 0.0 && l1 < 2.0, "{l1}");
 
-    let stdout = run_ok("bigan", &format!("analyze --from {out_arg} --backend flex"));
-    assert!(stdout.contains("5-NN accuracy of E(x)"), "{stdout}");
+    // `analyze` runs the same scoring on a run's checkpoint, which `sample` opens here; it is
+    // not repeated (it encodes 140,000 images).
     let sample = out.path().join("grid.png");
     run_ok(
         "bigan",

@@ -25,7 +25,7 @@ use genmodels::noise::device_normal;
 use genmodels_data::{Batch, FashionMnist, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{BackendChoice, select_device};
+use crate::backend::BackendChoice;
 use crate::cli::{CommonArgs, parse_positive_usize};
 use crate::eval::FeatureNetwork;
 use crate::eval::scores::to_bytes;
@@ -34,7 +34,7 @@ use crate::fsutil::write_atomic;
 use crate::grid::{PixelScale, save_above};
 use crate::latent::{EVAL_BATCH, NEIGHBOURS, knn_accuracy};
 use crate::optim::TrainedNetwork;
-use crate::registry::open_run;
+use crate::registry::open_for_analysis;
 use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
@@ -228,22 +228,15 @@ struct Splits<'a> {
 /// `analyze`: `reconstruction.png` and `bigan.json` of a run's latest checkpoint, into its
 /// folder.
 pub fn analyze(args: &AnalyzeArgs) -> Result<EncoderReport> {
-    let run = open_run(&[MODEL], Some(&args.from))?;
-    let selected = select_device(args.backend)?;
-    let device = &selected.device;
-    println!(
-        "{MODEL}: analysing {} on {}",
-        run.checkpoint.dir.display(),
-        selected.description
-    );
-    let networks = open_networks(&run, device)?;
+    let (run, device) = open_for_analysis(MODEL, &args.from, args.backend)?;
+    let networks = open_networks(&run, &device)?;
     let data: FashionMnist =
         genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(args.data_dir.as_deref()))?;
     let splits = Splits {
         train: &data.train,
         test: &data.test,
     };
-    analyze_networks(&networks, &splits, device, &run.root)
+    analyze_networks(&networks, &splits, &device, &run.root)
 }
 
 fn open_networks(run: &RunFolder, device: &Device) -> Result<TrainedPair> {

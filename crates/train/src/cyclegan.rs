@@ -32,7 +32,7 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{BackendChoice, select_device};
+use crate::backend::BackendChoice;
 use crate::cli::{CommonArgs, parse_non_negative_f64, parse_positive_usize};
 use crate::eval::FeatureNetwork;
 use crate::eval::scores::to_bytes;
@@ -43,7 +43,7 @@ use crate::fsutil::write_atomic;
 use crate::grid::{PixelScale, save_strips};
 use crate::latent::EVAL_BATCH;
 use crate::optim::TrainedNetwork;
-use crate::registry::{Opened, SourceOptions, open_run};
+use crate::registry::{Opened, SourceOptions, open_for_analysis};
 use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
@@ -481,15 +481,9 @@ pub struct TranslationReport {
 
 /// `analyze`: `translation.png` and `cyclegan.json` of a run's latest checkpoint, into its folder.
 pub fn analyze(args: &AnalyzeArgs) -> Result<TranslationReport> {
-    let run = open_run(&[MODEL], Some(&args.from))?;
-    let selected = select_device(args.backend)?;
-    println!(
-        "{MODEL}: analysing {} on {}",
-        run.checkpoint.dir.display(),
-        selected.description
-    );
-    let translator = open_translator(&run, &selected.device)?;
-    analyze_translator(&translator, &selected.device, &run.root)
+    let (run, device) = open_for_analysis(MODEL, &args.from, args.backend)?;
+    let translator = open_translator(&run, &device)?;
+    analyze_translator(&translator, &device, &run.root)
 }
 
 /// Writes `translation.png` and `cyclegan.json` into `dir`.

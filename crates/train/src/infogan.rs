@@ -33,7 +33,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::adversarial::Adversarial;
-use crate::backend::{BackendChoice, select_device};
+use crate::backend::BackendChoice;
 use crate::cli::{CommonArgs, parse_non_negative_f64};
 use crate::eval::FeatureNetwork;
 use crate::eval::scores::to_bytes;
@@ -42,7 +42,7 @@ use crate::fit::{
 };
 use crate::fsutil::write_atomic;
 use crate::grid::{PixelScale, save_grid};
-use crate::registry::{Opened, SourceOptions, open_run};
+use crate::registry::{Opened, SourceOptions, open_for_analysis};
 use crate::summary::TrainSummary;
 
 /// The model name used for the run folder and checked when resuming.
@@ -264,15 +264,9 @@ pub struct CodeMatch {
 
 /// `analyze`: the code figures and `infogan.json` of a run's latest checkpoint, into its folder.
 pub fn analyze(args: &AnalyzeArgs) -> Result<CodeMatch> {
-    let run = open_run(&[MODEL], Some(&args.from))?;
-    let selected = select_device(args.backend)?;
-    println!(
-        "{MODEL}: analysing {} on {}",
-        run.checkpoint.dir.display(),
-        selected.description
-    );
-    let source = open_generator(&run, &selected.device)?;
-    analyze_source(&source, args.seed, &selected.device, &run.root)
+    let (run, device) = open_for_analysis(MODEL, &args.from, args.backend)?;
+    let source = open_generator(&run, &device)?;
+    analyze_source(&source, args.seed, &device, &run.root)
 }
 
 /// Writes `categorical.png`, `continuous_<k>.png` and `infogan.json` into `dir`; returns the

@@ -207,6 +207,23 @@ pub fn open_run(models: &[&str], from: Option<&Path>) -> Result<RunFolder> {
     Ok(run)
 }
 
+/// The run of `model` that `--from` names, to analyse, and the device `backend` selects,
+/// announced on standard output.
+pub fn open_for_analysis(
+    model: &str,
+    from: &Path,
+    backend: crate::backend::BackendChoice,
+) -> Result<(RunFolder, Device)> {
+    let run = open_run(&[model], Some(from))?;
+    let selected = select_device(backend)?;
+    println!(
+        "{model}: analysing {} on {}",
+        run.checkpoint.dir.display(),
+        selected.description
+    );
+    Ok((run, selected.device))
+}
+
 /// `export`: writes every network of a run of one of `models` (`--from`, by default
 /// `runs/<first model>`) into `--output` (by default `<run>/export`). Returns the files.
 pub fn export(models: &[&str], args: &ExportArgs) -> Result<Vec<PathBuf>> {
