@@ -88,6 +88,10 @@ fn bad_flags_get_clear_errors() {
         &run("infogan", "--lambda-categorical -1"),
         &["--lambda-categorical"],
     );
+    assert_clean_failure(
+        &run("infogan", "--lr-discriminator 0"),
+        &["--lr-discriminator"],
+    );
     let empty = tempfile::tempdir().unwrap();
     assert_clean_failure(
         &run(

@@ -244,7 +244,7 @@ mod tests {
             .with_latent_dim(8)
             .with_dropout(0.0)
             .init(&device);
-        let images = seeded_normal([4, 1 * 28 * 28], 1, &device).reshape([4, 1, 28, 28]);
+        let images = seeded_normal([4, 28 * 28], 1, &device).reshape([4, 1, 28, 28]);
         let latent = seeded_normal([4, 8], 2, &device);
         let images = images.require_grad();
         let latent = latent.require_grad();
