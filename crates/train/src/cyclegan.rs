@@ -371,13 +371,15 @@ impl ImageSource for Translator {
         )
     }
 
-    /// The first half translates test images of A to B, the second B to A, drawn from `seed`
-    /// with replacement across calls.
+    /// The first half translates test images of A to B, the second B to A, in an order drawn
+    /// from `seed` (each image once before any comes again).
     fn draw(&self, count: usize, seed: u64, device: &Device) -> Drawn {
         let mut rng = StdRng::seed_from_u64(seed);
         let from_a = count.div_ceil(2);
-        let mut pick =
-            |split: &Split, n: usize| sample(&mut rng, split.len(), n.min(split.len())).into_vec();
+        let mut pick = |split: &Split, n: usize| -> Vec<usize> {
+            let order = sample(&mut rng, split.len(), split.len()).into_vec();
+            (0..n).map(|i| order[i % order.len()]).collect()
+        };
         let a = pick(&self.test.a, from_a);
         let b = pick(&self.test.b, count - from_a);
         let mut parts = vec![self.translate(true, &a, device)];
@@ -589,6 +591,31 @@ mod tests {
         assert_eq!(domains.a.image(1), [3u8; 784]);
         assert_eq!(domains.b.labels, [9, 9]);
         assert_eq!(domains.b.image(0), [1u8; 784]);
+    }
+
+    #[test]
+    fn the_translator_draws_as_many_images_as_asked_even_past_the_test_split() {
+        let device = Device::flex();
+        let generator = ResnetGeneratorConfig::new()
+            .with_channels(4)
+            .with_residual_blocks(1);
+        let split = |class: u8| Split {
+            images: vec![class * 20; 3 * 784],
+            labels: vec![class; 3],
+        };
+        let translator = Translator {
+            generator_ab: generator.init(&device),
+            generator_ba: generator.init(&device),
+            test: DomainSplits {
+                a: split(7),
+                b: split(9),
+            },
+            domains: [7, 9],
+        };
+        for count in [1, 4, 11] {
+            let drawn = translator.draw(count, 3, &device);
+            assert_eq!(drawn.images.dims(), [count, 1, 28, 28]);
+        }
     }
 
     #[test]
