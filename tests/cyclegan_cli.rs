@@ -43,6 +43,9 @@ fn a_few_steps_write_the_translations_and_their_scores() {
             let value = scores[share].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&value), "{direction} {share} {value}");
         }
+        for fid in ["fid_to_target", "untranslated_fid_to_target"] {
+            assert!(scores[fid].as_f64().unwrap() > 0.0, "{direction} {fid}");
+        }
         let l1 = scores["cycle_l1"].as_f64().unwrap();
         assert!(l1 > 0.0 && l1 < 2.0, "{l1}");
     }

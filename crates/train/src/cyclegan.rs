@@ -470,6 +470,12 @@ pub struct DirectionScores {
     /// The same share for the untranslated images: how often the classifier already sees the
     /// target class in the source.
     pub untranslated_target_share: f64,
+    /// The FID of the translations against the target class's test images, in the features of
+    /// the project's classifier (1,000 images a side: compare it with the next field, not with
+    /// 10,000-sample FIDs).
+    pub fid_to_target: f64,
+    /// The same for the untranslated images: how far apart the two classes start.
+    pub untranslated_fid_to_target: f64,
     /// Mean absolute pixel difference of the cycle's reconstruction and the image, `[-1, 1]`.
     pub cycle_l1: f64,
 }
@@ -504,15 +510,18 @@ fn analyze_translator(
     let classifier = FeatureNetwork::load(device)?;
     let [a, b] = translator.domains;
     let score = |from_a: bool| -> Result<DirectionScores> {
-        let (split, forward, backward, target) = match from_a {
+        let test = &translator.test;
+        let (split, target_split, forward, backward, target) = match from_a {
             true => (
-                &translator.test.a,
+                &test.a,
+                &test.b,
                 &translator.generator_ab,
                 &translator.generator_ba,
                 b,
             ),
             false => (
-                &translator.test.b,
+                &test.b,
+                &test.a,
                 &translator.generator_ba,
                 &translator.generator_ab,
                 a,
@@ -520,26 +529,34 @@ fn analyze_translator(
         };
         let source = if from_a { a } else { b };
         let indices: Vec<usize> = (0..split.len()).collect();
-        let (mut hits, mut untranslated_hits, mut l1) = (0usize, 0usize, 0f64);
+        let mut translated_pixels = Vec::with_capacity(split.images.len());
+        let mut l1 = 0f64;
         for chunk in indices.chunks(EVAL_BATCH) {
             let images = split.images_tensor(chunk, PixelRange::MinusOneToOne, device);
             let translated = forward.forward(images.clone());
             let cycled = backward.forward(translated.clone());
-            l1 += (cycled - images.clone()).abs().sum().into_scalar::<f32>() as f64;
-            let in_target = |images: Tensor<4>| -> Result<usize> {
-                let (_, classes) =
-                    classifier.score(&to_bytes(images, PixelRange::MinusOneToOne)?)?;
-                Ok(classes.into_iter().filter(|&class| class == target).count())
-            };
-            hits += in_target(translated)?;
-            untranslated_hits += in_target(images)?;
+            l1 += (cycled - images).abs().sum().into_scalar::<f32>() as f64;
+            translated_pixels.extend(to_bytes(translated, PixelRange::MinusOneToOne)?);
         }
+        let target_share = |pixels: &[u8]| -> Result<f64> {
+            let (_, classes) = classifier.score(pixels)?;
+            let hits = classes.iter().filter(|&&class| class == target).count();
+            Ok(hits as f64 / classes.len() as f64)
+        };
+        let target_statistics = classifier.statistics(&target_split.images)?;
+        let fid_to_target = |pixels: &[u8]| -> Result<f64> {
+            Ok(classifier
+                .statistics(pixels)?
+                .frechet_distance(&target_statistics)?)
+        };
         let n = split.len();
         Ok(DirectionScores {
             direction: format!("{} -> {}", CLASS_NAMES[source], CLASS_NAMES[target]),
             images: n,
-            target_class_share: hits as f64 / n as f64,
-            untranslated_target_share: untranslated_hits as f64 / n as f64,
+            target_class_share: target_share(&translated_pixels)?,
+            untranslated_target_share: target_share(&split.images)?,
+            fid_to_target: fid_to_target(&translated_pixels)?,
+            untranslated_fid_to_target: fid_to_target(&split.images)?,
             cycle_l1: l1 / (n * split.image(0).len()) as f64,
         })
     };
@@ -551,11 +568,13 @@ fn analyze_translator(
     write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     for scores in [&report.a_to_b, &report.b_to_a] {
         println!(
-            "{MODEL}: {}: the classifier puts {:.4} of {} translated test images in the target class ({:.4} before translation); cycle L1 {:.4}",
+            "{MODEL}: {}: the classifier puts {:.4} of {} translated test images in the target class ({:.4} before translation); FID to the target's test images {:.2} ({:.2} before); cycle L1 {:.4}",
             scores.direction,
             scores.target_class_share,
             scores.images,
             scores.untranslated_target_share,
+            scores.fid_to_target,
+            scores.untranslated_fid_to_target,
             scores.cycle_l1
         );
     }
