@@ -207,3 +207,9 @@ pub fn load_or_fetch(dir: &Path) -> Result<FashionMnist, DataError> {
     fetch::fetch(dir)?;
     load(dir)
 }
+
+/// [`load_or_fetch`] in the folder a `--data-dir` flag names, or else the one
+/// [`resolve_data_dir`] picks.
+pub fn load_or_fetch_in(data_dir: Option<&Path>) -> Result<FashionMnist, DataError> {
+    load_or_fetch(&resolve_data_dir(data_dir))
+}

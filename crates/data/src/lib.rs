@@ -32,6 +32,6 @@ pub use batch::{Batch, BatchLoader, EpochBatches, HostBatch, PixelRange};
 pub use error::DataError;
 pub use fashion_mnist::{
     CLASS_NAMES, DATA_DIR_ENV, DATA_FILES, DEFAULT_DATA_DIR, FashionMnist, IMAGE_PIXELS,
-    IMAGE_SIDE, NUM_CLASSES, Split, load, load_or_fetch, resolve_data_dir,
+    IMAGE_SIDE, NUM_CLASSES, Split, load, load_or_fetch, load_or_fetch_in, resolve_data_dir,
 };
 pub use fetch::{ConversionOptions, convert_package, fetch};

@@ -22,7 +22,7 @@ use genmodels::bigan::{
 use genmodels::checkpoint::RunFolder;
 use genmodels::dcgan::{Generator, GeneratorConfig};
 use genmodels::noise::device_normal;
-use genmodels_data::{Batch, FashionMnist, PixelRange, Split};
+use genmodels_data::{Batch, PixelRange, Split};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
@@ -34,7 +34,7 @@ use crate::fsutil::write_atomic;
 use crate::grid::{PixelScale, save_above};
 use crate::latent::{EVAL_BATCH, NEIGHBOURS, knn_accuracy};
 use crate::optim::TrainedNetwork;
-use crate::registry::open_for_analysis;
+use crate::registry::{Opened, SourceOptions, open_for_analysis};
 use crate::run::{CheckpointPart, Checkpointed};
 use crate::summary::TrainSummary;
 
@@ -230,8 +230,7 @@ struct Splits<'a> {
 pub fn analyze(args: &AnalyzeArgs) -> Result<EncoderReport> {
     let (run, device) = open_for_analysis(MODEL, &args.from, args.backend)?;
     let networks = open_networks(&run, &device)?;
-    let data: FashionMnist =
-        genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(args.data_dir.as_deref()))?;
+    let data = genmodels_data::load_or_fetch_in(args.data_dir.as_deref())?;
     let splits = Splits {
         train: &data.train,
         test: &data.test,
@@ -247,11 +246,7 @@ fn open_networks(run: &RunFolder, device: &Device) -> Result<TrainedPair> {
 }
 
 /// The trained generator of a run: `G(z)`, z ~ N(0, I).
-pub fn open_source(
-    run: &RunFolder,
-    _options: &crate::registry::SourceOptions,
-    device: &Device,
-) -> crate::registry::Opened {
+pub fn open_source(run: &RunFolder, _options: &SourceOptions, device: &Device) -> Opened {
     Ok(Box::new(open_networks(run, device)?.generator))
 }
 

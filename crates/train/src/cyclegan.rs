@@ -314,8 +314,7 @@ pub fn train(settings: &CycleGanSettings) -> Result<TrainSummary> {
             CLASS_NAMES[a]
         );
     }
-    let dir = genmodels_data::resolve_data_dir(settings.run.common.data_dir.as_deref());
-    let data = genmodels_data::load_or_fetch(&dir)?;
+    let data = genmodels_data::load_or_fetch_in(settings.run.common.data_dir.as_deref())?;
     let train = DomainSplits::new(&data.train, settings.domains);
     let test = DomainSplits::new(&data.test, settings.domains);
     println!(
@@ -436,8 +435,7 @@ pub fn open_source(run: &RunFolder, _options: &SourceOptions, device: &Device) -
 
 fn open_translator(run: &RunFolder, device: &Device) -> Result<Translator> {
     let settings: CycleGanSettings = run.settings()?;
-    let dir = genmodels_data::resolve_data_dir(settings.run.common.data_dir.as_deref());
-    let data = genmodels_data::load_or_fetch(&dir)?;
+    let data = genmodels_data::load_or_fetch_in(settings.run.common.data_dir.as_deref())?;
     let init = |config: ResnetGeneratorConfig| config.init(device);
     Ok(Translator {
         generator_ab: run.load_record(GENERATOR, GENERATOR_AB, init)?,

@@ -314,9 +314,7 @@ impl CheckpointPart for LatentCodec {
 pub fn train(settings: &LdmSettings) -> Result<TrainSummary> {
     settings.validate()?;
     let common = &settings.run.common;
-    let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-        common.data_dir.as_deref(),
-    ))?;
+    let data = genmodels_data::load_or_fetch_in(common.data_dir.as_deref())?;
     let codec = if common.resume {
         // The checkpoint holds the autoencoder and its statistics.
         None

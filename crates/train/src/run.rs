@@ -140,8 +140,7 @@ impl RunDir {
 
     /// Loads the dataset from `--data-dir` (or its default), fetching it when absent.
     pub fn load_data(&self, args: &CommonArgs) -> Result<genmodels_data::FashionMnist> {
-        let dir = genmodels_data::resolve_data_dir(args.data_dir.as_deref());
-        Ok(genmodels_data::load_or_fetch(&dir)?)
+        Ok(genmodels_data::load_or_fetch_in(args.data_dir.as_deref())?)
     }
 
     /// With `--resume`, loads the latest checkpoint (it must be one of this run's model) into

@@ -314,8 +314,7 @@ pub fn analyze_checkpoint(args: &AnalyzeArgs) -> Result<Report> {
         run.checkpoint.dir.display(),
         selected.description
     );
-    let mut data =
-        genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(args.data_dir.as_deref()))?;
+    let mut data = genmodels_data::load_or_fetch_in(args.data_dir.as_deref())?;
     if let Some(n) = args.analysis.analysis_images {
         data.train = first_images(data.train, n as usize);
         data.test = first_images(data.test, n as usize);

@@ -181,9 +181,7 @@ impl Scoring {
     fn prepare(request: &EvalRequest, cache_dir: &std::path::Path) -> Result<Self> {
         let selected = select_device(request.backend)?;
         println!("eval: computing on {}", selected.description);
-        let data = genmodels_data::load_or_fetch(&genmodels_data::resolve_data_dir(
-            request.data_dir.as_deref(),
-        ))?;
+        let data = genmodels_data::load_or_fetch_in(request.data_dir.as_deref())?;
         let network = FeatureNetwork::load(&selected.device)?;
         let cache_dir = request.cache_dir.as_deref().unwrap_or(cache_dir);
         let reference = reference(&network, &data, request.reference_images, true, cache_dir)?;
