@@ -56,6 +56,8 @@ enum Op {
     Norm4([usize; 4], Activation),
     /// GroupNorm (the groups given) then an activation, on `[batch, channels, h, w]`.
     Group([usize; 4], usize, Activation),
+    /// A linear layer without bias: `[rows, d_in]`, d_out.
+    Linear([usize; 2], usize),
 }
 
 struct Case {
@@ -86,10 +88,11 @@ impl Case {
             Op::Norm2(d, a) => format!("batch_norm:{}:{}", dims(&d), act(a)),
             Op::Norm4(d, a) => format!("batch_norm:{}:{}", dims(&d), act(a)),
             Op::Group(d, g, a) => format!("group_norm:{}:{g}:{}", dims(&d), act(a)),
+            Op::Linear(d, o) => format!("linear:{}:{o}", dims(&d)),
         }
     }
 
-    /// Flops of the three GEMM passes, for convolutions.
+    /// Flops of the three GEMM passes, for convolutions and linear layers.
     fn flops(&self) -> Option<f64> {
         match self.op {
             Op::Conv([n, c, h, w], o, k, s, p) => {
@@ -99,6 +102,7 @@ impl Case {
             Op::ConvTranspose([n, c, h, w], o, k, _, _) => {
                 Some(3.0 * 2.0 * (n * c * o * k * k * h * w) as f64)
             }
+            Op::Linear([rows, d_in], d_out) => Some(3.0 * 2.0 * (rows * d_in * d_out) as f64),
             _ => None,
         }
     }
@@ -122,6 +126,10 @@ fn cases() -> Vec<Case> {
         ("DCGAN D BatchNorm2d+LeakyReLU 128x7x7", Op::Norm4([128, 128, 7, 7], leaky)),
         ("U-Net GroupNorm(8)+SiLU 128x64x28x28", Op::Group([128, 64, 28, 28], 8, silu)),
         ("U-Net GroupNorm(8)+SiLU 128x128x14x14", Op::Group([128, 128, 14, 14], 8, silu)),
+        ("VAE linear 3136->256", Op::Linear([128, 3136], 256)),
+        ("VAE linear 256->3136", Op::Linear([128, 256], 3136)),
+        ("DCGAN G linear 100->12544", Op::Linear([128, 100], 12544)),
+        ("U-Net attention qkv 128->384 at 7x7", Op::Linear([128 * 49, 128], 384)),
     ]
     .into_iter()
     .map(|(name, op)| Case { name, op })
@@ -152,6 +160,11 @@ fn inputs(op: Op, device: &Device) -> Inputs {
         }
         Op::Norm2([n, c], _) => ([n, c, 1, 1], None, [n, c, 1, 1]),
         Op::Norm4(d, _) | Op::Group(d, ..) => (d, None, d),
+        Op::Linear([rows, d_in], d_out) => (
+            [rows, d_in, 1, 1],
+            Some([d_in, d_out, 1, 1]),
+            [rows, d_out, 1, 1],
+        ),
     };
     Inputs {
         x: random(x, device),
@@ -176,7 +189,15 @@ fn run_once(op: Op, inputs: &Inputs, ours: bool) {
         },
         (Op::Norm2(_, a) | Op::Norm4(_, a), _) => batch_norm(x, a, ours),
         (Op::Group(_, groups, a), _) => group_norm(x, groups, a, ours),
-        _ => unreachable!("convolutions have weights"),
+        (Op::Linear([rows, d_in], d_out), Some(w)) => {
+            let (x, w) = (x.reshape([rows, d_in]), w.reshape([d_in, d_out]));
+            let y = match ours {
+                true => genmodels_kernels::linear(x, w, None),
+                false => burn::tensor::module::linear(x, w, None),
+            };
+            y.reshape([rows, d_out, 1, 1])
+        }
+        _ => unreachable!("convolutions and linear layers have weights"),
     };
     drop((y * inputs.r.clone()).sum().backward());
     device.sync().expect("device sync");

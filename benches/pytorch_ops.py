@@ -48,6 +48,11 @@ def build(case):
         beta = torch.zeros(dims[1], requires_grad=True)
         act = {"identity": lambda v: v, "silu": F.silu}[activation]
         return lambda: act(F.group_norm(x, groups, gamma, beta, 1e-5))
+    if op == "linear":
+        out_features = int(fields[1])
+        x = torch.randn(*dims, requires_grad=True)
+        w = torch.randn(out_features, dims[1], requires_grad=True)
+        return lambda: F.linear(x, w)
     raise SystemExit(f"unknown case {case!r}")
 
 

@@ -73,6 +73,36 @@ pub struct Normalization<B: Backend> {
     pub activation: Activation,
 }
 
+/// A matrix product `op(lhs) · op(rhs)` of two `[rows, cols]` matrices, each operand read as
+/// stored or, where `transposed` says so, as its transpose: what the product and its gradients
+/// take.
+#[derive(ExtensionType, Debug, Clone)]
+pub struct MatrixProduct<B: Backend> {
+    pub lhs: FloatTensor<B>,
+    pub rhs: FloatTensor<B>,
+    pub transposed: [bool; 2],
+}
+
+impl<B: Backend> MatrixProduct<B> {
+    /// The product with both operands as stored.
+    pub fn new(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Self {
+        Self {
+            lhs,
+            rhs,
+            transposed: [false, false],
+        }
+    }
+
+    /// The product `op(lhs) · op(rhs)` with the operands read as `transposed` says.
+    fn with(lhs: FloatTensor<B>, rhs: FloatTensor<B>, transposed: [bool; 2]) -> Self {
+        Self {
+            lhs,
+            rhs,
+            transposed,
+        }
+    }
+}
+
 /// The statistics a normalisation returns besides its output, which its backward pass takes:
 /// the mean, and the spread as its kernels store it (BatchNorm: the biased variance per channel;
 /// GroupNorm: `1 / √(σ² + ε)` per `[batch, group]`).
@@ -119,6 +149,11 @@ pub trait KernelBackend: Backend {
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         fallback::norm_backward::<Self>(norm, stats, output_grad)
+    }
+
+    /// The matrix product, as `float_matmul` of the operands (transposed where asked).
+    fn kernel_matmul(#[extension_type] product: MatrixProduct<Self>) -> FloatTensor<Self> {
+        fallback::matmul::<Self>(product)
     }
 }
 
@@ -177,6 +212,41 @@ impl<B: KernelBackend> Backward<B, 3> for NormBackward {
     }
 }
 
+#[derive(Debug)]
+struct MatmulBackward;
+
+impl<B: KernelBackend> Backward<B, 2> for MatmulBackward {
+    /// The product.
+    type State = MatrixProduct<B>;
+
+    /// For `Y = op(A) · op(B)`: `d op(A) = dY · op(B)ᵀ` and `d op(B) = op(A)ᵀ · dY`, each
+    /// transposed back where its operand was read transposed, all as products of the stored
+    /// matrices with transpose flags (no copy).
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_lhs, node_rhs] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let MatrixProduct {
+            lhs,
+            rhs,
+            transposed: [lhs_t, rhs_t],
+        } = ops.state;
+        if let Some(node) = node_lhs {
+            let product = match lhs_t {
+                false => MatrixProduct::with(dy.clone(), rhs, [false, !rhs_t]),
+                true => MatrixProduct::with(rhs, dy.clone(), [rhs_t, true]),
+            };
+            grads.register::<B>(node.id, B::kernel_matmul(product));
+        }
+        if let Some(node) = node_rhs {
+            let product = match rhs_t {
+                false => MatrixProduct::with(lhs, dy, [!lhs_t, false]),
+                true => MatrixProduct::with(dy, lhs, [true, lhs_t]),
+            };
+            grads.register::<B>(node.id, B::kernel_matmul(product));
+        }
+    }
+}
+
 /// Each operation runs on the inner backend and records the node that differentiates it.
 impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
     /// A bias that takes no part in the backward pass (the zeros standing in for a layer without
@@ -230,5 +300,21 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
             spread: constant(stats.spread),
         };
         (output, stats)
+    }
+
+    fn kernel_matmul(product: MatrixProduct<Self>) -> FloatTensor<Self> {
+        let prep = MatmulBackward
+            .prepare::<C>([product.lhs.node(), product.rhs.node()])
+            .compute_bound()
+            .stateful();
+        let product = MatrixProduct::with(
+            product.lhs.into_primitive(),
+            product.rhs.into_primitive(),
+            product.transposed,
+        );
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(product.clone(), B::kernel_matmul(product)),
+            OpsKind::UnTracked(prep) => prep.finish(B::kernel_matmul(product)),
+        }
     }
 }

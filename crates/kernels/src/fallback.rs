@@ -7,7 +7,9 @@ use burn::backend::{TensorMetadata, get_or_init_device_settings};
 use burn::tensor::Shape;
 
 use crate::Activation;
-use crate::backend::{ConvKind, ConvOperand, Convolution, NormKind, NormStats, Normalization};
+use crate::backend::{
+    ConvKind, ConvOperand, Convolution, MatrixProduct, NormKind, NormStats, Normalization,
+};
 
 /// `act(z)`.
 pub fn activation<B: Backend>(z: FloatTensor<B>, activation: Activation) -> FloatTensor<B> {
@@ -72,6 +74,20 @@ pub fn conv_backward<B: Backend>(
             B::conv_transpose2d_weight_backward(x, weight, output_grad, o)
         }
     }
+}
+
+/// `op(lhs) · op(rhs)` through `float_matmul`, the transposes as views.
+pub fn matmul<B: Backend>(product: MatrixProduct<B>) -> FloatTensor<B> {
+    let MatrixProduct {
+        lhs,
+        rhs,
+        transposed,
+    } = product;
+    let read = |m: FloatTensor<B>, transposed: bool| match transposed {
+        true => B::float_transpose(m),
+        false => m,
+    };
+    B::float_matmul(read(lhs, transposed[0]), read(rhs, transposed[1]))
 }
 
 /// BatchNorm through `ModuleOps::batch_norm_train`, or GroupNorm as [`group_norm`]; then the

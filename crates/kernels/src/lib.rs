@@ -8,6 +8,8 @@
 //! - [`conv2d`] and [`conv_transpose2d`]: forward pass, input gradient and weight gradient as one
 //!   GEMM each over unfolded patches, several samples per GEMM, packing in parallel
 //!   ([`flex::conv`] has the algebra);
+//! - [`matmul`] and [`linear`]: the matrix product and its two gradients as one GEMM each, on
+//!   the GEMM the convolutions use;
 //! - [`batch_norm_train`] and [`group_norm`]: the normalisation fused with the activation after
 //!   it (ReLU, LeakyReLU, SiLU), one pass for the statistics and one for the output, the same
 //!   backward ([`flex::norm`]).
@@ -28,7 +30,8 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 pub use backend::{
-    ConvKind, ConvOperand, Convolution, KernelBackend, NormKind, NormStats, Normalization,
+    ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind, NormStats,
+    Normalization,
 };
 
 /// The activation fused into [`batch_norm_train`] and [`group_norm`].
@@ -127,6 +130,33 @@ fn convolve(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, kind: Conv
         kind,
     };
     Tensor::from_dispatch(Dispatch::kernel_conv(conv, bias.into_dispatch()))
+}
+
+/// The matrix product `lhs [m, k] · rhs [k, n]`: the same function as `Tensor::matmul` for
+/// matrices.
+pub fn matmul(lhs: Tensor<2>, rhs: Tensor<2>) -> Tensor<2> {
+    let product = MatrixProduct::new(lhs.into_dispatch(), rhs.into_dispatch());
+    Tensor::from_dispatch(Dispatch::kernel_matmul(product))
+}
+
+/// `x [..., d_in] · weight [d_in, d_out] + bias [d_out]`: the same function as
+/// `burn::tensor::module::linear`, every leading axis of `x` taken as rows of one product.
+pub fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let mut dims = x.dims();
+    let d_in = dims[D - 1];
+    let d_out = weight.dims()[1];
+    let rows = x.shape().num_elements() / d_in.max(1);
+    let y = matmul(x.reshape([rows, d_in]), weight); // [rows, d_out]
+    let y = match bias {
+        Some(bias) => y + bias.unsqueeze::<2>(), // [rows, d_out]
+        None => y,
+    };
+    dims[D - 1] = d_out;
+    y.reshape(dims) // [..., d_out]
 }
 
 /// What [`batch_norm_train`] returns.

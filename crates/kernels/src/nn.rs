@@ -1,12 +1,21 @@
-//! burn's `Conv2d`, `ConvTranspose2d` and `BatchNorm` modules run through this crate's
+//! burn's `Linear`, `Conv2d`, `ConvTranspose2d`, `BatchNorm` and `GroupNorm` modules run through this crate's
 //! kernels: the same parameters, records and results as the modules' own `forward`.
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{BatchNorm, GroupNorm, PaddingConfig2d};
+use burn::nn::{BatchNorm, GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 use crate::Activation;
+
+/// `layer.forward(x)`, through [`crate::linear`].
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    crate::linear(
+        x,
+        layer.weight.val(),
+        layer.bias.as_ref().map(|bias| bias.val()),
+    )
+}
 
 /// `layer.forward(x)`, through [`crate::conv2d`].
 pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {

@@ -414,3 +414,91 @@ fn group_norm_and_its_gradients_match_burn() {
         check_group_norm(device_name, &device, [2, 6, 5, 3], 3);
     }
 }
+
+/// `[y, dL/dx, dL/dw, dL/db]` of `L = Σ y · r` for `y = linear(x, w, b)`, through the kernels or
+/// burn's `linear`.
+fn linear_results<const D: usize>(
+    (x, w, b): (&Tensor<D>, &Tensor<2>, &Tensor<1>),
+    r: &Tensor<D>,
+    ours: bool,
+) -> Vec<Named> {
+    let x = x.clone().autodiff().require_grad();
+    let w = w.clone().autodiff().require_grad();
+    let b = b.clone().autodiff().require_grad();
+    let y = match ours {
+        true => genmodels_kernels::linear(x.clone(), w.clone(), Some(b.clone())),
+        false => burn::tensor::module::linear(x.clone(), w.clone(), Some(b.clone())),
+    };
+    let grads = (y.clone() * r.clone().autodiff()).sum().backward();
+    vec![
+        ("output", y.inner().into_data()),
+        ("input gradient", x.grad(&grads).expect("input").into_data()),
+        (
+            "weight gradient",
+            w.grad(&grads).expect("weight").into_data(),
+        ),
+        ("bias gradient", b.grad(&grads).expect("bias").into_data()),
+    ]
+}
+
+fn check_linear<const D: usize>(
+    device_name: &str,
+    device: &Device,
+    x_dims: [usize; D],
+    d_out: usize,
+) {
+    let d_in = x_dims[D - 1];
+    let x = random(x_dims, device);
+    let w = random([d_in, d_out], device).mul_scalar(1.0 / (d_in as f64).sqrt());
+    let b = random([d_out], device);
+    let mut y_dims = x_dims;
+    y_dims[D - 1] = d_out;
+    let r = random(y_dims, device);
+    let what = |t: &str| format!("linear {x_dims:?} -> {d_out} on {device_name}: {t}");
+    compare_runs(what, |ours| linear_results((&x, &w, &b), &r, ours));
+}
+
+#[test]
+fn linear_and_its_gradients_match_burn() {
+    for (device_name, device) in devices() {
+        // The VAE's hidden layers, the DCGAN generator's projection and discriminator head,
+        // attention's projections over tokens (3-D), and odd sizes.
+        check_linear(device_name, &device, [16, 3136], 256);
+        check_linear(device_name, &device, [16, 256], 3136);
+        check_linear(device_name, &device, [8, 100], 12544);
+        check_linear(device_name, &device, [8, 6272], 1);
+        check_linear(device_name, &device, [2, 49, 128], 384);
+        check_linear(device_name, &device, [3, 5, 7], 11);
+        check_linear(device_name, &device, [1, 1], 1);
+    }
+}
+
+/// The gradients of a product whose operands are themselves transposed views: the backward pass
+/// reads its operands through transpose flags, which this exercises on both sides.
+#[test]
+fn matmul_of_transposed_views_matches_burn() {
+    for (device_name, device) in devices() {
+        let a = random([7, 5], &device);
+        let b = random([6, 7], &device);
+        let r = random([5, 6], &device);
+        let run = |ours: bool| {
+            let a = a.clone().autodiff().require_grad();
+            let b = b.clone().autodiff().require_grad();
+            let (lhs, rhs) = (a.clone().transpose(), b.clone().transpose()); // [5, 7], [7, 6]
+            let y = match ours {
+                true => genmodels_kernels::matmul(lhs, rhs),
+                false => lhs.matmul(rhs),
+            };
+            let grads = (y.clone() * r.clone().autodiff()).sum().backward();
+            vec![
+                ("output", y.inner().into_data()),
+                ("lhs gradient", a.grad(&grads).expect("lhs").into_data()),
+                ("rhs gradient", b.grad(&grads).expect("rhs").into_data()),
+            ]
+        };
+        compare_runs(
+            |t: &str| format!("matmul of transposes on {device_name}: {t}"),
+            run,
+        );
+    }
+}

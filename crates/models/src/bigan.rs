@@ -20,6 +20,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
+use genmodels_kernels::nn::linear;
 
 use crate::dcgan::{BASE_SIDE, downsample_features};
 use crate::gan_loss::discriminator_loss;
@@ -87,7 +88,7 @@ impl Encoder {
             &self.downsample2_norm,
             images,
         ); // [B, 6272]
-        self.to_latent.forward(features) // [B, latent_dim]
+        linear(&self.to_latent, features) // [B, latent_dim]
     }
 
     /// Size of the latent vectors this encoder returns.
@@ -166,10 +167,10 @@ impl JointDiscriminator {
             &self.downsample2_norm,
             images,
         ); // [B, 6272]
-        let latent_features = leaky_relu(self.latent_hidden.forward(latent), LEAKY_SLOPE); // [B, 512]
+        let latent_features = leaky_relu(linear(&self.latent_hidden, latent), LEAKY_SLOPE); // [B, 512]
         let joint = Tensor::cat(vec![image_features, latent_features], 1); // [B, 6784]
-        let joint = leaky_relu(self.joint_hidden.forward(joint), LEAKY_SLOPE); // [B, 1024]
-        self.classify.forward(self.dropout.forward(joint)) // [B, 1]
+        let joint = leaky_relu(linear(&self.joint_hidden, joint), LEAKY_SLOPE); // [B, 1024]
+        linear(&self.classify, self.dropout.forward(joint)) // [B, 1]
     }
 }
 

@@ -15,7 +15,7 @@ use burn::nn::conv::ConvTranspose2d;
 use burn::nn::{BatchNorm, Embedding, EmbeddingConfig, Linear};
 use burn::prelude::*;
 use genmodels_kernels::Activation;
-use genmodels_kernels::nn::batch_norm;
+use genmodels_kernels::nn::{batch_norm, linear};
 
 use crate::dcgan::{BASE_SIDE, Discriminator, DiscriminatorConfig, upsample_to_image};
 pub use crate::dcgan::{DISCRIMINATOR, GENERATOR};
@@ -105,10 +105,10 @@ impl ConditionalGenerator {
         let [batch, _] = z.dims();
         let to_map =
             |x: Tensor<2>, channels: usize| x.reshape([batch, channels, BASE_SIDE, BASE_SIDE]);
-        let noise = to_map(self.project_noise.forward(z), self.noise_channels); // [B, 256, 7, 7]
+        let noise = to_map(linear(&self.project_noise, z), self.noise_channels); // [B, 256, 7, 7]
         let noise = batch_norm(&self.noise_norm, noise, Activation::Relu); // [B, 256, 7, 7]
         let e = embed(&self.label_embedding, labels); // [B, k]
-        let label = to_map(self.project_label.forward(e), self.label_channels); // [B, 64, 7, 7]
+        let label = to_map(linear(&self.project_label, e), self.label_channels); // [B, 64, 7, 7]
         let label = batch_norm(&self.label_norm, label, Activation::Relu); // [B, 64, 7, 7]
         let x = Tensor::cat(vec![noise, label], 1); // [B, 320, 7, 7]
         upsample_to_image(&self.upsample, &self.upsample_norm, &self.to_image, x) // [B, 1, 28, 28]

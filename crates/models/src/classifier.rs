@@ -17,7 +17,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use genmodels_kernels::Activation;
-use genmodels_kernels::nn::{batch_norm, conv2d};
+use genmodels_kernels::nn::{batch_norm, conv2d, linear};
 
 /// Side of the image after the two 2x2 poolings: 28 -> 14 -> 7.
 const POOLED_SIDE: usize = 7;
@@ -87,12 +87,12 @@ impl Classifier {
         let x = batch_norm(&self.norm2, conv2d(&self.conv2, x), Activation::Relu); // [B, 32, 14, 14]
         let x = self.pool.forward(x); // [B, 32, 7, 7]
         let x = self.dropout.forward(x.flatten(1, 3)); // [B, 1568]
-        relu(self.hidden.forward(x)) // [B, 128]
+        relu(linear(&self.hidden, x)) // [B, 128]
     }
 
     /// Class logits from features: `[B, 128]` -> `[B, 10]`.
     pub fn classify(&self, features: Tensor<2>) -> Tensor<2> {
-        self.output.forward(self.dropout.forward(features)) // [B, 10]
+        linear(&self.output, self.dropout.forward(features)) // [B, 10]
     }
 
     /// Class logits: images `[B, 1, 28, 28]` in `[0, 1]` -> `[B, 10]`.

@@ -12,7 +12,7 @@ use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
 use genmodels_kernels::Activation;
-use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d};
+use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d, linear};
 
 use crate::image_source::{Drawn, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_downsample, dcgan_linear, dcgan_upsample};
@@ -78,7 +78,7 @@ impl Generator {
     /// Maps latent vectors `[B, latent_dim]` to images `[B, C, 28, 28]` in `[-1, 1]`.
     pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
         let [batch, _] = z.dims();
-        let x = self.project.forward(z); // [B, 256*7*7]
+        let x = linear(&self.project, z); // [B, 256*7*7]
         let x = batch_norm(&self.project_norm, x, Activation::Relu); // [B, 256*7*7]
         let x = x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]); // [B, 256, 7, 7]
         upsample_to_image(&self.upsample, &self.upsample_norm, &self.to_image, x) // [B, 1, 28, 28]
@@ -171,7 +171,7 @@ impl DiscriminatorConfig {
 impl Discriminator {
     /// Maps images `[B, C, 28, 28]` to logits `[B, 1]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.classify.forward(self.features(images)) // [B, 1]
+        linear(&self.classify, self.features(images)) // [B, 1]
     }
 
     /// The features the last layer classifies: images `[B, C, 28, 28]` -> `[B, 128 * 7 * 7]`

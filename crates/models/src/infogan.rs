@@ -16,6 +16,7 @@
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, log_softmax};
+use genmodels_kernels::nn::linear;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -195,12 +196,12 @@ impl InfoDiscriminator {
     pub fn forward(&self, images: Tensor<4>) -> InfoOutputs {
         let features = self.discriminator.features(images); // [B, 6272]
         let [batch, _] = features.dims();
-        let logits = self.discriminator.classify.forward(features.clone()); // [B, 1]
-        let h = self.q_hidden.forward(features); // [B, 128]
+        let logits = linear(&self.discriminator.classify, features.clone()); // [B, 1]
+        let h = linear(&self.q_hidden, features); // [B, 128]
         let [_, hidden] = h.dims();
         let h = self.q_norm.forward(h.reshape([batch, hidden, 1, 1])); // [B, 128, 1, 1]
         let h = leaky_relu(h.flatten(1, 3), LEAKY_SLOPE); // [B, 128]
-        let q = self.q_codes.forward(h); // [B, K + L]
+        let q = linear(&self.q_codes, h); // [B, K + L]
         InfoOutputs {
             logits,
             category_logits: q.clone().narrow(1, 0, self.categories), // [B, K]

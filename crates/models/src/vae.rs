@@ -24,7 +24,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{relu, sigmoid};
-use genmodels_kernels::nn::{conv_transpose2d, conv2d};
+use genmodels_kernels::nn::{conv_transpose2d, conv2d, linear};
 
 use crate::gan_loss::stable_softplus;
 use crate::image_source::{Drawn, ImageSource, PixelRange};
@@ -149,8 +149,8 @@ impl Encoder {
         let x = relu(conv2d(&self.downsample2, x)); // [B, 64, 7, 7]
         let (mu, log_var) = match (&self.hidden, &self.to_posterior, &self.to_spatial_posterior) {
             (Some(hidden), Some(to_posterior), None) => {
-                let x = relu(hidden.forward(x.flatten(1, 3))); // [B, 256]
-                let stats = to_posterior.forward(x); // [B, 2d]
+                let x = relu(linear(hidden, x.flatten(1, 3))); // [B, 256]
+                let stats = linear(to_posterior, x); // [B, 2d]
                 (
                     stats.clone().narrow(1, 0, self.latent_dim), // [B, d]
                     stats.narrow(1, self.latent_dim, self.latent_dim), // [B, d]
@@ -253,8 +253,8 @@ impl Decoder {
         let [batch, _] = z.dims();
         let x = match (&self.hidden, &self.project, &self.from_spatial) {
             (Some(hidden), Some(project), None) => {
-                let x = relu(hidden.forward(z)); // [B, 256]
-                let x = relu(project.forward(x)); // [B, 3136]
+                let x = relu(linear(hidden, z)); // [B, 256]
+                let x = relu(linear(project, x)); // [B, 3136]
                 x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]) // [B, 64, 7, 7]
             }
             (None, None, Some(from_spatial)) => {

@@ -33,7 +33,7 @@ use burn::tensor::Distribution;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::ops::ConvTransposeOptions;
 use genmodels_kernels::conv_transpose2d;
-use genmodels_kernels::nn::conv2d;
+use genmodels_kernels::nn::{conv2d, linear};
 
 use crate::layers::{conv_output_size, dcgan_downsample, dcgan_linear};
 
@@ -176,7 +176,7 @@ impl Critic {
         let x = leaky_relu(conv2d(&self.downsample2, x), LEAKY_SLOPE); // [B, 128, 7, 7]
         let features = mask(x, masks.map(|m| &m.second)).flatten(1, 3); // [B, 6272]
         CriticPass {
-            scores: self.score.forward(features.clone()), // [B, 1]
+            scores: linear(&self.score, features.clone()), // [B, 1]
             features,
         }
     }

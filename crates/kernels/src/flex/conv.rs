@@ -178,7 +178,7 @@ impl<'a> View<'a> {
 
 /// `dst [m, n] (row-major) = (accumulate ? dst : 0) + lhs [m, k] · rhs [k, n]`, through faer's
 /// matmul on all of rayon's threads.
-fn matmul(dst: &mut [f32], accumulate: bool, lhs: View<'_>, rhs: View<'_>) {
+pub(super) fn matmul(dst: &mut [f32], accumulate: bool, lhs: View<'_>, rhs: View<'_>) {
     matmul_on(faer::Par::rayon(0), dst, accumulate, lhs, rhs);
 }
 

@@ -14,10 +14,11 @@ use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 
 use crate::backend::{
-    ConvKind, ConvOperand, Convolution, KernelBackend, NormKind, NormStats, Normalization,
+    ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind, NormStats,
+    Normalization,
 };
 use crate::fallback;
-use conv::ConvGeometry;
+use conv::{ConvGeometry, View};
 use norm::{NormParams, NormShape};
 
 /// A contiguous f32 copy of `tensor` (the tensor itself when it already is one), or `None` for
@@ -162,6 +163,13 @@ fn carry(
     }
 }
 
+/// The matrix `m` (contiguous, 2-D) as a view, transposed or not.
+fn matrix_view(m: &FlexTensor, transposed: bool) -> View<'_> {
+    let [rows, cols] = dims::<2>(m);
+    let view = View::row_major(m.storage(), rows, cols);
+    if transposed { view.t() } else { view }
+}
+
 /// The parameters of `op` for the kernels, with `gamma` and `beta` the f32 copies of its γ and β.
 fn norm_params<'a>(
     op: &Normalization<Flex>,
@@ -285,6 +293,24 @@ impl KernelBackend for Flex {
             from_vec(dgamma, &channels),
             from_vec(dbeta, &channels),
         )
+    }
+
+    fn kernel_matmul(op: MatrixProduct<Self>) -> FloatTensor<Self> {
+        let matrices =
+            [&op.lhs, &op.rhs].map(|m| f32_data(m).filter(|m| m.layout().shape().num_dims() == 2));
+        let [Some(lhs), Some(rhs)] = matrices else {
+            return fallback::matmul::<Flex>(op);
+        };
+        let (lhs, rhs) = (
+            matrix_view(&lhs, op.transposed[0]),
+            matrix_view(&rhs, op.transposed[1]),
+        );
+        if lhs.cols != rhs.rows {
+            return fallback::matmul::<Flex>(op);
+        }
+        let mut product = vec![0.0f32; lhs.rows * rhs.cols];
+        conv::matmul(&mut product, false, lhs, rhs);
+        from_vec(product, &[lhs.rows, rhs.cols])
     }
 }
 

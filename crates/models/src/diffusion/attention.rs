@@ -5,7 +5,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use genmodels_kernels::Activation;
-use genmodels_kernels::nn::group_norm;
+use genmodels_kernels::nn::{group_norm, linear};
 
 /// `softmax(scale Q K^T + M) V` over the last two axes: `[..., N_q, d]`, `[..., N_k, d]`,
 /// `[..., N_k, d_v]` -> `[..., N_q, d_v]`.
@@ -54,11 +54,11 @@ impl SelfAttention2d {
         let [batch, channels, height, width] = x.dims();
         let h = group_norm(&self.norm, x.clone(), Activation::Identity); // [B, C, H, W]
         let h = h.reshape([batch, channels, height * width]).swap_dims(1, 2); // [B, HW, C]
-        let qkv = self.query_key_value.forward(h).chunk(3, 2); // 3 x [B, HW, C]
+        let qkv = linear(&self.query_key_value, h).chunk(3, 2); // 3 x [B, HW, C]
         let [q, k, v] = <[Tensor<3>; 3]>::try_from(qkv).expect("three chunks");
         let scale = 1.0 / (channels as f64).sqrt();
         let h = scaled_dot_product_attention(q, k, v, scale, false); // [B, HW, C]
-        let h = self.output.forward(h); // [B, HW, C]
+        let h = linear(&self.output, h); // [B, HW, C]
         let h = h.swap_dims(1, 2).reshape([batch, channels, height, width]); // [B, C, H, W]
         x + h
     }

@@ -24,6 +24,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
+use genmodels_kernels::nn::linear;
 use serde::{Deserialize, Serialize};
 
 use super::guidance::{Denoiser, Guidance, GuidanceError, denoise};
@@ -215,11 +216,11 @@ impl LatentDenoiser {
                 "an unconditional denoiser takes no labels"
             );
         }
-        let mut h = self.input.forward(z_t); // [B, h]
+        let mut h = linear(&self.input, z_t); // [B, h]
         for block in &self.blocks {
             h = block.forward(h, condition.clone()); // [B, h]
         }
-        self.output.forward(silu(self.out_norm.forward(h))) // [B, d]
+        linear(&self.output, silu(self.out_norm.forward(h))) // [B, d]
     }
 }
 
@@ -257,9 +258,9 @@ impl ResidualMlpBlock {
 
     /// `x: [B, h]`, `condition: [B, c]` -> `[B, h]`.
     fn forward(&self, x: Tensor<2>, condition: Tensor<2>) -> Tensor<2> {
-        let h = self.linear1.forward(silu(self.norm1.forward(x.clone()))); // [B, h]
-        let h = h + self.condition.forward(silu(condition)); // [B, h]
-        let h = self.linear2.forward(silu(self.norm2.forward(h))); // [B, h]
+        let h = linear(&self.linear1, silu(self.norm1.forward(x.clone()))); // [B, h]
+        let h = h + linear(&self.condition, silu(condition)); // [B, h]
+        let h = linear(&self.linear2, silu(self.norm2.forward(h))); // [B, h]
         x + h
     }
 }

@@ -20,7 +20,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use genmodels_kernels::Activation;
-use genmodels_kernels::nn::{conv2d, group_norm};
+use genmodels_kernels::nn::{conv2d, group_norm, linear};
 
 use super::attention::SelfAttention2d;
 use super::guidance::Denoiser;
@@ -312,7 +312,7 @@ impl TimeEmbedding {
     /// `t: [B]` -> `[B, 4 * dim]`.
     pub(crate) fn forward(&self, t: Tensor<1>) -> Tensor<2> {
         let e = sinusoidal_embedding(t, self.dim); // [B, 64]
-        self.second.forward(silu(self.first.forward(e))) // [B, 256]
+        linear(&self.second, silu(linear(&self.first, e))) // [B, 256]
     }
 }
 
@@ -345,7 +345,7 @@ impl ResidualBlock {
     fn forward(&self, x: Tensor<4>, time: Tensor<2>) -> Tensor<4> {
         let h = group_norm(&self.norm1, x.clone(), Activation::Silu); // [B, C_in, H, W]
         let h = conv2d(&self.conv1, h); // [B, C_out, H, W]
-        let time = self.time.forward(silu(time)); // [B, C_out]
+        let time = linear(&self.time, silu(time)); // [B, C_out]
         let h = h + time.unsqueeze_dims::<4>(&[2, 3]); // [B, C_out, H, W]
         let h = group_norm(&self.norm2, h, Activation::Silu); // [B, C_out, H, W]
         let h = conv2d(&self.conv2, h); // [B, C_out, H, W]
