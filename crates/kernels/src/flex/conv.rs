@@ -25,30 +25,44 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::shifted;
+use super::{channels_last, shifted};
 
 /// Floats of patch matrix per chunk (16 MiB): large enough for a wide GEMM, small enough to stay
 /// out of the way of the activations.
 const PATCH_BUDGET: usize = 4 << 20;
 
 thread_local! {
-    /// The patch matrix and the output-side matrix of the last call on this thread, kept for
-    /// the next one: reusing them saves an allocation of up to [`PATCH_BUDGET`] floats per
-    /// pass and the page faults of touching it afresh.
-    static SCRATCH: Cell<[Vec<f32>; 2]> = const { Cell::new([Vec::new(), Vec::new()]) };
+    /// The scratch buffers of the last call on this thread, kept for the next one: reusing them
+    /// saves an allocation of up to [`PATCH_BUDGET`] floats per pass and the page faults of
+    /// touching it afresh.
+    static SCRATCH: Cell<Vec<Vec<f32>>> = const { Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on two scratch buffers of at least `sizes` floats (contents unspecified: every
+/// Runs `f` on `N` scratch buffers of at least `sizes` floats (contents unspecified: every
 /// user overwrites what it reads). A nested call gets buffers of its own.
-pub(super) fn with_scratch<R>(sizes: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    let [mut first, mut second] = SCRATCH.take();
-    for (buffer, size) in [(&mut first, sizes[0]), (&mut second, sizes[1])] {
+pub(super) fn with_scratch<const N: usize, R>(
+    sizes: [usize; N],
+    f: impl FnOnce([&mut [f32]; N]) -> R,
+) -> R {
+    let mut buffers = SCRATCH.take();
+    if buffers.len() < N {
+        buffers.resize_with(N, Vec::new);
+    }
+    for (buffer, &size) in buffers.iter_mut().zip(&sizes) {
         if buffer.len() < size {
             buffer.resize(size, 0.0);
         }
     }
-    let result = f(&mut first[..sizes[0]], &mut second[..sizes[1]]);
-    SCRATCH.set([first, second]);
+    let result = {
+        let mut slices = buffers
+            .iter_mut()
+            .zip(sizes)
+            .map(|(b, size)| &mut b[..size]);
+        f(std::array::from_fn(|_| {
+            slices.next().expect("one buffer per size")
+        }))
+    };
+    SCRATCH.set(buffers);
     result
 }
 
@@ -92,7 +106,7 @@ impl ConvGeometry {
     }
 
     /// Samples per chunk of the batch.
-    fn chunk(&self) -> usize {
+    pub(super) fn chunk(&self) -> usize {
         (PATCH_BUDGET / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, self.batch.max(1))
     }
 
@@ -297,7 +311,14 @@ fn fold(g: &ConvGeometry, patches: &[f32], count: usize, fill: Option<&[f32]>, i
 }
 
 /// Copies the samples `first..first + count` of `y [batch, m, p]` into `matrix [m, count · p]`.
-fn gather(y: &[f32], m: usize, p: usize, first: usize, count: usize, matrix: &mut [f32]) {
+pub(super) fn gather(
+    y: &[f32],
+    m: usize,
+    p: usize,
+    first: usize,
+    count: usize,
+    matrix: &mut [f32],
+) {
     matrix[..m * count * p]
         .par_chunks_mut(count * p)
         .enumerate()
@@ -317,9 +338,12 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
     if shifted::applies(g) {
         return shifted::forward(g, images, weight, bias);
     }
+    if channels_last::applies(g) {
+        return channels_last::forward(g, images, weight, bias);
+    }
     let chunk = g.chunk();
     let mut out = vec![0.0f32; batch * m * p];
-    with_scratch([r * chunk * p, m * chunk * p], |patches, product| {
+    with_scratch([r * chunk * p, m * chunk * p], |[patches, product]| {
         for first in (0..batch).step_by(chunk) {
             let count = chunk.min(batch - first);
             let columns = count * p;
@@ -330,18 +354,30 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
                 View::row_major(weight, m, r),
                 View::row_major(&patches[..r * columns], r, columns),
             );
-            // [m, count · p] -> [count, m, p], adding the bias on the way.
-            out[first * m * p..(first + count) * m * p]
-                .par_chunks_mut(p)
-                .enumerate()
-                .for_each(|(index, dst)| {
-                    let (n, row) = (index / m, index % m);
-                    let src = &product[row * columns + n * p..][..p];
-                    add_bias(dst, src, bias.map_or(0.0, |b| b[row]));
-                });
+            scatter(product, m, p, count, bias, &mut out[first * m * p..]);
         }
     });
     out
+}
+
+/// `product [m, count · p]` moved to `out [count, m, p]`, adding `bias [m]` on the way.
+pub(super) fn scatter(
+    product: &[f32],
+    m: usize,
+    p: usize,
+    count: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let columns = count * p;
+    out[..count * m * p]
+        .par_chunks_mut(p)
+        .enumerate()
+        .for_each(|(index, dst)| {
+            let (n, row) = (index / m, index % m);
+            let src = &product[row * columns + n * p..][..p];
+            add_bias(dst, src, bias.map_or(0.0, |b| b[row]));
+        });
 }
 
 /// `dst = src + bias`, element by element: a GEMM's output moved to its place with the bias.
@@ -361,9 +397,12 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
     if shifted::applies(g) {
         return shifted::weight_grad(g, images, output_grad);
     }
+    if channels_last::applies(g) {
+        return channels_last::weight_grad(g, images, output_grad);
+    }
     let chunk = g.chunk();
     let mut grad = vec![0.0f32; m * r];
-    with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
+    with_scratch([r * chunk * p, m * chunk * p], |[patches, rows]| {
         for (index, first) in (0..batch).step_by(chunk).enumerate() {
             let count = chunk.min(batch - first);
             let columns = count * p;
@@ -389,9 +428,12 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
     if shifted::applies_to_image_grad(g) {
         return shifted::image_grad(g, weight, dy, bias);
     }
+    if channels_last::applies(g) {
+        return channels_last::image_grad(g, weight, dy, bias);
+    }
     let chunk = g.chunk();
     let mut images = vec![0.0f32; batch * g.image_len()];
-    with_scratch([r * chunk * p, m * chunk * p], |patches, rows| {
+    with_scratch([r * chunk * p, m * chunk * p], |[patches, rows]| {
         for first in (0..batch).step_by(chunk) {
             let count = chunk.min(batch - first);
             let columns = count * p;

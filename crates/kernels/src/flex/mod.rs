@@ -2,6 +2,7 @@
 //! dtypes, grouped or dilated convolutions) goes to burn's own ops, like every other backend.
 
 pub mod activation;
+pub mod channels_last;
 pub mod conv;
 pub mod norm;
 pub mod shifted;

@@ -161,41 +161,45 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
     let by_tap = weights_by_tap(weight, taps);
     let group = grid.group_columns();
     let mut out = vec![0.0f32; batch * m * oh * ow];
-    with_scratch([c * grid.row_stride(), m * grid.columns], |padded, wide| {
-        pad(g, &grid, images, padded);
-        // wide: one [m, columns of the group] block after another.
-        wide.par_chunks_mut(m * group)
-            .enumerate()
-            .for_each(|(index, block)| {
-                let columns = block.len() / m;
-                for tap in 0..taps {
-                    matmul_on(
-                        faer::Par::Seq,
-                        block,
-                        tap > 0,
-                        View::row_major(&by_tap[tap * m * c..][..m * c], m, c),
-                        grid.shifted(g, padded, tap, index * group, columns),
-                    );
-                }
-            });
-        let wide = &*wide;
-        out.par_chunks_mut(oh * ow)
-            .enumerate()
-            .for_each(|(index, plane)| {
-                let (n, o) = (index / m, index % m);
-                let (group_index, within) = (n / grid.images_per_group, n % grid.images_per_group);
-                let block = &wide[group_index * m * group..];
-                let columns = (grid.columns - group_index * group).min(group);
-                let image = &block[o * columns + within * grid.per_image..][..grid.per_image];
-                let shift = bias.map_or(0.0, |b| b[o]);
-                for (dst, src) in plane
-                    .chunks_exact_mut(ow)
-                    .zip(image.chunks_exact(grid.width))
-                {
-                    add_bias(dst, src, shift);
-                }
-            });
-    });
+    with_scratch(
+        [c * grid.row_stride(), m * grid.columns],
+        |[padded, wide]| {
+            pad(g, &grid, images, padded);
+            // wide: one [m, columns of the group] block after another.
+            wide.par_chunks_mut(m * group)
+                .enumerate()
+                .for_each(|(index, block)| {
+                    let columns = block.len() / m;
+                    for tap in 0..taps {
+                        matmul_on(
+                            faer::Par::Seq,
+                            block,
+                            tap > 0,
+                            View::row_major(&by_tap[tap * m * c..][..m * c], m, c),
+                            grid.shifted(g, padded, tap, index * group, columns),
+                        );
+                    }
+                });
+            let wide = &*wide;
+            out.par_chunks_mut(oh * ow)
+                .enumerate()
+                .for_each(|(index, plane)| {
+                    let (n, o) = (index / m, index % m);
+                    let (group_index, within) =
+                        (n / grid.images_per_group, n % grid.images_per_group);
+                    let block = &wide[group_index * m * group..];
+                    let columns = (grid.columns - group_index * group).min(group);
+                    let image = &block[o * columns + within * grid.per_image..][..grid.per_image];
+                    let shift = bias.map_or(0.0, |b| b[o]);
+                    for (dst, src) in plane
+                        .chunks_exact_mut(ow)
+                        .zip(image.chunks_exact(grid.width))
+                    {
+                        add_bias(dst, src, shift);
+                    }
+                });
+        },
+    );
     out
 }
 
@@ -207,53 +211,56 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
     let [oh, ow] = g.output;
     let grid = Grid::new(g);
     let group = grid.group_columns();
-    let by_tap = with_scratch([c * grid.row_stride(), m * grid.columns], |padded, wide| {
-        pad(g, &grid, images, padded);
-        // dY on the padded grid, zero on the dropped columns, in blocks as in `forward`.
-        wide.par_chunks_mut(m * group)
-            .enumerate()
-            .for_each(|(index, block)| {
-                let columns = block.len() / m;
-                let first = index * grid.images_per_group;
-                for (o, row) in block.chunks_exact_mut(columns).enumerate() {
-                    for (i, image) in row.chunks_exact_mut(grid.per_image).enumerate() {
-                        image.fill(0.0);
-                        let plane = &output_grad[((first + i) * m + o) * oh * ow..][..oh * ow];
-                        for (dst, src) in image
-                            .chunks_exact_mut(grid.width)
-                            .zip(plane.chunks_exact(ow))
-                        {
-                            dst[..ow].copy_from_slice(src);
+    let by_tap = with_scratch(
+        [c * grid.row_stride(), m * grid.columns],
+        |[padded, wide]| {
+            pad(g, &grid, images, padded);
+            // dY on the padded grid, zero on the dropped columns, in blocks as in `forward`.
+            wide.par_chunks_mut(m * group)
+                .enumerate()
+                .for_each(|(index, block)| {
+                    let columns = block.len() / m;
+                    let first = index * grid.images_per_group;
+                    for (o, row) in block.chunks_exact_mut(columns).enumerate() {
+                        for (i, image) in row.chunks_exact_mut(grid.per_image).enumerate() {
+                            image.fill(0.0);
+                            let plane = &output_grad[((first + i) * m + o) * oh * ow..][..oh * ow];
+                            for (dst, src) in image
+                                .chunks_exact_mut(grid.width)
+                                .zip(plane.chunks_exact(ow))
+                            {
+                                dst[..ow].copy_from_slice(src);
+                            }
                         }
                     }
-                }
-            });
-        let wide = &*wide;
-        let padded = &*padded;
-        wide.par_chunks(m * group)
-            .enumerate()
-            .fold(
-                || vec![0.0f32; taps * m * c],
-                |mut sum, (index, block)| {
-                    let columns = block.len() / m;
-                    for tap in 0..taps {
-                        matmul_on(
-                            faer::Par::Seq,
-                            &mut sum[tap * m * c..][..m * c],
-                            true,
-                            View::row_major(block, m, columns),
-                            grid.shifted(g, padded, tap, index * group, columns).t(),
-                        );
-                    }
-                    sum
-                },
-            )
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            })
-            .unwrap_or_else(|| vec![0.0f32; taps * m * c])
-    });
+                });
+            let wide = &*wide;
+            let padded = &*padded;
+            wide.par_chunks(m * group)
+                .enumerate()
+                .fold(
+                    || vec![0.0f32; taps * m * c],
+                    |mut sum, (index, block)| {
+                        let columns = block.len() / m;
+                        for tap in 0..taps {
+                            matmul_on(
+                                faer::Par::Seq,
+                                &mut sum[tap * m * c..][..m * c],
+                                true,
+                                View::row_major(block, m, columns),
+                                grid.shifted(g, padded, tap, index * group, columns).t(),
+                            );
+                        }
+                        sum
+                    },
+                )
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                })
+                .unwrap_or_else(|| vec![0.0f32; taps * m * c])
+        },
+    );
     // [kh · kw, m, c] -> [m, c, kh · kw]
     let mut grad = vec![0.0f32; m * c * taps];
     for (row, values) in grad.chunks_exact_mut(taps).enumerate() {
