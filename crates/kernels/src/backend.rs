@@ -151,6 +151,21 @@ pub trait KernelBackend: Backend {
         fallback::norm_backward::<Self>(norm, stats, output_grad)
     }
 
+    /// `activation(x)`, element by element.
+    fn kernel_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
+        fallback::activation::<Self>(x, activation)
+    }
+
+    /// `output_grad · activation'(x)`: the gradient of [`kernel_activation`](Self::kernel_activation)
+    /// at `x`.
+    fn kernel_activation_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        activation: Activation,
+    ) -> FloatTensor<Self> {
+        fallback::activation_backward::<Self>(x, output_grad, activation)
+    }
+
     /// The matrix product, as `float_matmul` of the operands (transposed where asked).
     fn kernel_matmul(#[extension_type] product: MatrixProduct<Self>) -> FloatTensor<Self> {
         fallback::matmul::<Self>(product)
@@ -208,6 +223,23 @@ impl<B: KernelBackend> Backward<B, 3> for NormBackward {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
             }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ActivationBackward;
+
+impl<B: KernelBackend> Backward<B, 1> for ActivationBackward {
+    /// The input and the activation.
+    type State = (FloatTensor<B>, Activation);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, activation) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::kernel_activation_backward(x, grad, activation));
         }
     }
 }
@@ -300,6 +332,21 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
             spread: constant(stats.spread),
         };
         (output, stats)
+    }
+
+    fn kernel_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
+        let prep = ActivationBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let x = x.into_primitive();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let y = B::kernel_activation(x.clone(), activation);
+                prep.finish((x, activation), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::kernel_activation(x, activation)),
+        }
     }
 
     fn kernel_matmul(product: MatrixProduct<Self>) -> FloatTensor<Self> {

@@ -10,6 +10,7 @@
 //!   ([`flex::conv`] has the algebra);
 //! - [`matmul`] and [`linear`]: the matrix product and its two gradients as one GEMM each, on
 //!   the GEMM the convolutions use;
+//! - [`activate`]: ReLU, LeakyReLU and SiLU in one pass each way;
 //! - [`batch_norm_train`] and [`group_norm`]: the normalisation fused with the activation after
 //!   it (ReLU, LeakyReLU, SiLU), one pass for the statistics and one for the output, the same
 //!   backward ([`flex::norm`]).
@@ -130,6 +131,15 @@ fn convolve(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, kind: Conv
         kind,
     };
     Tensor::from_dispatch(Dispatch::kernel_conv(conv, bias.into_dispatch()))
+}
+
+/// `activation(x)`, element by element, with its gradient in one pass (burn's ReLU and
+/// LeakyReLU take three passes each way, through a mask).
+pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    if activation == Activation::Identity {
+        return x;
+    }
+    Tensor::from_dispatch(Dispatch::kernel_activation(x.into_dispatch(), activation))
 }
 
 /// The matrix product `lhs [m, k] · rhs [k, n]`: the same function as `Tensor::matmul` for

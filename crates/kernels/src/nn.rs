@@ -62,7 +62,7 @@ pub fn batch_norm<const D: usize>(
     activation: Activation,
 ) -> Tensor<D> {
     if !(x.device().is_autodiff() && layer.training.is_enabled()) {
-        return activate(layer.forward(x), activation);
+        return crate::activate(layer.forward(x), activation);
     }
     let device = x.device();
     let result = crate::batch_norm_train(
@@ -106,17 +106,6 @@ pub fn group_norm<const D: usize>(
         None => Tensor::zeros([channels], &device),
     };
     crate::group_norm(x, gamma, beta, layer.num_groups, layer.epsilon, activation).output
-}
-
-/// `activation(x)` through burn's tensor ops.
-fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
-    use burn::tensor::activation::{leaky_relu, relu, silu};
-    match activation {
-        Activation::Identity => x,
-        Activation::Relu => relu(x),
-        Activation::LeakyRelu(slope) => leaky_relu(x, slope),
-        Activation::Silu => silu(x),
-    }
 }
 
 /// The (before, after) zero padding of each axis, as burn's `Conv2d` computes it

@@ -502,3 +502,38 @@ fn matmul_of_transposed_views_matches_burn() {
         );
     }
 }
+
+#[test]
+fn activations_and_their_gradients_match_burn() {
+    for (device_name, device) in devices() {
+        // After the DCGAN discriminator's first convolution, a hidden layer, and odd sizes.
+        for shape in [[16, 64, 14, 14], [3, 256, 1, 1], [2, 3, 5, 7]] {
+            let x = random(shape, &device);
+            let r = random(shape, &device);
+            for activation in [
+                Activation::Relu,
+                Activation::LeakyRelu(0.2),
+                Activation::Silu,
+            ] {
+                let run = |ours: bool| {
+                    let x = x.clone().autodiff().require_grad();
+                    let y = match (ours, activation) {
+                        (true, _) => genmodels_kernels::activate(x.clone(), activation),
+                        (false, Activation::Relu) => burn::tensor::activation::relu(x.clone()),
+                        (false, Activation::LeakyRelu(slope)) => {
+                            burn::tensor::activation::leaky_relu(x.clone(), slope)
+                        }
+                        (false, _) => burn::tensor::activation::silu(x.clone()),
+                    };
+                    let grads = (y.clone() * r.clone().autodiff()).sum().backward();
+                    vec![
+                        ("output", y.inner().into_data()),
+                        ("input gradient", x.grad(&grads).expect("input").into_data()),
+                    ]
+                };
+                let what = |t: &str| format!("{activation:?} on {shape:?} on {device_name}: {t}");
+                compare_runs(what, run);
+            }
+        }
+    }
+}

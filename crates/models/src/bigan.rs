@@ -19,8 +19,8 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
 use genmodels_kernels::nn::linear;
+use genmodels_kernels::{Activation, activate};
 
 use crate::dcgan::{BASE_SIDE, downsample_features};
 use crate::gan_loss::discriminator_loss;
@@ -167,9 +167,15 @@ impl JointDiscriminator {
             &self.downsample2_norm,
             images,
         ); // [B, 6272]
-        let latent_features = leaky_relu(linear(&self.latent_hidden, latent), LEAKY_SLOPE); // [B, 512]
+        let latent_features = activate(
+            linear(&self.latent_hidden, latent),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        ); // [B, 512]
         let joint = Tensor::cat(vec![image_features, latent_features], 1); // [B, 6784]
-        let joint = leaky_relu(linear(&self.joint_hidden, joint), LEAKY_SLOPE); // [B, 1024]
+        let joint = activate(
+            linear(&self.joint_hidden, joint),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        ); // [B, 1024]
         linear(&self.classify, self.dropout.forward(joint)) // [B, 1]
     }
 }

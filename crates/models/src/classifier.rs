@@ -15,9 +15,8 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::relu;
-use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{batch_norm, conv2d, linear};
+use genmodels_kernels::{Activation, activate};
 
 /// Side of the image after the two 2x2 poolings: 28 -> 14 -> 7.
 const POOLED_SIDE: usize = 7;
@@ -87,7 +86,7 @@ impl Classifier {
         let x = batch_norm(&self.norm2, conv2d(&self.conv2, x), Activation::Relu); // [B, 32, 14, 14]
         let x = self.pool.forward(x); // [B, 32, 7, 7]
         let x = self.dropout.forward(x.flatten(1, 3)); // [B, 1568]
-        relu(linear(&self.hidden, x)) // [B, 128]
+        activate(linear(&self.hidden, x), Activation::Relu) // [B, 128]
     }
 
     /// Class logits from features: `[B, 128]` -> `[B, 10]`.

@@ -18,10 +18,10 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::ops::PadMode;
-use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{conv_transpose2d, conv2d, group_norm};
+use genmodels_kernels::{Activation, activate};
 
 use crate::layers::{dcgan_weight_init, downsample_config};
 use crate::pytorch::PytorchNames;
@@ -231,7 +231,10 @@ impl PatchDiscriminatorConfig {
 impl PatchDiscriminator {
     /// Images `[B, C, 28, 28]` -> patch scores `[B, 1, 7, 7]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = leaky_relu(conv2d(&self.down1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = activate(
+            conv2d(&self.down1, images),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        ); // [B, 64, 14, 14]
         let x = conv2d(&self.down2, x); // [B, 128, 7, 7]
         let x = group_norm(&self.down2_norm, x, Activation::LeakyRelu(LEAKY_SLOPE)); // [B, 128, 7, 7]
         conv2d(&self.score, x) // [B, 1, 7, 7]

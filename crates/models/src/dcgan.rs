@@ -10,9 +10,9 @@
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, tanh};
-use genmodels_kernels::Activation;
+use burn::tensor::activation::tanh;
 use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d, linear};
+use genmodels_kernels::{Activation, activate};
 
 use crate::image_source::{Drawn, ImageSource, PixelRange};
 use crate::layers::{dcgan_batch_norm, dcgan_downsample, dcgan_linear, dcgan_upsample};
@@ -200,7 +200,10 @@ pub(crate) fn downsample_features(
     downsample2_norm: &BatchNorm,
     images: Tensor<4>,
 ) -> Tensor<2> {
-    let x = leaky_relu(conv2d(downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+    let x = activate(
+        conv2d(downsample1, images),
+        Activation::LeakyRelu(LEAKY_SLOPE),
+    ); // [B, 64, 14, 14]
     let x = conv2d(downsample2, x); // [B, 128, 7, 7]
     let x = batch_norm(downsample2_norm, x, Activation::LeakyRelu(LEAKY_SLOPE)); // [B, 128, 7, 7]
     x.flatten(1, 3) // [B, 6272]

@@ -15,8 +15,9 @@
 
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, log_softmax};
+use burn::tensor::activation::log_softmax;
 use genmodels_kernels::nn::linear;
+use genmodels_kernels::{Activation, activate};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -200,7 +201,7 @@ impl InfoDiscriminator {
         let h = linear(&self.q_hidden, features); // [B, 128]
         let [_, hidden] = h.dims();
         let h = self.q_norm.forward(h.reshape([batch, hidden, 1, 1])); // [B, 128, 1, 1]
-        let h = leaky_relu(h.flatten(1, 3), LEAKY_SLOPE); // [B, 128]
+        let h = activate(h.flatten(1, 3), Activation::LeakyRelu(LEAKY_SLOPE)); // [B, 128]
         let q = linear(&self.q_codes, h); // [B, K + L]
         InfoOutputs {
             logits,

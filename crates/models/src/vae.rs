@@ -23,8 +23,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use genmodels_kernels::nn::{conv_transpose2d, conv2d, linear};
+use genmodels_kernels::{Activation, activate};
 
 use crate::gan_loss::stable_softplus;
 use crate::image_source::{Drawn, ImageSource, PixelRange};
@@ -145,11 +146,11 @@ impl Encoder {
     /// Maps images `[B, 1, 28, 28]` in [0, 1] to the posterior's mean and log-variance, each
     /// `[B, d]` (a spatial code flattened channel by channel).
     pub fn forward(&self, images: Tensor<4>) -> Posterior {
-        let x = relu(conv2d(&self.downsample1, images)); // [B, 32, 14, 14]
-        let x = relu(conv2d(&self.downsample2, x)); // [B, 64, 7, 7]
+        let x = activate(conv2d(&self.downsample1, images), Activation::Relu); // [B, 32, 14, 14]
+        let x = activate(conv2d(&self.downsample2, x), Activation::Relu); // [B, 64, 7, 7]
         let (mu, log_var) = match (&self.hidden, &self.to_posterior, &self.to_spatial_posterior) {
             (Some(hidden), Some(to_posterior), None) => {
-                let x = relu(linear(hidden, x.flatten(1, 3))); // [B, 256]
+                let x = activate(linear(hidden, x.flatten(1, 3)), Activation::Relu); // [B, 256]
                 let stats = linear(to_posterior, x); // [B, 2d]
                 (
                     stats.clone().narrow(1, 0, self.latent_dim), // [B, d]
@@ -253,18 +254,18 @@ impl Decoder {
         let [batch, _] = z.dims();
         let x = match (&self.hidden, &self.project, &self.from_spatial) {
             (Some(hidden), Some(project), None) => {
-                let x = relu(linear(hidden, z)); // [B, 256]
-                let x = relu(linear(project, x)); // [B, 3136]
+                let x = activate(linear(hidden, z), Activation::Relu); // [B, 256]
+                let x = activate(linear(project, x), Activation::Relu); // [B, 3136]
                 x.reshape([batch, self.base_channels, BASE_SIDE, BASE_SIDE]) // [B, 64, 7, 7]
             }
             (None, None, Some(from_spatial)) => {
                 let [channels, side, _] = self.code_shape();
                 let z = z.reshape([batch, channels, side, side]); // [B, C, 7, 7]
-                relu(conv2d(from_spatial, z)) // [B, 64, 7, 7]
+                activate(conv2d(from_spatial, z), Activation::Relu) // [B, 64, 7, 7]
             }
             _ => unreachable!("DecoderConfig::init builds one head"),
         };
-        let x = relu(conv_transpose2d(&self.upsample, x)); // [B, 32, 14, 14]
+        let x = activate(conv_transpose2d(&self.upsample, x), Activation::Relu); // [B, 32, 14, 14]
         conv_transpose2d(&self.to_logits, x) // [B, 1, 28, 28]
     }
 

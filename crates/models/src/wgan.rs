@@ -34,6 +34,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::ops::ConvTransposeOptions;
 use genmodels_kernels::conv_transpose2d;
 use genmodels_kernels::nn::{conv2d, linear};
+use genmodels_kernels::{Activation, activate};
 
 use crate::layers::{conv_output_size, dcgan_downsample, dcgan_linear};
 
@@ -171,9 +172,15 @@ impl Critic {
             Some(mask) => h * mask.clone(),
             None => h,
         };
-        let x = leaky_relu(conv2d(&self.downsample1, images), LEAKY_SLOPE); // [B, 64, 14, 14]
+        let x = activate(
+            conv2d(&self.downsample1, images),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        ); // [B, 64, 14, 14]
         let x = mask(x, masks.map(|m| &m.first)); // [B, 64, 14, 14]
-        let x = leaky_relu(conv2d(&self.downsample2, x), LEAKY_SLOPE); // [B, 128, 7, 7]
+        let x = activate(
+            conv2d(&self.downsample2, x),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        ); // [B, 128, 7, 7]
         let features = mask(x, masks.map(|m| &m.second)).flatten(1, 3); // [B, 6272]
         CriticPass {
             scores: linear(&self.score, features.clone()), // [B, 1]

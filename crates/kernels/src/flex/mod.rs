@@ -14,6 +14,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 
+use crate::Activation;
 use crate::backend::{
     ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind, NormStats,
     Normalization,
@@ -21,6 +22,11 @@ use crate::backend::{
 use crate::fallback;
 use conv::{ConvGeometry, View};
 use norm::{NormParams, NormShape};
+use rayon::prelude::*;
+
+/// Floats per task of an element-wise pass: large enough that a task outweighs its
+/// scheduling, small enough that both cores get work from a 7x7 feature map's batch.
+const ELEMENTWISE_CHUNK: usize = 1 << 15;
 
 /// A contiguous f32 copy of `tensor` (the tensor itself when it already is one), or `None` for
 /// another dtype.
@@ -294,6 +300,31 @@ impl KernelBackend for Flex {
             from_vec(dgamma, &channels),
             from_vec(dbeta, &channels),
         )
+    }
+
+    fn kernel_activation(x: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
+        let Some(data) = f32_data(&x) else {
+            return fallback::activation::<Flex>(x, act);
+        };
+        let mut y = data.storage::<f32>().to_vec();
+        y.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .for_each(|chunk| activation::apply(act, chunk));
+        from_vec(y, &data.layout().shape().to_vec())
+    }
+
+    fn kernel_activation_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        act: Activation,
+    ) -> FloatTensor<Self> {
+        let (Some(z), Some(grad)) = (f32_data(&x), f32_data(&output_grad)) else {
+            return fallback::activation_backward::<Flex>(x, output_grad, act);
+        };
+        let mut dz = z.storage::<f32>().to_vec();
+        dz.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(grad.storage::<f32>().par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(chunk, grad)| activation::backward(act, chunk, grad));
+        from_vec(dz, &z.layout().shape().to_vec())
     }
 
     fn kernel_matmul(op: MatrixProduct<Self>) -> FloatTensor<Self> {

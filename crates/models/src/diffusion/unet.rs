@@ -16,11 +16,10 @@ use burn::nn::{
     Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use genmodels_kernels::Activation;
 use genmodels_kernels::nn::{conv2d, group_norm, linear};
+use genmodels_kernels::{Activation, activate};
 
 use super::attention::SelfAttention2d;
 use super::guidance::Denoiser;
@@ -312,7 +311,10 @@ impl TimeEmbedding {
     /// `t: [B]` -> `[B, 4 * dim]`.
     pub(crate) fn forward(&self, t: Tensor<1>) -> Tensor<2> {
         let e = sinusoidal_embedding(t, self.dim); // [B, 64]
-        linear(&self.second, silu(linear(&self.first, e))) // [B, 256]
+        linear(
+            &self.second,
+            activate(linear(&self.first, e), Activation::Silu),
+        ) // [B, 256]
     }
 }
 
@@ -345,7 +347,7 @@ impl ResidualBlock {
     fn forward(&self, x: Tensor<4>, time: Tensor<2>) -> Tensor<4> {
         let h = group_norm(&self.norm1, x.clone(), Activation::Silu); // [B, C_in, H, W]
         let h = conv2d(&self.conv1, h); // [B, C_out, H, W]
-        let time = linear(&self.time, silu(time)); // [B, C_out]
+        let time = linear(&self.time, activate(time, Activation::Silu)); // [B, C_out]
         let h = h + time.unsqueeze_dims::<4>(&[2, 3]); // [B, C_out, H, W]
         let h = group_norm(&self.norm2, h, Activation::Silu); // [B, C_out, H, W]
         let h = conv2d(&self.conv2, h); // [B, C_out, H, W]
