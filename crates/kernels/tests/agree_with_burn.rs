@@ -134,7 +134,18 @@ fn conv_cases() -> Vec<ConvCase> {
             [(1, 1); 2],
             false,
         ),
-        // The U-Net: 3x3 same convolutions, 1x1 skips, strided downsampling.
+        // The U-Net: 3x3 same convolutions (at 28x28 the shifted-GEMM form, below it the
+        // channels-last patch matrix), 1x1 skips, strided downsampling.
+        case(
+            "unet-3x3-28",
+            2,
+            [32, 32],
+            [28, 28],
+            [3, 3],
+            [1, 1],
+            [(1, 1); 2],
+            true,
+        ),
         case(
             "unet-3x3",
             3,

@@ -298,6 +298,7 @@ mod tests {
             g(17, [7, 9], [3, 3], [2, 2], [1, 1]),   // a stride-2 3x3, odd sizes
             g(16, [11, 8], [5, 3], [3, 1], [2, 0]),  // uneven kernel and stride
             g(20, [6, 5], [1, 1], [1, 1], [0, 0]),   // a 1x1 convolution
+            g(16, [7, 7], [3, 3], [1, 1], [1, 1]),   // the U-Net's 3x3 at 7x7
             g(16, [4, 4], [4, 4], [2, 2], [3, 3]),   // padding wider than the stride
         ]
     }
