@@ -6,8 +6,9 @@
 //! through about a dozen separate tensor passes. This crate gives each of those one kernel:
 //!
 //! - [`conv2d`] and [`conv_transpose2d`]: forward pass, input gradient and weight gradient as one
-//!   GEMM each over unfolded patches, several samples per GEMM, packing in parallel
-//!   ([`flex::conv`] has the algebra);
+//!   GEMM each: over the shifted padded images ([`flex::shifted`]), over a channels-last patch
+//!   matrix ([`flex::channels_last`]) or over classic unfolded patches ([`flex::conv`], which has
+//!   the algebra and picks the form);
 //! - [`matmul`] and [`linear`]: the matrix product and its two gradients as one GEMM each, on
 //!   the GEMM the convolutions use;
 //! - [`activate`]: ReLU, LeakyReLU and SiLU in one pass each way;
@@ -18,7 +19,8 @@
 //! On every other backend (ndarray, wgpu, cuda) the same functions run burn's own ops, so a
 //! network computes the same numbers everywhere. On an autodiff device each function is one node
 //! of the graph with a hand-written backward pass that calls the inner backend's gradient
-//! kernels. [`nn`] applies them to burn's `Conv2d`, `ConvTranspose2d` and `BatchNorm` modules,
+//! kernels. [`nn`] applies them to burn's `Linear`, `Conv2d`, `ConvTranspose2d`, `BatchNorm` and
+//! `GroupNorm` modules,
 //! so that networks keep their modules (and their records) and only change the call.
 
 mod backend;
