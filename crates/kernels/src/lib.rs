@@ -20,8 +20,8 @@
 //! network computes the same numbers everywhere. On an autodiff device each function is one node
 //! of the graph with a hand-written backward pass that calls the inner backend's gradient
 //! kernels. [`nn`] applies them to burn's `Linear`, `Conv2d`, `ConvTranspose2d`, `BatchNorm` and
-//! `GroupNorm` modules,
-//! so that networks keep their modules (and their records) and only change the call.
+//! `GroupNorm` modules, so that networks keep their modules (and their records) and only change
+//! the call.
 
 mod backend;
 mod fallback;

@@ -67,32 +67,17 @@ fn from_channels_last(
         });
 }
 
-/// The weights `[m, c, kh · kw]` as `[m, kh · kw, c]`.
-fn weights_channels_last(weight: &[f32], c: usize, taps: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; weight.len()];
+/// Each `[rows, cols]` block of `blocks` transposed to `[cols, rows]`: the weights `[m, c, kh ·
+/// kw]` as `[m, kh · kw, c]` (rows = c), and back (rows = kh · kw).
+fn transpose_blocks(blocks: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; blocks.len()];
     for (dst, src) in out
-        .chunks_exact_mut(c * taps)
-        .zip(weight.chunks_exact(c * taps))
+        .chunks_exact_mut(rows * cols)
+        .zip(blocks.chunks_exact(rows * cols))
     {
-        for (channel, values) in src.chunks_exact(taps).enumerate() {
-            for (tap, v) in values.iter().enumerate() {
-                dst[tap * c + channel] = *v;
-            }
-        }
-    }
-    out
-}
-
-/// The weights `[m, kh · kw, c]` back as `[m, c, kh · kw]`.
-fn weights_channels_first(weight: &[f32], c: usize, taps: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; weight.len()];
-    for (dst, src) in out
-        .chunks_exact_mut(c * taps)
-        .zip(weight.chunks_exact(c * taps))
-    {
-        for (tap, values) in src.chunks_exact(c).enumerate() {
-            for (channel, v) in values.iter().enumerate() {
-                dst[channel * taps + tap] = *v;
+        for (r, line) in src.chunks_exact(cols).enumerate() {
+            for (c, v) in line.iter().enumerate() {
+                dst[c * rows + r] = *v;
             }
         }
     }
@@ -180,7 +165,7 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
         g.out_pixels(),
     );
     let plane = g.image[0] * g.image[1];
-    let weight = weights_channels_last(weight, c, g.kernel[0] * g.kernel[1]);
+    let weight = transpose_blocks(weight, c, g.kernel[0] * g.kernel[1]);
     let chunk = g.chunk();
     let mut out = vec![0.0f32; batch * m * p];
     let sizes = [chunk * g.image_len(), r * chunk * p, m * chunk * p];
@@ -232,7 +217,7 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
             );
         }
     });
-    weights_channels_first(&grad, c, g.kernel[0] * g.kernel[1])
+    transpose_blocks(&grad, g.kernel[0] * g.kernel[1], c)
 }
 
 /// `x [batch, channels, h, w] = fold(Wᵀ · dY_n) (+ bias [channels])`.
@@ -245,7 +230,7 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
         g.out_pixels(),
     );
     let plane = g.image[0] * g.image[1];
-    let weight = weights_channels_last(weight, c, g.kernel[0] * g.kernel[1]);
+    let weight = transpose_blocks(weight, c, g.kernel[0] * g.kernel[1]);
     let chunk = g.chunk();
     let mut images = vec![0.0f32; batch * g.image_len()];
     let sizes = [chunk * g.image_len(), r * chunk * p, m * chunk * p];
@@ -271,7 +256,7 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex::conv::tests::{direct, dot, operands};
+    use crate::flex::conv::tests::{assert_adjoint, assert_matches_direct, operands};
 
     /// The strided and padded geometries of the project's networks (small batches), and odd ones.
     fn geometries() -> Vec<ConvGeometry> {
@@ -307,37 +292,18 @@ mod tests {
     fn channels_last_forward_matches_the_direct_convolution() {
         for g in geometries() {
             assert!(applies(&g));
-            let [x, w, _] = operands(&g, [11, 12, 0]);
-            let bias: Vec<f32> = (0..g.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
-            let expected = direct(&g, &x, &w);
-            let got = forward(&g, &x, &w, Some(&bias));
-            let p = g.out_pixels();
-            for (i, (e, v)) in expected.iter().zip(&got).enumerate() {
-                let e = e + bias[(i / p) % g.out_channels];
-                assert!(
-                    (e - v).abs() <= 1e-5 * (1.0 + e.abs()),
-                    "{g:?} at {i}: {e} vs {v}"
-                );
-            }
+            assert_matches_direct(&g, forward, [11, 12, 10]);
         }
     }
 
-    /// `<dY, conv(x, W)> = <fold(Wᵀ·dY), x> = <dW(x, dY), W>`, and the bias of the input
-    /// gradient is added once per pixel.
+    /// The three passes are adjoint, and the bias of the input gradient is added once per
+    /// pixel.
     #[test]
     fn channels_last_gradients_are_the_adjoints_of_the_forward_pass() {
         for g in geometries() {
-            let [x, w, dy] = operands(&g, [13, 14, 15]);
-            let y = forward(&g, &x, &w, None);
+            assert_adjoint(&g, (forward, image_grad, weight_grad), [13, 14, 15]);
+            let [_, w, dy] = operands(&g, [13, 14, 15]);
             let dx = image_grad(&g, &w, &dy, None);
-            let dw = weight_grad(&g, &x, &dy);
-            let reference = dot(&dy, &y);
-            for other in [dot(&dx, &x), dot(&dw, &w)] {
-                assert!(
-                    (reference - other).abs() <= 1e-4 * (1.0 + reference.abs()),
-                    "{g:?}: {reference} vs {other}"
-                );
-            }
             let fill: Vec<f32> = (0..g.channels).map(|c| c as f32).collect();
             let shifted = image_grad(&g, &w, &dy, Some(&fill));
             let plane = g.image[0] * g.image[1];

@@ -541,41 +541,66 @@ pub(super) mod tests {
         ]
     }
 
-    #[test]
-    fn gemm_forward_matches_the_direct_convolution() {
-        for g in geometries() {
-            let [x, w, _] = operands(&g, [1, 2, 0]);
-            let m = g.out_channels;
-            let bias = values(m, 3);
-            let expected = direct(&g, &x, &w);
-            let got = forward(&g, &x, &w, Some(&bias));
-            let p = g.out_pixels();
-            for (i, (e, v)) in expected.iter().zip(&got).enumerate() {
-                let e = e + bias[(i / p) % m];
-                assert!(
-                    (e - v).abs() <= 1e-5 * (1.0 + e.abs()),
-                    "{g:?} at {i}: {e} vs {v}"
-                );
-            }
+    /// The signatures of [`forward`], [`image_grad`] and [`weight_grad`], for checks that any
+    /// form of the three passes must pass.
+    pub(in crate::flex) type Forward =
+        fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>) -> Vec<f32>;
+    pub(in crate::flex) type ImageGrad =
+        fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>) -> Vec<f32>;
+    pub(in crate::flex) type WeightGrad = fn(&ConvGeometry, &[f32], &[f32]) -> Vec<f32>;
+
+    /// `forward` with a bias equals the direct convolution plus the bias, within 1e-5 relative.
+    pub(in crate::flex) fn assert_matches_direct(
+        g: &ConvGeometry,
+        forward: Forward,
+        seeds: [u32; 3],
+    ) {
+        let [x, w, _] = operands(g, [seeds[0], seeds[1], 0]);
+        let m = g.out_channels;
+        let bias = values(m, seeds[2]);
+        let expected = direct(g, &x, &w);
+        let got = forward(g, &x, &w, Some(&bias));
+        let p = g.out_pixels();
+        for (i, (e, v)) in expected.iter().zip(&got).enumerate() {
+            let e = e + bias[(i / p) % m];
+            assert!(
+                (e - v).abs() <= 1e-5 * (1.0 + e.abs()),
+                "{g:?} at {i}: {e} vs {v}"
+            );
         }
     }
 
     /// The input and weight gradients are the adjoints of the forward map:
-    /// <dY, conv(x, W)> = <fold(Wᵀ·dY), x> = <dW(x, dY), W>.
+    /// <dY, conv(x, W)> = <fold(Wᵀ·dY), x> = <dW(x, dY), W>, within 1e-4 relative.
+    pub(in crate::flex) fn assert_adjoint(
+        g: &ConvGeometry,
+        (forward, image_grad, weight_grad): (Forward, ImageGrad, WeightGrad),
+        seeds: [u32; 3],
+    ) {
+        let [x, w, dy] = operands(g, seeds);
+        let y = forward(g, &x, &w, None);
+        let dx = image_grad(g, &w, &dy, None);
+        let dw = weight_grad(g, &x, &dy);
+        let reference = dot(&dy, &y);
+        for other in [dot(&dx, &x), dot(&dw, &w)] {
+            assert!(
+                (reference - other).abs() <= 1e-4 * (1.0 + reference.abs()),
+                "{g:?}: {reference} vs {other}"
+            );
+        }
+    }
+
+    #[test]
+    fn gemm_forward_matches_the_direct_convolution() {
+        for g in geometries() {
+            assert_matches_direct(&g, forward, [1, 2, 3]);
+        }
+    }
+
     #[test]
     fn gradients_are_the_adjoints_of_the_forward_pass() {
         for g in geometries() {
-            let [x, w, dy] = operands(&g, [4, 5, 6]);
-            let y = forward(&g, &x, &w, None);
-            let dx = image_grad(&g, &w, &dy, None);
-            let dw = weight_grad(&g, &x, &dy);
-            let reference = dot(&dy, &y);
-            for other in [dot(&dx, &x), dot(&dw, &w)] {
-                assert!(
-                    (reference - other).abs() <= 1e-4 * (1.0 + reference.abs()),
-                    "{g:?}: {reference} vs {other}"
-                );
-            }
+            assert_adjoint(&g, (forward, image_grad, weight_grad), [4, 5, 6]);
         }
     }
 
