@@ -120,6 +120,8 @@ fn cases() -> Vec<Case> {
         ("DCGAN G convT 256->128, 7->14", Op::ConvTranspose([128, 256, 7, 7], 128, 4, 2, 1)),
         ("DCGAN G convT 128->1, 14->28", Op::ConvTranspose([128, 128, 14, 14], 1, 4, 2, 1)),
         ("U-Net conv3x3 64->64 at 28", Op::Conv([128, 64, 28, 28], 64, 3, 1, 1)),
+        ("U-Net small conv3x3 32->32 at 28", Op::Conv([128, 32, 28, 28], 32, 3, 1, 1)),
+        ("U-Net small conv3x3 64->32 at 28", Op::Conv([128, 64, 28, 28], 32, 3, 1, 1)),
         ("U-Net conv3x3 128->128 at 14", Op::Conv([128, 128, 14, 14], 128, 3, 1, 1)),
         ("U-Net conv3x3 64->64 at 14", Op::Conv([128, 64, 14, 14], 64, 3, 1, 1)),
         ("U-Net conv3x3 128->128 at 7", Op::Conv([128, 128, 7, 7], 128, 3, 1, 1)),

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod channels_last;
 pub mod conv;
+mod direct;
 pub mod norm;
 pub mod shifted;
 mod simd;

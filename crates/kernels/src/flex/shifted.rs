@@ -25,6 +25,7 @@
 use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, View, add_bias, matmul_on, with_scratch};
+use super::direct;
 
 /// Fewest image channels for which the shifted form is used: they are the inner dimension of its
 /// GEMMs, which a handful of channels would leave mostly idle.
@@ -34,36 +35,44 @@ const MIN_CHANNELS: usize = 16;
 /// written once per kernel offset, so it should stay in the core's cache.
 const BLOCK_FLOATS: usize = 1 << 18;
 
-/// Most padded-grid columns per output pixel for which the shifted form is used. It computes the
-/// output on the padded grid, `(OH + kh − 1)(OW + kw − 1)` columns per image, so its GEMMs do
-/// that much more work than the output needs: 15 % more at 28x28 with a 3x3 kernel, 31 % at
-/// 14x14, 65 % at 7x7. Past this bound the channels-last patch matrix
-/// ([`super::channels_last`]) costs less than the wasted columns.
+/// Most columns computed per output pixel for which the shifted form is used. Its GEMMs compute
+/// the output on the whole padded grid, `(OH + kh − 1)(OW + kw − 1)` columns per image: 15 % more
+/// work than the output needs at 28x28 with a 3x3 kernel, 31 % at 14x14, 65 % at 7x7. The direct
+/// sums ([`direct`]) skip the grid's last `kh − 1` rows, `OH (OW + kw − 1)` columns: 7 % more at
+/// 28x28, 14 % at 14x14, 29 % at 7x7. Past this bound the channels-last patch matrix
+/// ([`super::channels_last`]) costs less than the wasted columns: at 7x7 the direct sums took
+/// 66-69 ms where it takes 41-46 (128 -> 128 channels, batch 128, `benches/kernels.rs`).
 const MAX_GRID_OVERHEAD: f64 = 1.2;
 
-/// The padded grid's columns per output pixel, for an output of `size`.
-fn grid_overhead(size: [usize; 2], kernel: [usize; 2]) -> f64 {
-    let grid = (size[0] + kernel[0] - 1) * (size[1] + kernel[1] - 1);
-    grid as f64 / (size[0] * size[1]).max(1) as f64
+/// The columns a stride-1 convolution to `m` channels with an output of `size` computes per
+/// output pixel: those of the direct sums where they run, else those of the whole padded grid.
+fn grid_overhead(size: [usize; 2], kernel: [usize; 2], m: usize) -> f64 {
+    let rows = if direct::available(m) {
+        size[0]
+    } else {
+        size[0] + kernel[0] - 1
+    };
+    (rows * (size[1] + kernel[1] - 1)) as f64 / (size[0] * size[1]).max(1) as f64
 }
 
-/// Whether a convolution of this geometry takes the shifted form.
+/// Whether a convolution of this geometry (its forward pass and its weight gradient) takes the
+/// shifted form.
 pub fn applies(g: &ConvGeometry) -> bool {
     g.stride == [1, 1]
         && g.channels >= MIN_CHANNELS
         && g.out_pixels() > 0
-        && grid_overhead(g.output, g.kernel) <= MAX_GRID_OVERHEAD
+        && grid_overhead(g.output, g.kernel, g.out_channels) <= MAX_GRID_OVERHEAD
 }
 
 /// Whether the input gradient of a convolution of this geometry takes the shifted form (it is a
-/// stride-1 convolution over the `m` output channels).
+/// stride-1 convolution from the `m` output channels to the `c` image channels).
 pub fn applies_to_image_grad(g: &ConvGeometry) -> bool {
     g.stride == [1, 1]
         && g.out_channels >= MIN_CHANNELS
         && g.padding[0] < g.kernel[0]
         && g.padding[1] < g.kernel[1]
         && g.image[0] * g.image[1] > 0
-        && grid_overhead(g.image, g.kernel) <= MAX_GRID_OVERHEAD
+        && grid_overhead(g.image, g.kernel, g.channels) <= MAX_GRID_OVERHEAD
 }
 
 /// The padded grid every image is laid out on, and how its columns are grouped.
@@ -183,9 +192,24 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
         |[padded, wide]| {
             pad(g, &grid, images, padded);
             // wide: one [m, columns of the group] block after another.
+            let shifts: Vec<usize> = (0..taps).map(|tap| grid.shift(g, tap)).collect();
+            let padded = &*padded;
             wide.par_chunks_mut(m * group)
                 .enumerate()
                 .for_each(|(index, block)| {
+                    let images = direct::Shifted {
+                        data: &padded[index * group..],
+                        channels: c,
+                        row_stride: grid.row_stride(),
+                        shifts: &shifts,
+                        columns: direct::Columns {
+                            per_image: grid.per_image,
+                            computed: oh * grid.width,
+                        },
+                    };
+                    if direct::shifted_sum(block, m, &by_tap, &images) {
+                        return;
+                    }
                     let columns = block.len() / m;
                     for tap in 0..taps {
                         matmul_on(
@@ -253,11 +277,25 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
                 });
             let wide = &*wide;
             let padded = &*padded;
+            let shifts: Vec<usize> = (0..taps).map(|tap| grid.shift(g, tap)).collect();
             wide.par_chunks(m * group)
                 .enumerate()
                 .fold(
                     || vec![0.0f32; taps * m * c],
                     |mut sum, (index, block)| {
+                        let images = direct::Shifted {
+                            data: &padded[index * group..],
+                            channels: c,
+                            row_stride: grid.row_stride(),
+                            shifts: &shifts,
+                            columns: direct::Columns {
+                                per_image: grid.per_image,
+                                computed: oh * grid.width,
+                            },
+                        };
+                        if direct::shifted_products(&mut sum, block, m, &images) {
+                            return sum;
+                        }
                         let columns = block.len() / m;
                         for tap in 0..taps {
                             matmul_on(
@@ -414,9 +452,19 @@ mod tests {
         let same = |channels, side| stride_one(channels, [side, side], [3, 3], [1, 1], [1, 1]);
         let g = same(64, 28);
         assert!(applies(&g) && applies_to_image_grad(&g));
-        for g in [same(128, 14), same(128, 7)] {
-            assert!(!applies(&g) && !applies_to_image_grad(&g), "{g:?}");
-        }
+        // 14x14: 31 % wasted on the whole grid, 14 % where the direct sum skips its last rows.
+        let g = same(128, 14);
+        assert_eq!(applies(&g), direct::available(128));
+        assert_eq!(applies_to_image_grad(&g), direct::available(128));
+        // 7x7: 65 % and 29 %.
+        let g = same(128, 7);
+        assert!(!applies(&g) && !applies_to_image_grad(&g));
+        // 18 output channels are not whole tiles of the direct sum: the GEMMs' whole grid.
+        let g = ConvGeometry {
+            out_channels: 18,
+            ..same(64, 14)
+        };
+        assert!(!applies(&g));
         let g = stride_one(64, [7, 7], [1, 1], [0, 0], [0, 0]);
         assert!(applies(&g) && applies_to_image_grad(&g));
         assert!(!applies(&same(8, 28)));
