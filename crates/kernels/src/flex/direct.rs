@@ -1,41 +1,88 @@
-//! The shifted form's sum of products, `Y = Σ_tap W_tap · X[:, s_tap ..]`, as one
-//! register-blocked AVX-512 loop instead of `kh · kw` GEMMs.
+//! The shifted form's sums of products as register-blocked AVX-512 loops over the output rows,
+//! instead of `kh · kw` GEMMs over the whole padded grid.
 //!
-//! One GEMM per kernel offset reads and writes the whole output block once per offset and packs
-//! its shifted operand each time, and with 32-64 input channels each of those products is short
-//! (its inner dimension is the channel count): in the U-Net's 28x28 convolutions the packing and
-//! the output traffic took about a quarter of the GEMMs' time. Here a tile of 4 output channels by
-//! 96 columns stays in 24 vector registers while every kernel offset and every input channel is
-//! added into it, and is written once: per channel and offset, 6 loads of the shifted images, 4
-//! broadcast weights and 24 fused multiply-adds. This is the direct convolution of oneDNN's JIT
-//! kernels; neither faer nor `gemm` offers a sum of shifted products, hence it is written here.
+//! For one image, output row `oh` and output channel `o`, a stride-1 convolution is
+//!
+//! ```text
+//! y[o, oh, ow] = Σ_tap Σ_ci W_tap[o, ci] · X[ci, oh·Wp + ow + s_tap]      s_tap = i·Wp + j
+//! ```
+//!
+//! over the padded images `X` of the shifted form. One GEMM per kernel offset reads and writes
+//! its whole output block once per offset, packs its shifted operand each time, works on the
+//! padded grid's dropped rows and columns, and leaves a copy into the output layout; with 32-64
+//! input channels each of those products is short. Here a tile of 4 output channels by six
+//! 16-float vectors of output rows stays in 24 vector registers while every kernel offset and
+//! every input channel is added into it, and is then written once, bias included, straight into
+//! `[n, m, OH, OW]`: per channel and offset, 6 loads of the shifted images, 4 broadcast weights
+//! and 24 fused multiply-adds. The weight gradient is the same sum read the other way, a tile of
+//! 4 output channels by up to 6 input channels summed along the rows of `dY` as they lie in its
+//! own layout. This is the direct convolution of oneDNN's JIT kernels; neither faer nor `gemm`
+//! offers a sum of shifted products, hence it is written here.
 
-/// Output channels per register tile: the tile's rows.
+/// Output channels per register tile.
 const ROWS: usize = 4;
 
-/// 16-float vectors per register tile row: 96 columns.
+/// 16-float vectors of output row per register tile (forward), or input channels per tile
+/// (weight gradient).
 const VECTORS: usize = 6;
 
-/// Where the columns of a block lie: whole images of `per_image` columns each, of which only the
-/// first `computed` are needed (the padded grid's last `kh − 1` rows hold no output).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Columns {
-    pub per_image: usize,
-    pub computed: usize,
+/// Floats per vector.
+pub(super) const LANES: usize = 16;
+
+/// Up to 16 consecutive outputs of one output row, where they read and where they lie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Segment {
+    /// Column of the padded images that its first output reads at kernel offset 0.
+    pub image: usize,
+    /// Offset of its first output in the output, at output channel 0.
+    pub output: usize,
+    /// Outputs, 1 to 16.
+    pub len: usize,
 }
 
-/// The right operand of the sum: padded images read at each kernel offset's shift.
+/// The segments of `count` images with outputs `[OH, OW]` laid out `[n, m, OH, OW]`, whose padded
+/// images are `per_image` columns of rows of `width` columns each.
+pub(super) fn segments(
+    count: usize,
+    m: usize,
+    output: [usize; 2],
+    per_image: usize,
+    width: usize,
+) -> Vec<Segment> {
+    let [oh, ow] = output;
+    let mut segments = Vec::with_capacity(count * oh * ow.div_ceil(LANES));
+    for n in 0..count {
+        for y in 0..oh {
+            for x in (0..ow).step_by(LANES) {
+                segments.push(Segment {
+                    image: n * per_image + y * width + x,
+                    output: (n * m * oh + y) * ow + x,
+                    len: (ow - x).min(LANES),
+                });
+            }
+        }
+    }
+    segments
+}
+
+/// The padded images the sums read, shifted by each kernel offset.
 pub(super) struct Shifted<'a> {
-    /// Channel `ci` starts at `data[ci · row_stride]`, at the block's first column.
+    /// Channel `ci` starts at `data[ci · row_stride]`.
     pub data: &'a [f32],
     pub channels: usize,
     pub row_stride: usize,
-    /// Where each kernel offset reads, relative to the output column.
+    /// Where each kernel offset reads, relative to the column of offset 0.
     pub shifts: &'a [usize],
-    pub columns: Columns,
 }
 
-/// Whether [`shifted_sum`] computes for `m` output channels on this CPU.
+/// The output side of the sums: `m` channels `plane` floats apart, covered by `segments`.
+pub(super) struct Outputs<'a> {
+    pub m: usize,
+    pub plane: usize,
+    pub segments: &'a [Segment],
+}
+
+/// Whether the sums run for `m` output channels on this CPU.
 pub(super) fn available(m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -48,206 +95,184 @@ pub(super) fn available(m: usize) -> bool {
     }
 }
 
-/// `block [m, cols] = Σ_tap W_tap · X[:, shifts[tap] ..][.., cols]`, where `weights [taps, m, c]`
-/// holds `W_tap [m, c]` and `X` is `images`, on the `computed` first columns of every image (the
-/// others are left as they were). Returns false, leaving `block` untouched, where the CPU has no
-/// AVX-512 or `m` is not a multiple of 4: the caller then sums GEMMs.
+/// `out[o · plane + segment outputs] = bias[o] + Σ_tap Σ_ci W_tap[o, ci] · X[ci, image + s_tap
+/// ..]` for every segment, where `weights [taps, m, c]` holds `W_tap [m, c]`. Returns false,
+/// leaving `out` untouched, where [`available`] does not hold: the caller then sums GEMMs.
 ///
 /// # Panics
 ///
-/// When `weights` is not `taps · m · c` floats, the block is not whole images, or a shifted view
-/// reaches past the images.
-pub(super) fn shifted_sum(
-    block: &mut [f32],
-    m: usize,
+/// When `weights` or `bias` have the wrong size, or a segment reaches past the images or `out`.
+pub(super) fn convolve(
+    out: &mut [f32],
     weights: &[f32],
+    bias: Option<&[f32]>,
     images: &Shifted<'_>,
+    outputs: &Outputs<'_>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if !available(m) {
+        if !available(outputs.m) {
             return false;
         }
-        let sum = checked(block.len(), m, weights.len(), images);
-        // SAFETY: the CPU has just reported AVX-512F, and every load stays within the bounds
-        // asserted above: column `q < cols` of channel `ci` at offset `tap` is
-        // `data[ci · row_stride + shifts[tap] + q]` and weight `(tap, o, ci)` is
-        // `weights[(tap · m + o) · c + ci]`; every store is in `block`.
-        unsafe { avx512::sum_into(&sum, weights.as_ptr(), block.as_mut_ptr()) };
+        check(out.len(), weights.len(), images, outputs);
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), outputs.m, "bias size");
+        }
+        // SAFETY: the CPU has just reported AVX-512F; `check` bounds every image column a
+        // segment reads at any offset and every output it writes, and the weights.
+        unsafe {
+            avx512::convolve(
+                images,
+                outputs,
+                weights.as_ptr(),
+                bias.map(<[f32]>::as_ptr),
+                out.as_mut_ptr(),
+            )
+        };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (block, m, weights, images);
+        let _ = (out, weights, bias, images, outputs);
         false
     }
 }
 
-/// `grads [taps, m, c] += Σ_q dY [:, q] · X[:, shifts[tap] + q]ᵀ` over the `computed` first
-/// columns of every image of the block `dY [m, cols]`: the weight gradient of [`shifted_sum`].
-/// A tile of 4 output channels by up to 6 input channels is summed along the columns in 24
-/// vector registers and reduced once at the end. Returns false, leaving `grads` untouched,
-/// where [`available`] does not hold.
+/// `grads[tap, o, ci] += Σ_segments Σ_k dY[o · plane + output + k] · X[ci, image + k + s_tap]`:
+/// the weight gradient of [`convolve`], `dY` laid out as its `out`. Returns false, leaving
+/// `grads` untouched, where [`available`] does not hold.
 ///
 /// # Panics
 ///
-/// As [`shifted_sum`], with `grads` in place of `weights`.
-pub(super) fn shifted_products(
+/// As [`convolve`], with `grads` in place of the weights and `output_grad` of the output.
+pub(super) fn correlate(
     grads: &mut [f32],
     output_grad: &[f32],
-    m: usize,
     images: &Shifted<'_>,
+    outputs: &Outputs<'_>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if !available(m) {
+        if !available(outputs.m) {
             return false;
         }
-        let sum = checked(output_grad.len(), m, grads.len(), images);
-        // SAFETY: as in `shifted_sum`, with `output_grad` read where `block` was written and
-        // `grads` updated where `weights` was read.
-        unsafe { avx512::products_into(&sum, output_grad.as_ptr(), grads.as_mut_ptr()) };
+        check(output_grad.len(), grads.len(), images, outputs);
+        // SAFETY: as in `convolve`, `output_grad` read where `out` was written and `grads`
+        // updated where the weights were read.
+        unsafe { avx512::correlate(images, outputs, output_grad.as_ptr(), grads.as_mut_ptr()) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (grads, output_grad, m, images);
+        let _ = (grads, output_grad, images, outputs);
         false
     }
 }
 
-/// The operands of a sum over a block of `block_len` floats and `weights_len` weights, with
-/// their bounds checked.
+/// Asserts that every segment's reads and writes stay in their slices.
 #[cfg(target_arch = "x86_64")]
-fn checked<'a>(block_len: usize, m: usize, weights_len: usize, images: &Shifted<'a>) -> Sum<'a> {
-    let Shifted {
-        data,
-        channels,
-        row_stride,
-        shifts,
-        columns,
-    } = *images;
-    let cols = block_len / m;
-    assert_eq!(block_len, m * cols, "output block size");
-    assert_eq!(weights_len, shifts.len() * m * channels, "weights size");
-    assert!(
-        columns.computed <= columns.per_image && cols.is_multiple_of(columns.per_image.max(1)),
-        "a block is whole images"
+fn check(out_len: usize, weights_len: usize, images: &Shifted<'_>, outputs: &Outputs<'_>) {
+    let c = images.channels;
+    assert_eq!(
+        weights_len,
+        images.shifts.len() * outputs.m * c,
+        "weights size"
     );
-    let reach = shifts.iter().max().map_or(0, |s| s + cols);
-    assert!(
-        channels == 0 || data.len() >= (channels - 1) * row_stride + reach,
-        "shifted image view out of bounds"
-    );
-    Sum {
-        m,
-        cols,
-        shifts,
-        channels,
-        images: data.as_ptr(),
-        row_stride,
-        columns,
+    let furthest = images.shifts.iter().max().copied().unwrap_or(0);
+    for s in outputs.segments {
+        assert!((1..=LANES).contains(&s.len), "segment length {}", s.len);
+        assert!(
+            c == 0 || (c - 1) * images.row_stride + s.image + furthest + s.len <= images.data.len(),
+            "segment {s:?} reads past the images"
+        );
+        assert!(
+            (outputs.m - 1) * outputs.plane + s.output + s.len <= out_len,
+            "segment {s:?} lies past the output"
+        );
     }
-}
-
-/// The operands of one [`shifted_sum`] or [`shifted_products`] but its weights and output.
-#[cfg(target_arch = "x86_64")]
-struct Sum<'a> {
-    m: usize,
-    cols: usize,
-    shifts: &'a [usize],
-    channels: usize,
-    images: *const f32,
-    row_stride: usize,
-    columns: Columns,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, __mmask16, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-        _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
+        _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
     };
 
-    use super::{Columns, ROWS, Sum, VECTORS};
+    use super::{LANES, Outputs, ROWS, Segment, Shifted, VECTORS};
 
-    const LANES: usize = 16;
+    fn mask(segment: &Segment) -> __mmask16 {
+        if segment.len >= LANES {
+            !0
+        } else {
+            (1 << segment.len) - 1
+        }
+    }
 
-    /// Every tile of the block: per image, whole 96-column tiles, then one narrower tile whose
-    /// last vector is masked. Column tiles are the outer loop, so that one tile's shifted images
-    /// stay in the L1 cache while every group of output channels reads them.
+    /// Every tile of [`super::convolve`]: six segments at a time (the last tile fewer), each
+    /// group of four output channels in turn while the segments' images are in the L1 cache.
     ///
     /// # Safety
     ///
-    /// AVX-512F, and the bounds [`super::shifted_sum`] checks.
+    /// AVX-512F, and the bounds `super::check` asserts.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn sum_into(sum: &Sum<'_>, weights: *const f32, out: *mut f32) {
-        let Columns {
-            per_image,
-            computed,
-        } = sum.columns;
-        let wide = LANES * VECTORS;
-        for image in (0..sum.cols).step_by(per_image.max(1)) {
-            let end = image + computed;
-            let mut q = image;
-            while q < end {
-                let width = (end - q).min(wide);
-                let vectors = width.div_ceil(LANES);
-                let last = width - (vectors - 1) * LANES;
-                let mask: __mmask16 = if last == LANES { !0 } else { (1 << last) - 1 };
-                for o in (0..sum.m).step_by(ROWS) {
-                    // SAFETY: as for this function; the tile's columns `q .. q + width` are in
-                    // the block, and the mask keeps the last vector's loads and stores to them.
-                    unsafe {
-                        match vectors {
-                            6 => tile::<6>(sum, weights, out, q, o, mask),
-                            5 => tile::<5>(sum, weights, out, q, o, mask),
-                            4 => tile::<4>(sum, weights, out, q, o, mask),
-                            3 => tile::<3>(sum, weights, out, q, o, mask),
-                            2 => tile::<2>(sum, weights, out, q, o, mask),
-                            _ => tile::<1>(sum, weights, out, q, o, mask),
-                        }
+    pub(super) unsafe fn convolve(
+        images: &Shifted<'_>,
+        outputs: &Outputs<'_>,
+        weights: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+    ) {
+        for tile in outputs.segments.chunks(VECTORS) {
+            for o in (0..outputs.m).step_by(ROWS) {
+                // SAFETY: as for this function; `o + 4 ≤ m`.
+                unsafe {
+                    match tile.len() {
+                        6 => convolve_tile::<6>(images, outputs, tile, weights, bias, out, o),
+                        5 => convolve_tile::<5>(images, outputs, tile, weights, bias, out, o),
+                        4 => convolve_tile::<4>(images, outputs, tile, weights, bias, out, o),
+                        3 => convolve_tile::<3>(images, outputs, tile, weights, bias, out, o),
+                        2 => convolve_tile::<2>(images, outputs, tile, weights, bias, out, o),
+                        _ => convolve_tile::<1>(images, outputs, tile, weights, bias, out, o),
                     }
                 }
-                q += width;
             }
         }
     }
 
-    /// Output channels `o .. o + 4` by columns `q .. q + 16 · V`, summed over every kernel
-    /// offset and input channel in registers, then stored; the last vector's loads and store
-    /// are masked by `last`.
+    /// Output channels `o .. o + 4` of the `V` segments of `tile`.
     ///
     /// # Safety
     ///
-    /// AVX-512F; the tile's columns below `sum.cols`, `o + 4 ≤ m`.
+    /// As [`convolve`], with `tile.len() == V` and `o + 4 ≤ m`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const V: usize>(
-        sum: &Sum<'_>,
+    unsafe fn convolve_tile<const V: usize>(
+        images: &Shifted<'_>,
+        outputs: &Outputs<'_>,
+        tile: &[Segment],
         weights: *const f32,
+        bias: Option<*const f32>,
         out: *mut f32,
-        q: usize,
         o: usize,
-        last: __mmask16,
     ) {
-        let c = sum.channels;
-        let mut masks = [!0 as __mmask16; V];
-        masks[V - 1] = last;
+        let c = images.channels;
+        let segments: &[Segment; V] = tile.try_into().expect("a tile of V segments");
+        let masks = segments.map(|s| mask(&s));
         let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
-        for (tap, &shift) in sum.shifts.iter().enumerate() {
-            // SAFETY (this block): the offsets stay inside the bounds of `shifted_sum`.
+        for (tap, &shift) in images.shifts.iter().enumerate() {
+            // SAFETY (this block): the offsets stay inside the bounds `check` asserted.
             unsafe {
-                let weights = weights.add((tap * sum.m + o) * c);
-                let images = sum.images.add(shift + q);
+                let weights = weights.add((tap * outputs.m + o) * c);
+                let base = images.data.as_ptr().add(shift);
                 for ci in 0..c {
-                    let row = images.add(ci * sum.row_stride);
+                    let channel = base.add(ci * images.row_stride);
                     let mut w = [_mm512_setzero_ps(); ROWS];
                     for (r, w) in w.iter_mut().enumerate() {
                         *w = _mm512_set1_ps(*weights.add(r * c + ci));
                     }
-                    for (v, &mask) in masks.iter().enumerate() {
-                        let x: __m512 = _mm512_maskz_loadu_ps(mask, row.add(v * LANES));
+                    for (v, (segment, &mask)) in segments.iter().zip(&masks).enumerate() {
+                        let x: __m512 = _mm512_maskz_loadu_ps(mask, channel.add(segment.image));
                         for r in 0..ROWS {
                             acc[r][v] = _mm512_fmadd_ps(w[r], x, acc[r][v]);
                         }
@@ -256,39 +281,46 @@ mod avx512 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row `o + r < m`, columns as above.
+            // SAFETY: channel `o + r < m`; each segment's outputs are inside `out`.
             unsafe {
-                let dst = out.add((o + r) * sum.cols + q);
-                for (v, (value, &mask)) in acc.iter().zip(&masks).enumerate() {
-                    _mm512_mask_storeu_ps(dst.add(v * LANES), mask, *value);
+                let shift = _mm512_set1_ps(bias.map_or(0.0, |b| *b.add(o + r)));
+                let channel = out.add((o + r) * outputs.plane);
+                for ((value, segment), &mask) in acc.iter().zip(segments).zip(&masks) {
+                    let value = _mm512_add_ps(*value, shift);
+                    _mm512_mask_storeu_ps(channel.add(segment.output), mask, value);
                 }
             }
         }
     }
 
-    /// Every tile of [`super::shifted_products`]: per kernel offset, groups of 4 output channels
-    /// by up to 6 input channels.
+    /// Every tile of [`super::correlate`]: per kernel offset, four output channels by up to six
+    /// input channels, summed along all the segments.
     ///
     /// # Safety
     ///
-    /// AVX-512F, and the bounds [`super::shifted_products`] checks.
+    /// AVX-512F, and the bounds `super::check` asserts.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn products_into(sum: &Sum<'_>, output_grad: *const f32, grads: *mut f32) {
-        for tap in 0..sum.shifts.len() {
-            for o in (0..sum.m).step_by(ROWS) {
+    pub(super) unsafe fn correlate(
+        images: &Shifted<'_>,
+        outputs: &Outputs<'_>,
+        output_grad: *const f32,
+        grads: *mut f32,
+    ) {
+        for tap in 0..images.shifts.len() {
+            for o in (0..outputs.m).step_by(ROWS) {
                 let mut ci = 0;
-                while ci < sum.channels {
-                    let width = (sum.channels - ci).min(VECTORS);
+                while ci < images.channels {
+                    let width = (images.channels - ci).min(VECTORS);
                     let at = Place { tap, o, ci };
                     // SAFETY: as for this function; `o + 4 ≤ m`, `ci + width ≤ c`.
                     unsafe {
                         match width {
-                            6 => product_tile::<6>(sum, output_grad, grads, at),
-                            5 => product_tile::<5>(sum, output_grad, grads, at),
-                            4 => product_tile::<4>(sum, output_grad, grads, at),
-                            3 => product_tile::<3>(sum, output_grad, grads, at),
-                            2 => product_tile::<2>(sum, output_grad, grads, at),
-                            _ => product_tile::<1>(sum, output_grad, grads, at),
+                            6 => correlate_tile::<6>(images, outputs, output_grad, grads, at),
+                            5 => correlate_tile::<5>(images, outputs, output_grad, grads, at),
+                            4 => correlate_tile::<4>(images, outputs, output_grad, grads, at),
+                            3 => correlate_tile::<3>(images, outputs, output_grad, grads, at),
+                            2 => correlate_tile::<2>(images, outputs, output_grad, grads, at),
+                            _ => correlate_tile::<1>(images, outputs, output_grad, grads, at),
                         }
                     }
                     ci += width;
@@ -305,54 +337,51 @@ mod avx512 {
         ci: usize,
     }
 
-    /// `grads[tap, o + r, ci + j] += Σ_q dY[o + r, q] · X[ci + j, shift + q]` over the computed
-    /// columns, 16 at a time, the last vector of each image masked.
+    /// `grads[tap, o + r, ci + j] += Σ_segments dY[o + r, segment] · X[ci + j, segment + shift]`.
     ///
     /// # Safety
     ///
-    /// AVX-512F; `o + 4 ≤ m`, `ci + C ≤ c`, the bounds of [`super::shifted_products`].
+    /// As [`correlate`], with `o + 4 ≤ m` and `ci + C ≤ c`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn product_tile<const C: usize>(
-        sum: &Sum<'_>,
+    unsafe fn correlate_tile<const C: usize>(
+        images: &Shifted<'_>,
+        outputs: &Outputs<'_>,
         output_grad: *const f32,
         grads: *mut f32,
         Place { tap, o, ci }: Place,
     ) {
-        let Columns {
-            per_image,
-            computed,
-        } = sum.columns;
         let mut acc = [[_mm512_setzero_ps(); C]; ROWS];
-        // SAFETY (this block): every column read is below `cols` (masked past the computed
-        // ones), at rows below `m` and `c`.
+        // SAFETY (this block): every read is inside the bounds `check` asserted, at channels
+        // below `m` and `c`.
         unsafe {
-            let images = sum.images.add(sum.shifts[tap] + ci * sum.row_stride);
-            let output_grad = output_grad.add(o * sum.cols);
-            for image in (0..sum.cols).step_by(per_image.max(1)) {
-                let end = image + computed;
-                let mut q = image;
-                while q < end {
-                    let left = end - q;
-                    let mask: __mmask16 = if left >= LANES { !0 } else { (1 << left) - 1 };
-                    let mut dy = [_mm512_setzero_ps(); ROWS];
-                    for (r, dy) in dy.iter_mut().enumerate() {
-                        *dy = _mm512_maskz_loadu_ps(mask, output_grad.add(r * sum.cols + q));
+            let base = images
+                .data
+                .as_ptr()
+                .add(images.shifts[tap] + ci * images.row_stride);
+            let output_grad = output_grad.add(o * outputs.plane);
+            for segment in outputs.segments {
+                let mask = mask(segment);
+                let mut dy = [_mm512_setzero_ps(); ROWS];
+                for (r, dy) in dy.iter_mut().enumerate() {
+                    let row = output_grad.add(r * outputs.plane + segment.output);
+                    *dy = _mm512_maskz_loadu_ps(mask, row);
+                }
+                // One input channel at a time, so that only its vector is live beside the
+                // accumulators and the four gradient rows.
+                #[expect(clippy::needless_range_loop, reason = "j also picks the image row")]
+                for j in 0..C {
+                    let x = _mm512_maskz_loadu_ps(
+                        mask,
+                        base.add(j * images.row_stride + segment.image),
+                    );
+                    for r in 0..ROWS {
+                        acc[r][j] = _mm512_fmadd_ps(dy[r], x, acc[r][j]);
                     }
-                    // One input channel at a time, so that only its vector is live beside the
-                    // accumulators and the four gradient rows.
-                    #[expect(clippy::needless_range_loop, reason = "j also picks the image row")]
-                    for j in 0..C {
-                        let x = _mm512_maskz_loadu_ps(mask, images.add(j * sum.row_stride + q));
-                        for r in 0..ROWS {
-                            acc[r][j] = _mm512_fmadd_ps(dy[r], x, acc[r][j]);
-                        }
-                    }
-                    q += LANES;
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                let row = grads.add((tap * sum.m + o + r) * sum.channels + ci);
+                let row = grads.add((tap * outputs.m + o + r) * images.channels + ci);
                 for (j, value) in acc.iter().enumerate() {
                     *row.add(j) += _mm512_reduce_add_ps(*value);
                 }
@@ -372,77 +401,117 @@ mod tests {
         (f64::from(got) - expected).abs() <= 1e-6 * (1.0 + magnitude)
     }
 
-    /// The sum and its weight gradient against their definitions, on blocks of one and of
-    /// several images, with tiles that end in a partial vector, input channels that are not a
-    /// multiple of the tile's, and columns left out at the end of each image.
+    /// The segments of two images cover every output once, in rows of at most 16.
+    #[test]
+    fn segments_cover_each_output_once() {
+        let (m, output, width) = (4, [3, 20], 22);
+        let per_image = 5 * width;
+        let segments = segments(2, m, output, per_image, width);
+        let mut covered = vec![0; 2 * m * 3 * 20];
+        for s in &segments {
+            for k in 0..s.len {
+                covered[s.output + k] += 1;
+                let (n, y, x) = (s.output / (m * 60), (s.output % 60) / 20, s.output % 20 + k);
+                assert_eq!(s.image + k, n * per_image + y * width + x);
+            }
+        }
+        // Channel 0 of both images once, the other channels through `plane` offsets.
+        for (i, &count) in covered.iter().enumerate() {
+            assert_eq!(count, usize::from((i / 60) % m == 0), "output {i}");
+        }
+        assert_eq!(segments.len(), 2 * 3 * 2);
+    }
+
+    /// The sum and its weight gradient against their definitions, on tiles of six segments and
+    /// fewer, partial segments, input channels that are not a multiple of the gradient's tile,
+    /// and outputs left out of every segment (which must stay untouched).
     #[test]
     fn the_sums_of_shifted_products_are_their_definitions() {
-        for (m, c, images_in_block, per_image, computed) in [
-            (4, 3, 1, 7, 7),
-            (8, 16, 1, 96 + 16 + 5, 96 + 16 + 5),
-            (12, 5, 2, 96, 96),
-            (4, 1, 1, 1, 1),
-            (8, 7, 3, 81, 63),
-            (4, 32, 2, 900, 840),
+        for (m, c, count, output, width) in [
+            (4, 3, 1, [1, 7], 9),
+            (8, 16, 1, [3, 37], 39),
+            (12, 5, 2, [4, 16], 18),
+            (4, 1, 1, [1, 1], 3),
+            (8, 7, 3, [7, 7], 9),
+            (4, 32, 2, [28, 28], 30),
         ] {
-            let cols = images_in_block * per_image;
-            let shifts = [0usize, 1, 5, 9];
-            let row_stride = cols + 9 + 3;
+            let per_image = (output[0] + 2) * width;
+            let shifts = [0usize, 1, width + 1, 2 * width + 2];
+            let row_stride = count * per_image + 2 * width + 2;
+            let plane = output[0] * output[1];
+            let segments = segments(count, m, output, per_image, width);
             let images: Vec<f32> = (0..c * row_stride)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
                 .collect();
             let weights: Vec<f32> = (0..shifts.len() * m * c)
                 .map(|i| ((i * 53 % 89) as f32 - 44.0) / 30.0)
                 .collect();
-            let mut block = vec![f32::NAN; m * cols];
+            let bias: Vec<f32> = (0..m).map(|o| o as f32 / 4.0).collect();
             let shifted = Shifted {
                 data: &images,
                 channels: c,
                 row_stride,
                 shifts: &shifts,
-                columns: Columns {
-                    per_image,
-                    computed,
-                },
             };
-            if !shifted_sum(&mut block, m, &weights, &shifted) {
+            // Every other segment only, so that the outputs of the rest must stay NaN.
+            let chosen: Vec<Segment> = segments.iter().copied().step_by(2).collect();
+            let outputs = Outputs {
+                m,
+                plane,
+                segments: &chosen,
+            };
+            let mut out = vec![f32::NAN; count * m * plane];
+            if !convolve(&mut out, &weights, Some(&bias), &shifted, &outputs) {
                 return; // no AVX-512 here: the GEMM path is tested by the convolution tests
             }
-            let output_grad: Vec<f32> = (0..m * cols)
+            let (images, weights) = (&images, &weights);
+            let mut written = vec![false; out.len()];
+            for s in &chosen {
+                for o in 0..m {
+                    for k in 0..s.len {
+                        let at = o * plane + s.output + k;
+                        written[at] = true;
+                        let terms: Vec<f64> = (0..shifts.len())
+                            .flat_map(|t| (0..c).map(move |ci| (t, ci)))
+                            .map(|(t, ci)| {
+                                f64::from(weights[(t * m + o) * c + ci])
+                                    * f64::from(images[ci * row_stride + s.image + k + shifts[t]])
+                            })
+                            .collect();
+                        let expected = f64::from(bias[o]) + terms.iter().sum::<f64>();
+                        let magnitude = terms.iter().map(|t| t.abs()).sum();
+                        assert!(
+                            close(out[at], expected, magnitude),
+                            "m {m} c {c} {output:?}: output {at} {} against {expected}",
+                            out[at]
+                        );
+                    }
+                }
+            }
+            for (value, written) in out.iter().zip(&written) {
+                assert_eq!(value.is_nan(), !written, "an output outside the segments");
+            }
+
+            let output_grad: Vec<f32> = (0..out.len())
                 .map(|i| ((i * 29 % 97) as f32 - 48.0) / 40.0)
                 .collect();
             let mut grads = vec![0.5f32; weights.len()];
-            assert!(shifted_products(&mut grads, &output_grad, m, &shifted));
+            assert!(correlate(&mut grads, &output_grad, &shifted, &outputs));
             for (index, &got) in grads.iter().enumerate() {
                 let (t, o, ci) = (index / (m * c), (index / c) % m, index % c);
-                let terms = (0..cols).filter(|q| q % per_image < computed).map(|q| {
-                    f64::from(output_grad[o * cols + q])
-                        * f64::from(images[ci * row_stride + shifts[t] + q])
-                });
-                let expected = 0.5 + terms.clone().sum::<f64>();
+                let terms: Vec<f64> = chosen
+                    .iter()
+                    .flat_map(|s| (0..s.len).map(move |k| (s, k)))
+                    .map(|(s, k)| {
+                        f64::from(output_grad[o * plane + s.output + k])
+                            * f64::from(images[ci * row_stride + s.image + k + shifts[t]])
+                    })
+                    .collect();
+                let expected = 0.5 + terms.iter().sum::<f64>();
                 assert!(
-                    close(got, expected, terms.map(f64::abs).sum()),
-                    "m {m} c {c} cols {cols}: gradient ({t}, {o}, {ci}) {got} against {expected}"
+                    close(got, expected, terms.iter().map(|t| t.abs()).sum()),
+                    "m {m} c {c} {output:?}: gradient ({t}, {o}, {ci}) {got} against {expected}"
                 );
-            }
-            for o in 0..m {
-                for q in 0..cols {
-                    let got = block[o * cols + q];
-                    if q % per_image >= computed {
-                        assert!(got.is_nan(), "column {q} is not computed, yet written");
-                        continue;
-                    }
-                    let terms = (0..shifts.len())
-                        .flat_map(|t| (0..c).map(move |ci| (t, ci)))
-                        .map(|(t, ci)| {
-                            f64::from(weights[(t * m + o) * c + ci])
-                                * f64::from(images[ci * row_stride + shifts[t] + q])
-                        });
-                    assert!(
-                        close(got, terms.clone().sum(), terms.map(f64::abs).sum()),
-                        "m {m} c {c} cols {cols}: ({o}, {q}) {got}"
-                    );
-                }
             }
         }
     }

@@ -21,6 +21,11 @@
 //! The columns are cut into groups of whole images, one rayon task per group and each GEMM
 //! sequential inside it, so that a group's output block stays in cache across the `kh · kw`
 //! products that add into it.
+//!
+//! On a CPU with AVX-512, and output channels in fours, the same sums run as the direct loops of
+//! `super::direct` instead: over the output rows only (not the padded grid's dropped rows and
+//! columns), every offset and input channel added in registers, the result written straight
+//! into `[n, m, OH, OW]`, and the weight gradient read from `dY` where it lies.
 
 use rayon::prelude::*;
 
@@ -35,24 +40,48 @@ const MIN_CHANNELS: usize = 16;
 /// written once per kernel offset, so it should stay in the core's cache.
 const BLOCK_FLOATS: usize = 1 << 18;
 
-/// Most columns computed per output pixel for which the shifted form is used. Its GEMMs compute
+/// Most outputs computed per output pixel for which the shifted form is used. Its GEMMs compute
 /// the output on the whole padded grid, `(OH + kh − 1)(OW + kw − 1)` columns per image: 15 % more
 /// work than the output needs at 28x28 with a 3x3 kernel, 31 % at 14x14, 65 % at 7x7. The direct
-/// sums ([`direct`]) skip the grid's last `kh − 1` rows, `OH (OW + kw − 1)` columns: 7 % more at
-/// 28x28, 14 % at 14x14, 29 % at 7x7. Past this bound the channels-last patch matrix
-/// ([`super::channels_last`]) costs less than the wasted columns: at 7x7 the direct sums took
-/// 66-69 ms where it takes 41-46 (128 -> 128 channels, batch 128, `benches/kernels.rs`).
+/// sums compute each output row in whole 16-float vectors, `OH · ⌈OW / 16⌉ · 16` outputs: 14 %
+/// more at 28x28 and at 14x14, 129 % at 7x7. Past this bound the channels-last patch matrix
+/// ([`super::channels_last`]) costs less than the wasted work. (A 1x1 convolution wastes nothing
+/// on the grid: at 7x7 it takes the GEMMs.)
 const MAX_GRID_OVERHEAD: f64 = 1.2;
 
-/// The columns a stride-1 convolution to `m` channels with an output of `size` computes per
-/// output pixel: those of the direct sums where they run, else those of the whole padded grid.
-fn grid_overhead(size: [usize; 2], kernel: [usize; 2], m: usize) -> f64 {
-    let rows = if direct::available(m) {
-        size[0]
+/// How the sums of a stride-1 convolution are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sums {
+    /// The direct loops over the output rows.
+    Direct,
+    /// `kh · kw` GEMMs over the padded grid.
+    Gemm,
+}
+
+/// The form for a stride-1 convolution to `m` channels with an output of `size`: the direct sums
+/// where they run and waste at most [`MAX_GRID_OVERHEAD`], else the GEMMs where their grid does,
+/// else none (the patch matrix).
+fn sums(size: [usize; 2], kernel: [usize; 2], m: usize) -> Option<Sums> {
+    let outputs = (size[0] * size[1]).max(1) as f64;
+    let direct = (size[0] * size[1].div_ceil(direct::LANES) * direct::LANES) as f64 / outputs;
+    let grid = ((size[0] + kernel[0] - 1) * (size[1] + kernel[1] - 1)) as f64 / outputs;
+    if direct::available(m) && direct <= MAX_GRID_OVERHEAD {
+        Some(Sums::Direct)
+    } else if grid <= MAX_GRID_OVERHEAD {
+        Some(Sums::Gemm)
     } else {
-        size[0] + kernel[0] - 1
-    };
-    (rows * (size[1] + kernel[1] - 1)) as f64 / (size[0] * size[1]).max(1) as f64
+        None
+    }
+}
+
+/// The form the passes of a geometry that [`applies`] take; for any other, the direct sums where
+/// they run.
+fn preferred(size: [usize; 2], kernel: [usize; 2], m: usize) -> Sums {
+    sums(size, kernel, m).unwrap_or(if direct::available(m) {
+        Sums::Direct
+    } else {
+        Sums::Gemm
+    })
 }
 
 /// Whether a convolution of this geometry (its forward pass and its weight gradient) takes the
@@ -61,7 +90,7 @@ pub fn applies(g: &ConvGeometry) -> bool {
     g.stride == [1, 1]
         && g.channels >= MIN_CHANNELS
         && g.out_pixels() > 0
-        && grid_overhead(g.output, g.kernel, g.out_channels) <= MAX_GRID_OVERHEAD
+        && sums(g.output, g.kernel, g.out_channels).is_some()
 }
 
 /// Whether the input gradient of a convolution of this geometry takes the shifted form (it is a
@@ -72,7 +101,7 @@ pub fn applies_to_image_grad(g: &ConvGeometry) -> bool {
         && g.padding[0] < g.kernel[0]
         && g.padding[1] < g.kernel[1]
         && g.image[0] * g.image[1] > 0
-        && grid_overhead(g.image, g.kernel, g.channels) <= MAX_GRID_OVERHEAD
+        && sums(g.image, g.kernel, g.channels).is_some()
 }
 
 /// The padded grid every image is laid out on, and how its columns are grouped.
@@ -120,6 +149,34 @@ impl Grid {
     /// Where kernel offset `tap` (row-major over the kernel) reads, relative to the output column.
     fn shift(&self, g: &ConvGeometry, tap: usize) -> usize {
         (tap / g.kernel[1]) * self.width + tap % g.kernel[1]
+    }
+
+    /// Where every kernel offset reads, row-major over the kernel.
+    fn shifts(&self, g: &ConvGeometry) -> Vec<usize> {
+        (0..g.kernel[0] * g.kernel[1])
+            .map(|tap| self.shift(g, tap))
+            .collect()
+    }
+
+    /// The output rows of the first `count` images of a group, for the direct sums.
+    fn segments(&self, g: &ConvGeometry, count: usize) -> Vec<direct::Segment> {
+        direct::segments(count, g.out_channels, g.output, self.per_image, self.width)
+    }
+
+    /// The padded images of group `index`, for the direct sums.
+    fn direct_view<'a>(
+        &self,
+        g: &ConvGeometry,
+        padded: &'a [f32],
+        index: usize,
+        shifts: &'a [usize],
+    ) -> direct::Shifted<'a> {
+        direct::Shifted {
+            data: &padded[index * self.group_columns()..],
+            channels: g.channels,
+            row_stride: self.row_stride(),
+            shifts,
+        }
     }
 
     /// The padded images at kernel offset `tap`, for the group whose columns start at `start`:
@@ -180,36 +237,56 @@ fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
 
 /// `y [batch, m, OH, OW] = conv(x, W) (+ bias [m])` for a geometry [`applies`] accepts.
 pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let form = preferred(g.output, g.kernel, g.out_channels);
+    forward_in(form, g, images, weight, bias)
+}
+
+/// [`forward`] in the given form (the GEMMs where the direct sums do not run).
+fn forward_in(
+    form: Sums,
+    g: &ConvGeometry,
+    images: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let (batch, c, m) = (g.batch, g.channels, g.out_channels);
     let taps = g.kernel[0] * g.kernel[1];
     let [oh, ow] = g.output;
     let grid = Grid::new(g);
     let by_tap = weights_by_tap(weight, taps);
-    let group = grid.group_columns();
     let mut out = vec![0.0f32; batch * m * oh * ow];
+    if form == Sums::Direct && direct::available(m) {
+        with_scratch([c * grid.row_stride()], |[padded]| {
+            pad(g, &grid, images, padded);
+            let shifts = grid.shifts(g);
+            // One task per group of images: their outputs are one contiguous block.
+            out.par_chunks_mut(m * oh * ow * grid.images_per_group)
+                .enumerate()
+                .for_each(|(index, out)| {
+                    let count = out.len() / (m * oh * ow);
+                    let segments = grid.segments(g, count);
+                    let outputs = direct::Outputs {
+                        m,
+                        plane: oh * ow,
+                        segments: &segments,
+                    };
+                    let images = grid.direct_view(g, padded, index, &shifts);
+                    let done = direct::convolve(out, &by_tap, bias, &images, &outputs);
+                    debug_assert!(done, "the direct sums are available");
+                });
+        });
+        return out;
+    }
+    let group = grid.group_columns();
     with_scratch(
         [c * grid.row_stride(), m * grid.columns],
         |[padded, wide]| {
             pad(g, &grid, images, padded);
             // wide: one [m, columns of the group] block after another.
-            let shifts: Vec<usize> = (0..taps).map(|tap| grid.shift(g, tap)).collect();
             let padded = &*padded;
             wide.par_chunks_mut(m * group)
                 .enumerate()
                 .for_each(|(index, block)| {
-                    let images = direct::Shifted {
-                        data: &padded[index * group..],
-                        channels: c,
-                        row_stride: grid.row_stride(),
-                        shifts: &shifts,
-                        columns: direct::Columns {
-                            per_image: grid.per_image,
-                            computed: oh * grid.width,
-                        },
-                    };
-                    if direct::shifted_sum(block, m, &by_tap, &images) {
-                        return;
-                    }
                     let columns = block.len() / m;
                     for tap in 0..taps {
                         matmul_on(
@@ -247,75 +324,100 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
 /// `dW [m, c, kh, kw] = Σ_n dY_n · U(x_n)ᵀ`, the weight gradient of a convolution whose geometry
 /// [`applies`] accepts.
 pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec<f32> {
+    let form = preferred(g.output, g.kernel, g.out_channels);
+    weight_grad_in(form, g, images, output_grad)
+}
+
+/// [`weight_grad`] in the given form (the GEMMs where the direct sums do not run).
+fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec<f32> {
     let (c, m) = (g.channels, g.out_channels);
     let taps = g.kernel[0] * g.kernel[1];
     let [oh, ow] = g.output;
     let grid = Grid::new(g);
-    let group = grid.group_columns();
-    let by_tap = with_scratch(
-        [c * grid.row_stride(), m * grid.columns],
-        |[padded, wide]| {
+    let sum_by_tap = |a: Vec<f32>, b: Vec<f32>| {
+        a.into_iter()
+            .zip(b)
+            .map(|(x, y)| x + y)
+            .collect::<Vec<f32>>()
+    };
+    let by_tap = if form == Sums::Direct && direct::available(m) {
+        with_scratch([c * grid.row_stride()], |[padded]| {
             pad(g, &grid, images, padded);
-            // dY on the padded grid, zero on the dropped columns, in blocks as in `forward`.
-            wide.par_chunks_mut(m * group)
-                .enumerate()
-                .for_each(|(index, block)| {
-                    let columns = block.len() / m;
-                    let first = index * grid.images_per_group;
-                    for (o, row) in block.chunks_exact_mut(columns).enumerate() {
-                        for (i, image) in row.chunks_exact_mut(grid.per_image).enumerate() {
-                            image.fill(0.0);
-                            let plane = &output_grad[((first + i) * m + o) * oh * ow..][..oh * ow];
-                            for (dst, src) in image
-                                .chunks_exact_mut(grid.width)
-                                .zip(plane.chunks_exact(ow))
-                            {
-                                dst[..ow].copy_from_slice(src);
-                            }
-                        }
-                    }
-                });
-            let wide = &*wide;
+            let shifts = grid.shifts(g);
             let padded = &*padded;
-            let shifts: Vec<usize> = (0..taps).map(|tap| grid.shift(g, tap)).collect();
-            wide.par_chunks(m * group)
+            output_grad
+                .par_chunks(m * oh * ow * grid.images_per_group)
                 .enumerate()
                 .fold(
                     || vec![0.0f32; taps * m * c],
-                    |mut sum, (index, block)| {
-                        let images = direct::Shifted {
-                            data: &padded[index * group..],
-                            channels: c,
-                            row_stride: grid.row_stride(),
-                            shifts: &shifts,
-                            columns: direct::Columns {
-                                per_image: grid.per_image,
-                                computed: oh * grid.width,
-                            },
+                    |mut sum, (index, dy)| {
+                        let count = dy.len() / (m * oh * ow);
+                        let segments = grid.segments(g, count);
+                        let outputs = direct::Outputs {
+                            m,
+                            plane: oh * ow,
+                            segments: &segments,
                         };
-                        if direct::shifted_products(&mut sum, block, m, &images) {
-                            return sum;
-                        }
-                        let columns = block.len() / m;
-                        for tap in 0..taps {
-                            matmul_on(
-                                faer::Par::Seq,
-                                &mut sum[tap * m * c..][..m * c],
-                                true,
-                                View::row_major(block, m, columns),
-                                grid.shifted(g, padded, tap, index * group, columns).t(),
-                            );
-                        }
+                        let images = grid.direct_view(g, padded, index, &shifts);
+                        let done = direct::correlate(&mut sum, dy, &images, &outputs);
+                        debug_assert!(done, "the direct sums are available");
                         sum
                     },
                 )
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                })
+                .reduce_with(sum_by_tap)
                 .unwrap_or_else(|| vec![0.0f32; taps * m * c])
-        },
-    );
+        })
+    } else {
+        let group = grid.group_columns();
+        with_scratch(
+            [c * grid.row_stride(), m * grid.columns],
+            |[padded, wide]| {
+                pad(g, &grid, images, padded);
+                // dY on the padded grid, zero on the dropped columns, in blocks as in `forward`.
+                wide.par_chunks_mut(m * group)
+                    .enumerate()
+                    .for_each(|(index, block)| {
+                        let columns = block.len() / m;
+                        let first = index * grid.images_per_group;
+                        for (o, row) in block.chunks_exact_mut(columns).enumerate() {
+                            for (i, image) in row.chunks_exact_mut(grid.per_image).enumerate() {
+                                image.fill(0.0);
+                                let plane =
+                                    &output_grad[((first + i) * m + o) * oh * ow..][..oh * ow];
+                                for (dst, src) in image
+                                    .chunks_exact_mut(grid.width)
+                                    .zip(plane.chunks_exact(ow))
+                                {
+                                    dst[..ow].copy_from_slice(src);
+                                }
+                            }
+                        }
+                    });
+                let wide = &*wide;
+                let padded = &*padded;
+                wide.par_chunks(m * group)
+                    .enumerate()
+                    .fold(
+                        || vec![0.0f32; taps * m * c],
+                        |mut sum, (index, block)| {
+                            let columns = block.len() / m;
+                            for tap in 0..taps {
+                                matmul_on(
+                                    faer::Par::Seq,
+                                    &mut sum[tap * m * c..][..m * c],
+                                    true,
+                                    View::row_major(block, m, columns),
+                                    grid.shifted(g, padded, tap, index * group, columns).t(),
+                                );
+                            }
+                            sum
+                        },
+                    )
+                    .reduce_with(sum_by_tap)
+                    .unwrap_or_else(|| vec![0.0f32; taps * m * c])
+            },
+        )
+    };
     // [kh · kw, m, c] -> [m, c, kh · kw]
     let mut grad = vec![0.0f32; m * c * taps];
     for (row, values) in grad.chunks_exact_mut(taps).enumerate() {
@@ -330,6 +432,18 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
 /// gradient of a convolution (or the forward pass of a stride-1 transposed convolution) whose
 /// geometry [`applies_to_image_grad`] accepts.
 pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let form = preferred(g.image, g.kernel, g.channels);
+    image_grad_in(form, g, weight, dy, bias)
+}
+
+/// [`image_grad`] in the given form (the GEMMs where the direct sums do not run).
+fn image_grad_in(
+    form: Sums,
+    g: &ConvGeometry,
+    weight: &[f32],
+    dy: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let (c, m) = (g.channels, g.out_channels);
     let [kh, kw] = g.kernel;
     let flipped = ConvGeometry {
@@ -353,7 +467,7 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
         );
         *value = weight[((o * c + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
     }
-    forward(&flipped, dy, &swapped, bias)
+    forward_in(form, &flipped, dy, &swapped, bias)
 }
 
 #[cfg(test)]
@@ -452,11 +566,11 @@ mod tests {
         let same = |channels, side| stride_one(channels, [side, side], [3, 3], [1, 1], [1, 1]);
         let g = same(64, 28);
         assert!(applies(&g) && applies_to_image_grad(&g));
-        // 14x14: 31 % wasted on the whole grid, 14 % where the direct sum skips its last rows.
+        // 14x14: 31 % wasted on the whole grid, 14 % in the direct sums' vectors.
         let g = same(128, 14);
         assert_eq!(applies(&g), direct::available(128));
         assert_eq!(applies_to_image_grad(&g), direct::available(128));
-        // 7x7: 65 % and 29 %.
+        // 7x7: 65 % and 129 %.
         let g = same(128, 7);
         assert!(!applies(&g) && !applies_to_image_grad(&g));
         // 18 output channels are not whole tiles of the direct sum: the GEMMs' whole grid.
@@ -465,35 +579,46 @@ mod tests {
             ..same(64, 14)
         };
         assert!(!applies(&g));
+        // A 1x1 convolution at 7x7: nothing wasted on the grid, 129 % in the vectors.
         let g = stride_one(64, [7, 7], [1, 1], [0, 0], [0, 0]);
         assert!(applies(&g) && applies_to_image_grad(&g));
+        assert_eq!(sums(g.output, g.kernel, 16), Some(Sums::Gemm));
+        let direct_where_available = direct::available(16).then_some(Sums::Direct);
+        assert_eq!(
+            sums([28, 28], [3, 3], 16),
+            direct_where_available.or(Some(Sums::Gemm))
+        );
         assert!(!applies(&same(8, 28)));
     }
 
-    /// Each pass against its definition, on geometries small enough to check by hand (which
-    /// [`applies`] would send to the patch matrix, but every pass computes them all the same).
+    /// Each pass in each form against its definition, on geometries small enough to check by
+    /// hand (which [`applies`] would send to the patch matrix, but every pass computes them all
+    /// the same).
     #[test]
     fn every_pass_matches_the_definition() {
-        for g in geometries() {
+        for (g, form) in geometries()
+            .into_iter()
+            .flat_map(|g| [(g, Sums::Direct), (g, Sums::Gemm)])
+        {
             let [x, w, dy] = operands(&g, [11, 12, 14]);
             let (m, p) = (g.out_channels, g.out_pixels());
             let bias = values(m, 13);
-            let y = forward(&g, &x, &w, Some(&bias));
+            let y = forward_in(form, &g, &x, &w, Some(&bias));
             let expected = direct(&g, &x, &w);
             let with_bias = expected
                 .iter()
                 .enumerate()
                 .map(|(i, e)| (e + bias[(i / p) % m]) as f64);
-            assert_close(&format!("{g:?} output"), &y, with_bias);
+            assert_close(&format!("{form:?} {g:?} output"), &y, with_bias);
             let (dx, dw) = direct_grads(&g, &x, &w, &dy);
             assert_close(
-                &format!("{g:?} input gradient"),
-                &image_grad(&g, &w, &dy, None),
+                &format!("{form:?} {g:?} input gradient"),
+                &image_grad_in(form, &g, &w, &dy, None),
                 dx,
             );
             assert_close(
-                &format!("{g:?} weight gradient"),
-                &weight_grad(&g, &x, &dy),
+                &format!("{form:?} {g:?} weight gradient"),
+                &weight_grad_in(form, &g, &x, &dy),
                 dw,
             );
         }
