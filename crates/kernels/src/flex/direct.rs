@@ -138,33 +138,71 @@ pub(super) fn convolve(
     }
 }
 
-/// `grads[tap, o, ci] += Σ_segments Σ_k dY[o · plane + output + k] · X[ci, image + k + s_tap]`:
-/// the weight gradient of [`convolve`], `dY` laid out as its `out`. Returns false, leaving
-/// `grads` untouched, where [`available`] does not hold.
+/// Consecutive output pixels of one output row, for the weight gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Row {
+    /// Column of the padded images that its first pixel reads at kernel offset 0.
+    pub image: usize,
+    /// Its first pixel in the channels-last output gradient `[pixels, m]`.
+    pub pixel: usize,
+    /// Pixels.
+    pub len: usize,
+}
+
+/// The output rows of `count` images with outputs `[OH, OW]`, whose padded images are
+/// `per_image` columns of rows of `width` columns each.
+pub(super) fn rows(count: usize, output: [usize; 2], per_image: usize, width: usize) -> Vec<Row> {
+    let [oh, ow] = output;
+    (0..count)
+        .flat_map(|n| (0..oh).map(move |y| (n, y)))
+        .map(|(n, y)| Row {
+            image: n * per_image + y * width,
+            pixel: (n * oh + y) * ow,
+            len: ow,
+        })
+        .collect()
+}
+
+/// `grads[tap, ci, o] += Σ_rows Σ_k X[ci, image + k + s_tap] · dY[pixel + k, o]`: the weight
+/// gradient of [`convolve`] with `dY [pixels, m]` channels-last, so that 16 output channels fill
+/// a vector and no sum crosses lanes. Returns false, leaving `grads` untouched, without AVX-512.
 ///
 /// # Panics
 ///
-/// As [`convolve`], with `grads` in place of the weights and `output_grad` of the output.
+/// When `grads` is not `[taps, c, m]`, or a row reads past the images or `output_grad`.
 pub(super) fn correlate(
     grads: &mut [f32],
     output_grad: &[f32],
+    m: usize,
     images: &Shifted<'_>,
-    outputs: &Outputs<'_>,
+    rows: &[Row],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if !available(outputs.m) {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
             return false;
         }
-        check(output_grad.len(), grads.len(), images, outputs);
-        // SAFETY: as in `convolve`, `output_grad` read where `out` was written and `grads`
-        // updated where the weights were read.
-        unsafe { avx512::correlate(images, outputs, output_grad.as_ptr(), grads.as_mut_ptr()) };
+        let c = images.channels;
+        assert_eq!(grads.len(), images.shifts.len() * c * m, "gradient size");
+        let furthest = images.shifts.iter().max().copied().unwrap_or(0);
+        for row in rows {
+            assert!(
+                c == 0 || (c - 1) * images.row_stride + row.image + furthest + row.len <= images.data.len(),
+                "row {row:?} reads past the images"
+            );
+            assert!(
+                (row.pixel + row.len) * m <= output_grad.len(),
+                "row {row:?} reads past the output gradient"
+            );
+        }
+        // SAFETY: the CPU has just reported AVX-512F; the asserts above bound every read, and
+        // `grads` holds every `(tap, ci, o)`.
+        unsafe { avx512::correlate(images, rows, m, output_grad.as_ptr(), grads.as_mut_ptr()) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (grads, output_grad, images, outputs);
+        let _ = (grads, output_grad, m, images, rows);
         false
     }
 }
@@ -196,10 +234,10 @@ fn check(out_len: usize, weights_len: usize, images: &Shifted<'_>, outputs: &Out
 mod avx512 {
     use std::arch::x86_64::{
         __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
-        _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
     };
 
-    use super::{LANES, Outputs, ROWS, Segment, Shifted, VECTORS};
+    use super::{LANES, Outputs, ROWS, Row, Segment, Shifted, VECTORS};
 
     fn mask(segment: &Segment) -> __mmask16 {
         if segment.len >= LANES {
@@ -293,97 +331,141 @@ mod avx512 {
         }
     }
 
-    /// Every tile of [`super::correlate`]: per kernel offset, four output channels by up to six
-    /// input channels, summed along all the segments.
+    /// Every tile of [`super::correlate`]: per run of about [`PIXELS`] pixels, six input
+    /// channels at a time (their rows stay in the L1 cache across the kernel offsets) by up to
+    /// 64 output channels, the tile added into `grads`.
     ///
     /// # Safety
     ///
-    /// AVX-512F, and the bounds `super::check` asserts.
+    /// AVX-512F, and the bounds `super::correlate` asserts.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn correlate(
         images: &Shifted<'_>,
-        outputs: &Outputs<'_>,
+        rows: &[Row],
+        m: usize,
         output_grad: *const f32,
         grads: *mut f32,
     ) {
-        for tap in 0..images.shifts.len() {
-            for o in (0..outputs.m).step_by(ROWS) {
-                let mut ci = 0;
-                while ci < images.channels {
-                    let width = (images.channels - ci).min(VECTORS);
-                    let at = Place { tap, o, ci };
-                    // SAFETY: as for this function; `o + 4 ≤ m`, `ci + width ≤ c`.
-                    unsafe {
-                        match width {
-                            6 => correlate_tile::<6>(images, outputs, output_grad, grads, at),
-                            5 => correlate_tile::<5>(images, outputs, output_grad, grads, at),
-                            4 => correlate_tile::<4>(images, outputs, output_grad, grads, at),
-                            3 => correlate_tile::<3>(images, outputs, output_grad, grads, at),
-                            2 => correlate_tile::<2>(images, outputs, output_grad, grads, at),
-                            _ => correlate_tile::<1>(images, outputs, output_grad, grads, at),
-                        }
+        let per_chunk = rows.first().map_or(1, |row| PIXELS.div_ceil(row.len.max(1)));
+        for chunk in rows.chunks(per_chunk) {
+            for ci in (0..images.channels).step_by(VECTORS) {
+                let width = (images.channels - ci).min(VECTORS);
+                for tap in 0..images.shifts.len() {
+                    for o in (0..m).step_by(OUTPUT_LANES) {
+                        let at = Place { tap, ci, o, m };
+                        let vectors = (m - o).min(OUTPUT_LANES).div_ceil(LANES);
+                        // SAFETY: as for this function; `ci + width ≤ c`, `o < m`.
+                        unsafe { correlate_tile(width, vectors, images, chunk, output_grad, grads, at) };
                     }
-                    ci += width;
                 }
             }
         }
     }
 
-    /// The gradient tile `(tap, o .. o + 4, ci .. ci + C)`.
+    /// Output channels per weight-gradient tile: four vectors.
+    const OUTPUT_LANES: usize = 4 * LANES;
+
+    /// Pixels summed per visit of a weight-gradient tile: the output gradient of about this many
+    /// pixels (for all `m` channels) stays in cache while every tile reads it.
+    const PIXELS: usize = 64;
+
+    /// The gradient tile `(tap, ci .. ci + C, o .. o + 16 V)`.
     #[derive(Clone, Copy)]
     struct Place {
         tap: usize,
-        o: usize,
         ci: usize,
+        o: usize,
+        m: usize,
     }
 
-    /// `grads[tap, o + r, ci + j] += Σ_segments dY[o + r, segment] · X[ci + j, segment + shift]`.
+    /// [`correlate_tile_of`] for `width` input channels and `vectors` vectors of output channels.
     ///
     /// # Safety
     ///
-    /// As [`correlate`], with `o + 4 ≤ m` and `ci + C ≤ c`.
+    /// As [`correlate_tile_of`].
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn correlate_tile<const C: usize>(
+    unsafe fn correlate_tile(
+        width: usize,
+        vectors: usize,
         images: &Shifted<'_>,
-        outputs: &Outputs<'_>,
+        rows: &[Row],
         output_grad: *const f32,
         grads: *mut f32,
-        Place { tap, o, ci }: Place,
+        at: Place,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); C]; ROWS];
-        // SAFETY (this block): every read is inside the bounds `check` asserted, at channels
-        // below `m` and `c`.
-        unsafe {
-            let base = images
-                .data
-                .as_ptr()
-                .add(images.shifts[tap] + ci * images.row_stride);
-            let output_grad = output_grad.add(o * outputs.plane);
-            for segment in outputs.segments {
-                let mask = mask(segment);
-                let mut dy = [_mm512_setzero_ps(); ROWS];
-                for (r, dy) in dy.iter_mut().enumerate() {
-                    let row = output_grad.add(r * outputs.plane + segment.output);
-                    *dy = _mm512_maskz_loadu_ps(mask, row);
+        macro_rules! by_vectors {
+            ($c:literal) => {
+                // SAFETY: as for this function.
+                unsafe {
+                    match vectors {
+                        4 => correlate_tile_of::<$c, 4>(images, rows, output_grad, grads, at),
+                        3 => correlate_tile_of::<$c, 3>(images, rows, output_grad, grads, at),
+                        2 => correlate_tile_of::<$c, 2>(images, rows, output_grad, grads, at),
+                        _ => correlate_tile_of::<$c, 1>(images, rows, output_grad, grads, at),
+                    }
                 }
-                // One input channel at a time, so that only its vector is live beside the
-                // accumulators and the four gradient rows.
-                #[expect(clippy::needless_range_loop, reason = "j also picks the image row")]
-                for j in 0..C {
-                    let x = _mm512_maskz_loadu_ps(
-                        mask,
-                        base.add(j * images.row_stride + segment.image),
-                    );
-                    for r in 0..ROWS {
-                        acc[r][j] = _mm512_fmadd_ps(dy[r], x, acc[r][j]);
+            };
+        }
+        match width {
+            6 => by_vectors!(6),
+            5 => by_vectors!(5),
+            4 => by_vectors!(4),
+            3 => by_vectors!(3),
+            2 => by_vectors!(2),
+            _ => by_vectors!(1),
+        }
+    }
+
+    /// `grads[tap, ci + j, o .. o + 16 V] += Σ_rows Σ_k X[ci + j, image + k + s_tap] · dY[pixel +
+    /// k, o .. o + 16 V]`, the last vector masked to the channels below `m`.
+    ///
+    /// # Safety
+    ///
+    /// As [`correlate`], with `ci + C ≤ c` and `o + 16 (V − 1) < m`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn correlate_tile_of<const C: usize, const V: usize>(
+        images: &Shifted<'_>,
+        rows: &[Row],
+        output_grad: *const f32,
+        grads: *mut f32,
+        Place { tap, ci, o, m }: Place,
+    ) {
+        let lanes = |v: usize| (m - o - v * LANES).min(LANES);
+        let masks: [__mmask16; V] = std::array::from_fn(|v| {
+            let len = lanes(v);
+            if len >= LANES { !0 } else { (1 << len) - 1 }
+        });
+        // SAFETY (this block): the tile's gradients lie at channels below `c` and `m`; every
+        // read is inside the bounds `super::correlate` asserted.
+        unsafe {
+            let tile = grads.add((tap * images.channels + ci) * m + o);
+            let mut acc = [[_mm512_setzero_ps(); V]; C];
+            for (j, acc) in acc.iter_mut().enumerate() {
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_maskz_loadu_ps(masks[v], tile.add(j * m + v * LANES));
+                }
+            }
+            let base = images.data.as_ptr().add(images.shifts[tap] + ci * images.row_stride);
+            for row in rows {
+                let x = base.add(row.image);
+                let dy = output_grad.add(row.pixel * m + o);
+                for k in 0..row.len {
+                    let d: [__m512; V] = std::array::from_fn(|v| {
+                        _mm512_maskz_loadu_ps(masks[v], dy.add(k * m + v * LANES))
+                    });
+                    for (j, acc) in acc.iter_mut().enumerate() {
+                        let value = _mm512_set1_ps(*x.add(j * images.row_stride + k));
+                        for (acc, d) in acc.iter_mut().zip(&d) {
+                            *acc = _mm512_fmadd_ps(value, *d, *acc);
+                        }
                     }
                 }
             }
-            for (r, acc) in acc.iter().enumerate() {
-                let row = grads.add((tap * outputs.m + o + r) * images.channels + ci);
-                for (j, value) in acc.iter().enumerate() {
-                    *row.add(j) += _mm512_reduce_add_ps(*value);
+            for (j, acc) in acc.iter().enumerate() {
+                for (v, acc) in acc.iter().enumerate() {
+                    _mm512_mask_storeu_ps(tile.add(j * m + v * LANES), masks[v], *acc);
                 }
             }
         }
@@ -424,7 +506,8 @@ mod tests {
 
     /// The sum and its weight gradient against their definitions, on tiles of six segments and
     /// fewer, partial segments, input channels that are not a multiple of the gradient's tile,
-    /// and outputs left out of every segment (which must stay untouched).
+    /// output channels in more than one gradient tile and a partial vector of them, and
+    /// outputs left out of every segment (which must stay untouched).
     #[test]
     fn the_sums_of_shifted_products_are_their_definitions() {
         for (m, c, count, output, width) in [
@@ -434,6 +517,7 @@ mod tests {
             (4, 1, 1, [1, 1], 3),
             (8, 7, 3, [7, 7], 9),
             (4, 32, 2, [28, 28], 30),
+            (68, 13, 2, [3, 5], 7),
         ] {
             let per_image = (output[0] + 2) * width;
             let shifts = [0usize, 1, width + 1, 2 * width + 2];
@@ -492,25 +576,30 @@ mod tests {
                 assert_eq!(value.is_nan(), !written, "an output outside the segments");
             }
 
-            let output_grad: Vec<f32> = (0..out.len())
+            // The weight gradient over every other output row, `dY` channels-last.
+            let chosen: Vec<Row> = rows(count, output, per_image, width)
+                .into_iter()
+                .step_by(2)
+                .collect();
+            let output_grad: Vec<f32> = (0..count * plane * m)
                 .map(|i| ((i * 29 % 97) as f32 - 48.0) / 40.0)
                 .collect();
             let mut grads = vec![0.5f32; weights.len()];
-            assert!(correlate(&mut grads, &output_grad, &shifted, &outputs));
+            assert!(correlate(&mut grads, &output_grad, m, &shifted, &chosen));
             for (index, &got) in grads.iter().enumerate() {
-                let (t, o, ci) = (index / (m * c), (index / c) % m, index % c);
+                let (t, ci, o) = (index / (c * m), (index / m) % c, index % m);
                 let terms: Vec<f64> = chosen
                     .iter()
-                    .flat_map(|s| (0..s.len).map(move |k| (s, k)))
-                    .map(|(s, k)| {
-                        f64::from(output_grad[o * plane + s.output + k])
-                            * f64::from(images[ci * row_stride + s.image + k + shifts[t]])
+                    .flat_map(|row| (0..row.len).map(move |k| (row, k)))
+                    .map(|(row, k)| {
+                        f64::from(output_grad[(row.pixel + k) * m + o])
+                            * f64::from(images[ci * row_stride + row.image + k + shifts[t]])
                     })
                     .collect();
                 let expected = 0.5 + terms.iter().sum::<f64>();
                 assert!(
                     close(got, expected, terms.iter().map(|t| t.abs()).sum()),
-                    "m {m} c {c} {output:?}: gradient ({t}, {o}, {ci}) {got} against {expected}"
+                    "m {m} c {c} {output:?}: gradient ({t}, {ci}, {o}) {got} against {expected}"
                 );
             }
         }

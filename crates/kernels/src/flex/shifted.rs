@@ -235,6 +235,22 @@ fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `matrix [rows, cols]` transposed into `out [cols, rows]`, in 16x16 blocks so that both sides
+/// are read and written a cache line at a time.
+fn transpose(matrix: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const BLOCK: usize = 16;
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                let line = &matrix[r * cols..][..cols];
+                for col in c0..(c0 + BLOCK).min(cols) {
+                    out[col * rows + r] = line[col];
+                }
+            }
+        }
+    }
+}
+
 /// `y [batch, m, OH, OW] = conv(x, W) (+ bias [m])` for a geometry [`applies`] accepts.
 pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let form = preferred(g.output, g.kernel, g.out_channels);
@@ -340,32 +356,36 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
             .map(|(x, y)| x + y)
             .collect::<Vec<f32>>()
     };
-    let by_tap = if form == Sums::Direct && direct::available(m) {
+    // The direct sums give `[kh · kw, c, m]`, the GEMMs `[kh · kw, m, c]`.
+    let direct = form == Sums::Direct && direct::available(m);
+    let by_tap = if direct {
+        let plane = oh * ow;
         with_scratch([c * grid.row_stride()], |[padded]| {
             pad(g, &grid, images, padded);
             let shifts = grid.shifts(g);
+            let rows = direct::rows(1, g.output, grid.per_image, grid.width);
             let padded = &*padded;
             output_grad
-                .par_chunks(m * oh * ow * grid.images_per_group)
+                .par_chunks(m * plane)
                 .enumerate()
                 .fold(
-                    || vec![0.0f32; taps * m * c],
-                    |mut sum, (index, dy)| {
-                        let count = dy.len() / (m * oh * ow);
-                        let segments = grid.segments(g, count);
-                        let outputs = direct::Outputs {
-                            m,
-                            plane: oh * ow,
-                            segments: &segments,
+                    || (vec![0.0f32; taps * c * m], vec![0.0f32; plane * m]),
+                    |(mut sum, mut channels_last), (n, dy)| {
+                        transpose(dy, m, plane, &mut channels_last);
+                        let images = direct::Shifted {
+                            data: &padded[n * grid.per_image..],
+                            channels: c,
+                            row_stride: grid.row_stride(),
+                            shifts: &shifts,
                         };
-                        let images = grid.direct_view(g, padded, index, &shifts);
-                        let done = direct::correlate(&mut sum, dy, &images, &outputs);
+                        let done = direct::correlate(&mut sum, &channels_last, m, &images, &rows);
                         debug_assert!(done, "the direct sums are available");
-                        sum
+                        (sum, channels_last)
                     },
                 )
+                .map(|(sum, _)| sum)
                 .reduce_with(sum_by_tap)
-                .unwrap_or_else(|| vec![0.0f32; taps * m * c])
+                .unwrap_or_else(|| vec![0.0f32; taps * c * m])
         })
     } else {
         let group = grid.group_columns();
@@ -418,11 +438,16 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
             },
         )
     };
-    // [kh · kw, m, c] -> [m, c, kh · kw]
+    // -> [m, c, kh · kw]
     let mut grad = vec![0.0f32; m * c * taps];
     for (row, values) in grad.chunks_exact_mut(taps).enumerate() {
+        let (o, ci) = (row / c, row % c);
         for (tap, value) in values.iter_mut().enumerate() {
-            *value = by_tap[tap * m * c + row];
+            *value = if direct {
+                by_tap[(tap * c + ci) * m + o]
+            } else {
+                by_tap[tap * m * c + row]
+            };
         }
     }
     grad
