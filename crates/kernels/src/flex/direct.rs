@@ -95,6 +95,19 @@ pub(super) fn available(m: usize) -> bool {
     }
 }
 
+/// Whether the sums over channels-last pixels ([`convolve_pixels`], and the weight gradient
+/// [`correlate`]) run on this CPU: for any channel counts.
+pub(super) fn pixels_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `out[o · plane + segment outputs] = bias[o] + Σ_tap Σ_ci W_tap[o, ci] · X[ci, image + s_tap
 /// ..]` for every segment, where `weights [taps, m, c]` holds `W_tap [m, c]`. Returns false,
 /// leaving `out` untouched, where [`available`] does not hold: the caller then sums GEMMs.
@@ -134,6 +147,137 @@ pub(super) fn convolve(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (out, weights, bias, images, outputs);
+        false
+    }
+}
+
+/// The padded images channels-last, `X [columns, c]`: column `q` of the padded grid holds its
+/// `c` channels side by side.
+pub(super) struct ChannelsLast<'a> {
+    pub data: &'a [f32],
+    pub channels: usize,
+    /// Where each kernel offset reads, in columns, relative to the column of offset 0.
+    pub shifts: &'a [usize],
+}
+
+/// The weights `[taps, c, m]` of [`convolve_pixels`], packed once per call of a convolution:
+/// `[⌈m / 64⌉, taps, c, 64]`, zero past `m`, so that one tile's weights at one channel and offset
+/// are four whole vectors and a tile reads its block in order.
+pub(super) struct Packed {
+    data: Vec<f32>,
+    taps: usize,
+    c: usize,
+    m: usize,
+}
+
+impl Packed {
+    /// # Panics
+    ///
+    /// When `weights` is not `[taps, c, m]`.
+    pub fn new(weights: &[f32], taps: usize, c: usize, m: usize) -> Self {
+        assert_eq!(weights.len(), taps * c * m, "weights size");
+        let blocks = m.div_ceil(OUTPUT_LANES);
+        let mut data = vec![0.0f32; blocks * taps * c * OUTPUT_LANES];
+        for (index, chunk) in data.chunks_exact_mut(OUTPUT_LANES).enumerate() {
+            let (block, row) = (index / (taps * c), index % (taps * c));
+            let o = block * OUTPUT_LANES;
+            let len = (m - o).min(OUTPUT_LANES);
+            chunk[..len].copy_from_slice(&weights[row * m + o..][..len]);
+        }
+        Self { data, taps, c, m }
+    }
+}
+
+/// Output channels per tile of the channels-last sums: four vectors.
+const OUTPUT_LANES: usize = 4 * LANES;
+
+/// One output pixel: the column of the padded images it reads at kernel offset 0, and where
+/// its output channel 0 lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Pixel {
+    pub image: usize,
+    pub output: usize,
+}
+
+/// The output pixels of `count` images with outputs `[OH, OW]` laid out `[n, m, OH, OW]`, whose
+/// padded images are `per_image` columns of rows of `width` columns each.
+pub(super) fn pixels(
+    count: usize,
+    m: usize,
+    output: [usize; 2],
+    per_image: usize,
+    width: usize,
+) -> Vec<Pixel> {
+    let [oh, ow] = output;
+    (0..count)
+        .flat_map(|n| (0..oh).map(move |y| (n, y)))
+        .flat_map(|(n, y)| {
+            (0..ow).map(move |x| Pixel {
+                image: n * per_image + y * width + x,
+                output: (n * m * oh + y) * ow + x,
+            })
+        })
+        .collect()
+}
+
+/// `out[pixel.output + o · plane] = bias[o] + Σ_tap Σ_ci W_tap[ci, o] · X[pixel.image + s_tap,
+/// ci]` for every pixel and output channel `o`, where `weights` packs `W_tap [c, m]`. A tile of
+/// six pixels by 64 output channels (four vectors) stays in registers across every offset and
+/// channel: 16 output channels fill a vector, so an output row of any width wastes no lane.
+/// Returns false, leaving `out` untouched, without AVX-512.
+///
+/// # Panics
+///
+/// When `weights` and `images` disagree, `bias` has the wrong size, or a pixel reads past the
+/// images or lies past `out`.
+pub(super) fn convolve_pixels(
+    out: &mut [f32],
+    plane: usize,
+    weights: &Packed,
+    bias: Option<&[f32]>,
+    images: &ChannelsLast<'_>,
+    pixels: &[Pixel],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !pixels_available() {
+            return false;
+        }
+        let (c, m) = (images.channels, weights.m);
+        assert_eq!((weights.taps, weights.c), (images.shifts.len(), c), "weights shape");
+        assert!(bias.is_none_or(|b| b.len() == m), "bias size");
+        assert!(
+            i32::try_from(LANES * plane).is_ok(),
+            "output planes of {plane} floats"
+        );
+        let furthest = images.shifts.iter().max().copied().unwrap_or(0);
+        for pixel in pixels {
+            assert!(
+                (pixel.image + furthest + 1) * c <= images.data.len(),
+                "pixel {pixel:?} reads past the images"
+            );
+            assert!(
+                m == 0 || pixel.output + (m - 1) * plane < out.len(),
+                "pixel {pixel:?} lies past the output"
+            );
+        }
+        // SAFETY: the CPU has just reported AVX-512F; the asserts above bound every read and
+        // write, and `Packed` holds every block the tiles read.
+        unsafe {
+            avx512::convolve_pixels(
+                images,
+                pixels,
+                weights,
+                bias.map(<[f32]>::as_ptr),
+                out.as_mut_ptr(),
+                plane,
+            )
+        };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (out, plane, weights, bias, images, pixels);
         false
     }
 }
@@ -179,7 +323,7 @@ pub(super) fn correlate(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !pixels_available() {
             return false;
         }
         let c = images.channels;
@@ -233,11 +377,16 @@ fn check(out_len: usize, weights_len: usize, images: &Shifted<'_>, outputs: &Out
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
-        _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+        _mm512_mask_i32scatter_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_mullo_epi32, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setr_epi32,
+        _mm512_setzero_ps,
     };
 
-    use super::{LANES, Outputs, ROWS, Row, Segment, Shifted, VECTORS};
+    use super::{
+        ChannelsLast, LANES, OUTPUT_LANES, Outputs, Packed, Pixel, ROWS, Row, Segment, Shifted,
+        VECTORS,
+    };
 
     fn mask(segment: &Segment) -> __mmask16 {
         if segment.len >= LANES {
@@ -331,6 +480,160 @@ mod avx512 {
         }
     }
 
+    /// Output pixels per tile of [`convolve_pixels`].
+    const PIXELS_PER_TILE: usize = 6;
+
+    /// Every tile of [`super::convolve_pixels`]: six output pixels by up to 64 output channels.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512F, and the bounds `super::convolve_pixels` asserts.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn convolve_pixels(
+        images: &ChannelsLast<'_>,
+        pixels: &[Pixel],
+        weights: &Packed,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        plane: usize,
+    ) {
+        let m = weights.m;
+        let block_len = weights.taps * weights.c * OUTPUT_LANES;
+        for (block, o) in (0..m).step_by(OUTPUT_LANES).enumerate() {
+            let vectors = (m - o).min(OUTPUT_LANES).div_ceil(LANES);
+            for tile in pixels.chunks(PIXELS_PER_TILE) {
+                let at = Tile {
+                    weights: weights.data[block * block_len..].as_ptr(),
+                    bias,
+                    out,
+                    plane,
+                    o,
+                    m,
+                };
+                // SAFETY: as for this function.
+                unsafe { convolve_pixels_tile(tile.len(), vectors, images, tile, at) };
+            }
+        }
+    }
+
+    /// Where a tile of [`convolve_pixels`] reads its weights and writes its outputs.
+    #[derive(Clone, Copy)]
+    struct Tile {
+        /// The packed weights of its 64 output channels.
+        weights: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        /// Floats between two output channels.
+        plane: usize,
+        /// Its first output channel.
+        o: usize,
+        m: usize,
+    }
+
+    /// [`convolve_pixels_tile_of`] for `pixels` pixels and `vectors` vectors of output channels.
+    ///
+    /// # Safety
+    ///
+    /// As [`convolve_pixels_tile_of`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn convolve_pixels_tile(
+        pixels: usize,
+        vectors: usize,
+        images: &ChannelsLast<'_>,
+        tile: &[Pixel],
+        at: Tile,
+    ) {
+        macro_rules! by_vectors {
+            ($p:literal) => {
+                // SAFETY: as for this function.
+                unsafe {
+                    match vectors {
+                        4 => convolve_pixels_tile_of::<$p, 4>(images, tile, at),
+                        3 => convolve_pixels_tile_of::<$p, 3>(images, tile, at),
+                        2 => convolve_pixels_tile_of::<$p, 2>(images, tile, at),
+                        _ => convolve_pixels_tile_of::<$p, 1>(images, tile, at),
+                    }
+                }
+            };
+        }
+        match pixels {
+            6 => by_vectors!(6),
+            5 => by_vectors!(5),
+            4 => by_vectors!(4),
+            3 => by_vectors!(3),
+            2 => by_vectors!(2),
+            _ => by_vectors!(1),
+        }
+    }
+
+    /// `out[pixel.output + (o + k) · plane] = bias[o + k] + Σ_tap Σ_ci X[pixel.image + s_tap, ci]
+    /// · W_tap[ci, o + k]` for the `P` pixels of `tile` and `k < 16 V`, the last vector masked to
+    /// the channels below `m`. Each vector of 16 channels is scattered to its 16 planes: once per
+    /// `9 · c` multiply-adds, which leaves no layout to change afterwards.
+    ///
+    /// # Safety
+    ///
+    /// As [`convolve_pixels`], with `tile.len() == P` and `o + 16 (V − 1) < m`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn convolve_pixels_tile_of<const P: usize, const V: usize>(
+        images: &ChannelsLast<'_>,
+        tile: &[Pixel],
+        Tile {
+            weights,
+            bias,
+            out,
+            plane,
+            o,
+            m,
+        }: Tile,
+    ) {
+        let c = images.channels;
+        let tile: &[Pixel; P] = tile.try_into().expect("a tile of P pixels");
+        let mut acc = [[_mm512_setzero_ps(); V]; P];
+        for (tap, &shift) in images.shifts.iter().enumerate() {
+            // SAFETY (this block): every pixel's columns and the packed block are inside the
+            // bounds `super::convolve_pixels` asserted.
+            unsafe {
+                let weights = weights.add(tap * c * OUTPUT_LANES);
+                let columns = tile.map(|p| images.data.as_ptr().add((p.image + shift) * c));
+                for ci in 0..c {
+                    let w: [__m512; V] = std::array::from_fn(|v| {
+                        _mm512_loadu_ps(weights.add(ci * OUTPUT_LANES + v * LANES))
+                    });
+                    for (acc, column) in acc.iter_mut().zip(&columns) {
+                        let x = _mm512_set1_ps(*column.add(ci));
+                        for (acc, w) in acc.iter_mut().zip(&w) {
+                            *acc = _mm512_fmadd_ps(x, *w, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        let plane = plane as i32; // `convolve_pixels` asserted that 16 planes fit an i32
+        let lanes = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(plane),
+        );
+        for v in 0..V {
+            let len = (m - o - v * LANES).min(LANES);
+            let mask: __mmask16 = if len >= LANES { !0 } else { (1 << len) - 1 };
+            // SAFETY: channels `o + 16 v + k < m` of every pixel of the tile, inside `out`.
+            unsafe {
+                let shift = match bias {
+                    Some(bias) => _mm512_maskz_loadu_ps(mask, bias.add(o + v * LANES)),
+                    None => _mm512_setzero_ps(),
+                };
+                for (pixel, acc) in tile.iter().zip(&acc) {
+                    let first = out.add(pixel.output + (o + v * LANES) * plane as usize);
+                    let value = _mm512_add_ps(acc[v], shift);
+                    _mm512_mask_i32scatter_ps::<4>(first, mask, lanes, value);
+                }
+            }
+        }
+    }
+
     /// Every tile of [`super::correlate`]: per run of about [`PIXELS`] pixels, six input
     /// channels at a time (their rows stay in the L1 cache across the kernel offsets) by up to
     /// 64 output channels, the tile added into `grads`.
@@ -361,9 +664,6 @@ mod avx512 {
             }
         }
     }
-
-    /// Output channels per weight-gradient tile: four vectors.
-    const OUTPUT_LANES: usize = 4 * LANES;
 
     /// Pixels summed per visit of a weight-gradient tile: the output gradient of about this many
     /// pixels (for all `m` channels) stays in cache while every tile reads it.
@@ -481,6 +781,63 @@ mod tests {
     /// 1e-6 absolute.
     fn close(got: f32, expected: f64, magnitude: f64) -> bool {
         (f64::from(got) - expected).abs() <= 1e-6 * (1.0 + magnitude)
+    }
+
+    /// The sums over channels-last pixels against their definition: output channels in two
+    /// tiles, the second a partial vector; tiles of six pixels and fewer; pixels left out
+    /// (their outputs must stay untouched).
+    #[test]
+    fn the_sums_over_channels_last_pixels_are_their_definitions() {
+        for (m, c, count, output, width) in [(70, 13, 2, [3, 5], 7), (16, 1, 1, [1, 1], 3)] {
+            let per_image = (output[0] + 2) * width;
+            let shifts = [0usize, 1, width + 1, 2 * width + 2];
+            let plane = output[0] * output[1];
+            let images: Vec<f32> = (0..count * per_image * c)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let weights: Vec<f32> = (0..shifts.len() * c * m)
+                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 30.0)
+                .collect();
+            let bias: Vec<f32> = (0..m).map(|o| o as f32 / 4.0).collect();
+            let chosen: Vec<Pixel> = pixels(count, m, output, per_image, width)
+                .into_iter()
+                .step_by(2)
+                .collect();
+            let view = ChannelsLast {
+                data: &images,
+                channels: c,
+                shifts: &shifts,
+            };
+            let packed = Packed::new(&weights, shifts.len(), c, m);
+            let mut out = vec![f32::NAN; count * m * plane];
+            if !convolve_pixels(&mut out, plane, &packed, Some(&bias), &view, &chosen) {
+                return; // no AVX-512 here: the GEMM path is tested by the convolution tests
+            }
+            let mut written = vec![false; out.len()];
+            for pixel in &chosen {
+                for o in 0..m {
+                    let at = pixel.output + o * plane;
+                    written[at] = true;
+                    let terms: Vec<f64> = (0..shifts.len())
+                        .flat_map(|t| (0..c).map(move |ci| (t, ci)))
+                        .map(|(t, ci)| {
+                            f64::from(weights[(t * c + ci) * m + o])
+                                * f64::from(images[(pixel.image + shifts[t]) * c + ci])
+                        })
+                        .collect();
+                    let expected = f64::from(bias[o]) + terms.iter().sum::<f64>();
+                    let magnitude = terms.iter().map(|t| t.abs()).sum();
+                    assert!(
+                        close(out[at], expected, magnitude),
+                        "m {m} c {c}: pixel {pixel:?} channel {o}: {} against {expected}",
+                        out[at]
+                    );
+                }
+            }
+            for (value, written) in out.iter().zip(&written) {
+                assert_eq!(value.is_nan(), !written, "an output of a pixel left out");
+            }
+        }
     }
 
     /// The segments of two images cover every output once, in rows of at most 16.

@@ -40,27 +40,32 @@ const MIN_CHANNELS: usize = 16;
 /// written once per kernel offset, so it should stay in the core's cache.
 const BLOCK_FLOATS: usize = 1 << 18;
 
-/// Most outputs computed per output pixel for which the shifted form is used. Its GEMMs compute
-/// the output on the whole padded grid, `(OH + kh − 1)(OW + kw − 1)` columns per image: 15 % more
-/// work than the output needs at 28x28 with a 3x3 kernel, 31 % at 14x14, 65 % at 7x7. The direct
-/// sums compute each output row in whole 16-float vectors, `OH · ⌈OW / 16⌉ · 16` outputs: 14 %
-/// more at 28x28 and at 14x14, 129 % at 7x7. Past this bound the channels-last patch matrix
-/// ([`super::channels_last`]) costs less than the wasted work. (A 1x1 convolution wastes nothing
-/// on the grid: at 7x7 it takes the GEMMs.)
+/// Most outputs computed per output pixel for which the direct sums over output rows and the
+/// GEMMs over the padded grid are used. The GEMMs compute the output on the whole padded grid,
+/// `(OH + kh − 1)(OW + kw − 1)` columns per image: 15 % more work than the output needs at 28x28
+/// with a 3x3 kernel, 31 % at 14x14, 65 % at 7x7. The direct sums over output rows compute each
+/// row in whole 16-float vectors, `OH · ⌈OW / 16⌉ · 16` outputs: 14 % more at 28x28 and at 14x14,
+/// 129 % at 7x7. (A 1x1 convolution wastes nothing on the grid: at 7x7 it takes the GEMMs.)
 const MAX_GRID_OVERHEAD: f64 = 1.2;
 
 /// How the sums of a stride-1 convolution are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sums {
-    /// The direct loops over the output rows.
+    /// The direct loops over output rows, 16 pixels of a row to a vector.
     Direct,
+    /// The direct loops over channels-last pixels, 16 output channels to a vector: no lane is
+    /// wasted at any width, for the cost of laying the images out channels-last and scattering
+    /// the outputs back. Measured slower than [`Sums::Direct`] at 14x14 and 28x28, faster than
+    /// the patch matrix at 7x7.
+    Pixels,
     /// `kh · kw` GEMMs over the padded grid.
     Gemm,
 }
 
 /// The form for a stride-1 convolution to `m` channels with an output of `size`: the direct sums
-/// where they run and waste at most [`MAX_GRID_OVERHEAD`], else the GEMMs where their grid does,
-/// else none (the patch matrix).
+/// over output rows where they run and waste at most [`MAX_GRID_OVERHEAD`], else the GEMMs where
+/// their grid does, else the direct sums over pixels where they run, else none (the
+/// channels-last patch matrix, [`super::channels_last`]).
 fn sums(size: [usize; 2], kernel: [usize; 2], m: usize) -> Option<Sums> {
     let outputs = (size[0] * size[1]).max(1) as f64;
     let direct = (size[0] * size[1].div_ceil(direct::LANES) * direct::LANES) as f64 / outputs;
@@ -69,19 +74,16 @@ fn sums(size: [usize; 2], kernel: [usize; 2], m: usize) -> Option<Sums> {
         Some(Sums::Direct)
     } else if grid <= MAX_GRID_OVERHEAD {
         Some(Sums::Gemm)
+    } else if direct::pixels_available() {
+        Some(Sums::Pixels)
     } else {
         None
     }
 }
 
-/// The form the passes of a geometry that [`applies`] take; for any other, the direct sums where
-/// they run.
+/// The form the passes of a geometry that [`applies`] take; for any other, the GEMMs.
 fn preferred(size: [usize; 2], kernel: [usize; 2], m: usize) -> Sums {
-    sums(size, kernel, m).unwrap_or(if direct::available(m) {
-        Sums::Direct
-    } else {
-        Sums::Gemm
-    })
+    sums(size, kernel, m).unwrap_or(Sums::Gemm)
 }
 
 /// Whether a convolution of this geometry (its forward pass and its weight gradient) takes the
@@ -235,20 +237,53 @@ fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `matrix [rows, cols]` transposed into `out [cols, rows]`, in 16x16 blocks so that both sides
-/// are read and written a cache line at a time.
-fn transpose(matrix: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+/// `dst[col · dst_stride + r] = src[r · src_stride + col]` for `r < rows`, `col < cols`: a
+/// transposition between strided layouts, 16x16 floats at a time through a tile on the stack, so
+/// that both sides are read and written in runs of 16.
+fn transpose(
+    src: &[f32],
+    [rows, cols]: [usize; 2],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
     const BLOCK: usize = 16;
     for r0 in (0..rows).step_by(BLOCK) {
         for c0 in (0..cols).step_by(BLOCK) {
             for r in r0..(r0 + BLOCK).min(rows) {
-                let line = &matrix[r * cols..][..cols];
+                let line = &src[r * src_stride..];
                 for col in c0..(c0 + BLOCK).min(cols) {
-                    out[col * rows + r] = line[col];
+                    dst[col * dst_stride + r] = line[col];
                 }
             }
         }
     }
+}
+
+/// Writes the batch `images [batch, c, h, w]` zero-padded and channels-last into `padded
+/// [batch · Hp · Wp, c]`.
+fn pad_channels_last(g: &ConvGeometry, grid: &Grid, images: &[f32], padded: &mut [f32]) {
+    let (c, [h, w]) = (g.channels, g.image);
+    let [top, left] = g.padding;
+    let width = grid.width;
+    let copied = w.min(width.saturating_sub(left));
+    padded[..grid.columns * c]
+        .par_chunks_mut(grid.per_image * c)
+        .enumerate()
+        .for_each(|(n, image)| {
+            let planes = &images[n * c * h * w..][..c * h * w];
+            for (y, line) in image.chunks_exact_mut(width * c).enumerate() {
+                match y.checked_sub(top).filter(|&row| row < h) {
+                    Some(row) => {
+                        line[..left.min(width) * c].fill(0.0);
+                        let body = &mut line[left * c..];
+                        transpose(&planes[row * w..], [c, copied], h * w, body, c);
+                        line[(left + copied) * c..].fill(0.0);
+                    }
+                    None => line.fill(0.0),
+                }
+            }
+        });
 }
 
 /// `y [batch, m, OH, OW] = conv(x, W) (+ bias [m])` for a geometry [`applies`] accepts.
@@ -269,9 +304,9 @@ fn forward_in(
     let taps = g.kernel[0] * g.kernel[1];
     let [oh, ow] = g.output;
     let grid = Grid::new(g);
-    let by_tap = weights_by_tap(weight, taps);
     let mut out = vec![0.0f32; batch * m * oh * ow];
     if form == Sums::Direct && direct::available(m) {
+        let by_tap = weights_by_tap(weight, taps);
         with_scratch([c * grid.row_stride()], |[padded]| {
             pad(g, &grid, images, padded);
             let shifts = grid.shifts(g);
@@ -293,6 +328,38 @@ fn forward_in(
         });
         return out;
     }
+    if form == Sums::Pixels && direct::pixels_available() {
+        let plane = oh * ow;
+        // [m, c, taps] -> [taps, c, m]
+        let mut by_tap = vec![0.0f32; weight.len()];
+        for (index, value) in by_tap.iter_mut().enumerate() {
+            let (tap, ci, o) = (index / (c * m), (index / m) % c, index % m);
+            *value = weight[(o * c + ci) * taps + tap];
+        }
+        let packed = direct::Packed::new(&by_tap, taps, c, m);
+        with_scratch([grid.columns * c], |[padded]| {
+            pad_channels_last(g, &grid, images, padded);
+            let shifts = grid.shifts(g);
+            let padded = &*padded;
+            // One task per group of images: their outputs are one contiguous block.
+            out.par_chunks_mut(m * plane * grid.images_per_group)
+                .enumerate()
+                .for_each(|(index, out)| {
+                    let count = out.len() / (m * plane);
+                    let pixels = direct::pixels(count, m, g.output, grid.per_image, grid.width);
+                    let first = index * grid.images_per_group;
+                    let images = direct::ChannelsLast {
+                        data: &padded[first * grid.per_image * c..],
+                        channels: c,
+                        shifts: &shifts,
+                    };
+                    let done = direct::convolve_pixels(out, plane, &packed, bias, &images, &pixels);
+                    debug_assert!(done, "the direct sums are available");
+                });
+        });
+        return out;
+    }
+    let by_tap = weights_by_tap(weight, taps);
     let group = grid.group_columns();
     with_scratch(
         [c * grid.row_stride(), m * grid.columns],
@@ -357,7 +424,7 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
             .collect::<Vec<f32>>()
     };
     // The direct sums give `[kh · kw, c, m]`, the GEMMs `[kh · kw, m, c]`.
-    let direct = form == Sums::Direct && direct::available(m);
+    let direct = form != Sums::Gemm && direct::pixels_available();
     let by_tap = if direct {
         let plane = oh * ow;
         with_scratch([c * grid.row_stride()], |[padded]| {
@@ -371,7 +438,7 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
                 .fold(
                     || (vec![0.0f32; taps * c * m], vec![0.0f32; plane * m]),
                     |(mut sum, mut channels_last), (n, dy)| {
-                        transpose(dy, m, plane, &mut channels_last);
+                        transpose(dy, [m, plane], plane, &mut channels_last, m);
                         let images = direct::Shifted {
                             data: &padded[n * grid.per_image..],
                             channels: c,
@@ -583,28 +650,29 @@ mod tests {
         assert_eq!(count, got.len(), "{what}: length");
     }
 
-    /// The shifted form takes the stride-1 convolutions whose padded grid wastes little: the
-    /// U-Net's 3x3 at 28x28 and every 1x1, not its 3x3 at 14x14 and 7x7, nor a handful of
+    /// The shifted form takes the stride-1 convolutions whose padded grid or whose rows of
+    /// vectors waste little, and the rest where the sums over pixels run; never a handful of
     /// channels.
     #[test]
     fn the_form_is_chosen_by_the_wasted_grid() {
         let same = |channels, side| stride_one(channels, [side, side], [3, 3], [1, 1], [1, 1]);
         let g = same(64, 28);
         assert!(applies(&g) && applies_to_image_grad(&g));
-        // 14x14: 31 % wasted on the whole grid, 14 % in the direct sums' vectors.
+        // 14x14: 31 % wasted on the whole grid, 14 % in the rows of vectors.
         let g = same(128, 14);
         assert_eq!(applies(&g), direct::available(128));
         assert_eq!(applies_to_image_grad(&g), direct::available(128));
-        // 7x7: 65 % and 129 %.
+        // 7x7: 65 % and 129 %; the sums over pixels waste nothing.
         let g = same(128, 7);
-        assert!(!applies(&g) && !applies_to_image_grad(&g));
-        // 18 output channels are not whole tiles of the direct sum: the GEMMs' whole grid.
-        let g = ConvGeometry {
-            out_channels: 18,
-            ..same(64, 14)
-        };
-        assert!(!applies(&g));
-        // A 1x1 convolution at 7x7: nothing wasted on the grid, 129 % in the vectors.
+        let pixels = direct::pixels_available();
+        assert_eq!(applies(&g), pixels);
+        assert_eq!(applies_to_image_grad(&g), pixels);
+        assert_eq!(sums(g.output, g.kernel, 128), pixels.then_some(Sums::Pixels));
+        // 18 output channels are not whole tiles of the rows: the GEMMs' whole grid at 28x28,
+        // the pixels at 14x14.
+        assert_eq!(sums([28, 28], [3, 3], 18), Some(Sums::Gemm));
+        assert_eq!(sums([14, 14], [3, 3], 18), pixels.then_some(Sums::Pixels));
+        // A 1x1 convolution at 7x7: nothing wasted on the grid, 129 % in the rows.
         let g = stride_one(64, [7, 7], [1, 1], [0, 0], [0, 0]);
         assert!(applies(&g) && applies_to_image_grad(&g));
         assert_eq!(sums(g.output, g.kernel, 16), Some(Sums::Gemm));
@@ -623,7 +691,7 @@ mod tests {
     fn every_pass_matches_the_definition() {
         for (g, form) in geometries()
             .into_iter()
-            .flat_map(|g| [(g, Sums::Direct), (g, Sums::Gemm)])
+            .flat_map(|g| [(g, Sums::Direct), (g, Sums::Pixels), (g, Sums::Gemm)])
         {
             let [x, w, dy] = operands(&g, [11, 12, 14]);
             let (m, p) = (g.out_channels, g.out_pixels());
