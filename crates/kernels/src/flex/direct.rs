@@ -244,7 +244,11 @@ pub(super) fn convolve_pixels(
             return false;
         }
         let (c, m) = (images.channels, weights.m);
-        assert_eq!((weights.taps, weights.c), (images.shifts.len(), c), "weights shape");
+        assert_eq!(
+            (weights.taps, weights.c),
+            (images.shifts.len(), c),
+            "weights shape"
+        );
         assert!(bias.is_none_or(|b| b.len() == m), "bias size");
         assert!(
             i32::try_from(LANES * plane).is_ok(),
@@ -331,7 +335,9 @@ pub(super) fn correlate(
         let furthest = images.shifts.iter().max().copied().unwrap_or(0);
         for row in rows {
             assert!(
-                c == 0 || (c - 1) * images.row_stride + row.image + furthest + row.len <= images.data.len(),
+                c == 0
+                    || (c - 1) * images.row_stride + row.image + furthest + row.len
+                        <= images.data.len(),
                 "row {row:?} reads past the images"
             );
             assert!(
@@ -649,7 +655,9 @@ mod avx512 {
         output_grad: *const f32,
         grads: *mut f32,
     ) {
-        let per_chunk = rows.first().map_or(1, |row| PIXELS.div_ceil(row.len.max(1)));
+        let per_chunk = rows
+            .first()
+            .map_or(1, |row| PIXELS.div_ceil(row.len.max(1)));
         for chunk in rows.chunks(per_chunk) {
             for ci in (0..images.channels).step_by(VECTORS) {
                 let width = (images.channels - ci).min(VECTORS);
@@ -658,7 +666,9 @@ mod avx512 {
                         let at = Place { tap, ci, o, m };
                         let vectors = (m - o).min(OUTPUT_LANES).div_ceil(LANES);
                         // SAFETY: as for this function; `ci + width ≤ c`, `o < m`.
-                        unsafe { correlate_tile(width, vectors, images, chunk, output_grad, grads, at) };
+                        unsafe {
+                            correlate_tile(width, vectors, images, chunk, output_grad, grads, at)
+                        };
                     }
                 }
             }
@@ -747,7 +757,10 @@ mod avx512 {
                     *acc = _mm512_maskz_loadu_ps(masks[v], tile.add(j * m + v * LANES));
                 }
             }
-            let base = images.data.as_ptr().add(images.shifts[tap] + ci * images.row_stride);
+            let base = images
+                .data
+                .as_ptr()
+                .add(images.shifts[tap] + ci * images.row_stride);
             for row in rows {
                 let x = base.add(row.image);
                 let dy = output_grad.add(row.pixel * m + o);
@@ -875,6 +888,8 @@ mod tests {
             (8, 7, 3, [7, 7], 9),
             (4, 32, 2, [28, 28], 30),
             (68, 13, 2, [3, 5], 7),
+            (40, 17, 1, [2, 5], 7),
+            (32, 25, 1, [3, 4], 6),
         ] {
             let per_image = (output[0] + 2) * width;
             let shifts = [0usize, 1, width + 1, 2 * width + 2];

@@ -8,6 +8,7 @@ mod direct;
 pub mod norm;
 pub mod shifted;
 mod simd;
+mod transpose;
 
 use burn::backend::Flex;
 use burn::backend::ops::{ConvOptions, ConvTransposeOptions};

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, View, add_bias, matmul_on, with_scratch};
 use super::direct;
+use super::transpose::transpose;
 
 /// Fewest image channels for which the shifted form is used: they are the inner dimension of its
 /// GEMMs, which a handful of channels would leave mostly idle.
@@ -213,16 +214,14 @@ fn pad(g: &ConvGeometry, grid: &Grid, images: &[f32], padded: &mut [f32]) {
         .for_each(|(c, channel)| {
             let (body, slack) = channel.split_at_mut(grid.columns);
             slack.fill(0.0);
+            // The whole image zeroed, then its rows copied in: one call per row, not three (the
+            // rows are short, and the calls are most of the time of filling a border float).
             for (n, image) in body.chunks_exact_mut(grid.per_image).enumerate() {
                 let plane = &images[(n * g.channels + c) * h * w..][..h * w];
+                image.fill(0.0);
                 for (y, line) in image.chunks_exact_mut(width).enumerate() {
-                    match y.checked_sub(top).filter(|&row| row < h) {
-                        Some(row) => {
-                            line[..left.min(width)].fill(0.0);
-                            line[left..left + copied].copy_from_slice(&plane[row * w..][..copied]);
-                            line[left + copied..].fill(0.0);
-                        }
-                        None => line.fill(0.0),
+                    if let Some(row) = y.checked_sub(top).filter(|&row| row < h) {
+                        line[left..left + copied].copy_from_slice(&plane[row * w..][..copied]);
                     }
                 }
             }
@@ -235,29 +234,6 @@ fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
     (0..taps)
         .flat_map(|tap| (0..rows).map(move |row| weight[row * taps + tap]))
         .collect()
-}
-
-/// `dst[col · dst_stride + r] = src[r · src_stride + col]` for `r < rows`, `col < cols`: a
-/// transposition between strided layouts, 16x16 floats at a time through a tile on the stack, so
-/// that both sides are read and written in runs of 16.
-fn transpose(
-    src: &[f32],
-    [rows, cols]: [usize; 2],
-    src_stride: usize,
-    dst: &mut [f32],
-    dst_stride: usize,
-) {
-    const BLOCK: usize = 16;
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                let line = &src[r * src_stride..];
-                for col in c0..(c0 + BLOCK).min(cols) {
-                    dst[col * dst_stride + r] = line[col];
-                }
-            }
-        }
-    }
 }
 
 /// Writes the batch `images [batch, c, h, w]` zero-padded and channels-last into `padded
@@ -667,7 +643,10 @@ mod tests {
         let pixels = direct::pixels_available();
         assert_eq!(applies(&g), pixels);
         assert_eq!(applies_to_image_grad(&g), pixels);
-        assert_eq!(sums(g.output, g.kernel, 128), pixels.then_some(Sums::Pixels));
+        assert_eq!(
+            sums(g.output, g.kernel, 128),
+            pixels.then_some(Sums::Pixels)
+        );
         // 18 output channels are not whole tiles of the rows: the GEMMs' whole grid at 28x28,
         // the pixels at 14x14.
         assert_eq!(sums([28, 28], [3, 3], 18), Some(Sums::Gemm));
