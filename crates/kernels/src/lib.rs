@@ -6,8 +6,9 @@
 //! through about a dozen separate tensor passes. This crate gives each of those one kernel:
 //!
 //! - [`conv2d`] and [`conv_transpose2d`]: forward pass, input gradient and weight gradient each
-//!   as one register-blocked AVX-512 loop over the shifted padded images, or as GEMMs over them
-//!   ([`flex::shifted`]), as one GEMM over a channels-last patch matrix
+//!   as one register-blocked AVX-512 loop over the shifted padded images (rows of pixels or
+//!   channels-last pixels to a vector), or as GEMMs over them ([`flex::shifted`]), as one GEMM
+//!   over a channels-last patch matrix
 //!   ([`flex::channels_last`]) or over classic unfolded patches ([`flex::conv`], which has the
 //!   algebra and picks the form);
 //! - [`matmul`] and [`linear`]: the matrix product and its two gradients as one GEMM each, on
