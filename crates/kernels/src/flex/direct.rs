@@ -1,5 +1,5 @@
-//! The shifted form's sums of products as register-blocked AVX-512 loops over the output rows,
-//! instead of `kh · kw` GEMMs over the whole padded grid.
+//! The shifted form's sums of products as register-blocked AVX-512 loops, instead of `kh · kw`
+//! GEMMs over the whole padded grid.
 //!
 //! For one image, output row `oh` and output channel `o`, a stride-1 convolution is
 //!
@@ -10,20 +10,28 @@
 //! over the padded images `X` of the shifted form. One GEMM per kernel offset reads and writes
 //! its whole output block once per offset, packs its shifted operand each time, works on the
 //! padded grid's dropped rows and columns, and leaves a copy into the output layout; with 32-64
-//! input channels each of those products is short. Here a tile of 4 output channels by six
-//! 16-float vectors of output rows stays in 24 vector registers while every kernel offset and
-//! every input channel is added into it, and is then written once, bias included, straight into
-//! `[n, m, OH, OW]`: per channel and offset, 6 loads of the shifted images, 4 broadcast weights
-//! and 24 fused multiply-adds. The weight gradient is the same sum read the other way, a tile of
-//! 4 output channels by up to 6 input channels summed along the rows of `dY` as they lie in its
-//! own layout. This is the direct convolution of oneDNN's JIT kernels; neither faer nor `gemm`
-//! offers a sum of shifted products, hence it is written here.
+//! input channels each of those products is short. Here a tile of outputs stays in vector
+//! registers while every kernel offset and every input channel is added into it, and is then
+//! written once, bias included, straight into `[n, m, OH, OW]`. Three loops:
+//!
+//! - [`convolve`], over output rows: 4 output channels by six 16-float vectors of a row; per
+//!   channel and offset, 6 loads of the shifted images, 4 broadcast weights and 24 fused
+//!   multiply-adds. A row of 14 fills 14 of 16 lanes, a row of 7 only 7.
+//! - [`convolve_pixels`], over channels-last pixels (`X [columns, c]`): 6 pixels by 64 output
+//!   channels, 16 channels to a vector, so that no lane is idle at any width; each vector is
+//!   scattered to its 16 output planes at the end.
+//! - [`correlate`], the weight gradient, the same sum read the other way: 6 input channels by 64
+//!   output channels, summed along the pixels of `dY` laid out channels-last, so that no sum
+//!   crosses lanes.
+//!
+//! This is the direct convolution of oneDNN's JIT kernels; neither faer nor `gemm` offers a sum
+//! of shifted products, hence it is written here.
 
 /// Output channels per register tile.
 const ROWS: usize = 4;
 
-/// 16-float vectors of output row per register tile (forward), or input channels per tile
-/// (weight gradient).
+/// 16-float vectors of output row per register tile ([`convolve`]), or input channels per tile
+/// ([`correlate`]).
 const VECTORS: usize = 6;
 
 /// Floats per vector.

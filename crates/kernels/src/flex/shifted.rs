@@ -22,10 +22,11 @@
 //! sequential inside it, so that a group's output block stays in cache across the `kh · kw`
 //! products that add into it.
 //!
-//! On a CPU with AVX-512, and output channels in fours, the same sums run as the direct loops of
-//! `super::direct` instead: over the output rows only (not the padded grid's dropped rows and
-//! columns), every offset and input channel added in registers, the result written straight
-//! into `[n, m, OH, OW]`, and the weight gradient read from `dY` where it lies.
+//! On a CPU with AVX-512 the same sums run as the direct loops of `super::direct` instead, every
+//! offset and input channel added in registers and the result written straight into `[n, m, OH,
+//! OW]`: over the output rows (not the padded grid's dropped rows and columns) where the rows
+//! fill their vectors and the output channels come in fours, else over channels-last pixels;
+//! the weight gradient over a channels-last `dY`.
 
 use rayon::prelude::*;
 
