@@ -1,7 +1,7 @@
 //! Every kernel against burn's own composition of the same function: forward pass and the
 //! gradient of every input, on random inputs (drawn from a fixed seed), for the exact layers of
-//! the project's networks and
-//! for odd sizes, on flex (the kernels) and ndarray (burn's ops through the extension's routing).
+//! the project's networks and for odd sizes, on flex (the kernels) and ndarray (burn's ops
+//! through the extension's routing).
 //!
 //! Tolerance: the norm-wise relative error ‖ours − burn‖₂ / ‖burn‖₂ must stay below 1e-5 for
 //! every output and gradient. Both sides are f32 sums of up to a few thousand products taken in
