@@ -494,6 +494,29 @@ mod avx512 {
         }
     }
 
+    /// `f::<A, V>(args)` for the run-time tile size `(a, v)`, `a` in 1..=6 (pixels or input
+    /// channels) and `v` in 1..=4 (vectors of output channels; past 4 the last arm).
+    macro_rules! by_tile_size {
+        ($f:ident($a:expr, $v:expr)($($arg:expr),*)) => {
+            match $a {
+                6 => by_tile_size!(@vectors $f::<6>($v)($($arg),*)),
+                5 => by_tile_size!(@vectors $f::<5>($v)($($arg),*)),
+                4 => by_tile_size!(@vectors $f::<4>($v)($($arg),*)),
+                3 => by_tile_size!(@vectors $f::<3>($v)($($arg),*)),
+                2 => by_tile_size!(@vectors $f::<2>($v)($($arg),*)),
+                _ => by_tile_size!(@vectors $f::<1>($v)($($arg),*)),
+            }
+        };
+        (@vectors $f:ident::<$a:literal>($v:expr)($($arg:expr),*)) => {
+            match $v {
+                4 => $f::<$a, 4>($($arg),*),
+                3 => $f::<$a, 3>($($arg),*),
+                2 => $f::<$a, 2>($($arg),*),
+                _ => $f::<$a, 1>($($arg),*),
+            }
+        };
+    }
+
     /// Output pixels per tile of [`convolve_pixels`].
     const PIXELS_PER_TILE: usize = 6;
 
@@ -558,27 +581,8 @@ mod avx512 {
         tile: &[Pixel],
         at: Tile,
     ) {
-        macro_rules! by_vectors {
-            ($p:literal) => {
-                // SAFETY: as for this function.
-                unsafe {
-                    match vectors {
-                        4 => convolve_pixels_tile_of::<$p, 4>(images, tile, at),
-                        3 => convolve_pixels_tile_of::<$p, 3>(images, tile, at),
-                        2 => convolve_pixels_tile_of::<$p, 2>(images, tile, at),
-                        _ => convolve_pixels_tile_of::<$p, 1>(images, tile, at),
-                    }
-                }
-            };
-        }
-        match pixels {
-            6 => by_vectors!(6),
-            5 => by_vectors!(5),
-            4 => by_vectors!(4),
-            3 => by_vectors!(3),
-            2 => by_vectors!(2),
-            _ => by_vectors!(1),
-        }
+        // SAFETY: as for this function.
+        unsafe { by_tile_size!(convolve_pixels_tile_of(pixels, vectors)(images, tile, at)) }
     }
 
     /// `out[pixel.output + (o + k) · plane] = bias[o + k] + Σ_tap Σ_ci X[pixel.image + s_tap, ci]
@@ -712,26 +716,15 @@ mod avx512 {
         grads: *mut f32,
         at: Place,
     ) {
-        macro_rules! by_vectors {
-            ($c:literal) => {
-                // SAFETY: as for this function.
-                unsafe {
-                    match vectors {
-                        4 => correlate_tile_of::<$c, 4>(images, rows, output_grad, grads, at),
-                        3 => correlate_tile_of::<$c, 3>(images, rows, output_grad, grads, at),
-                        2 => correlate_tile_of::<$c, 2>(images, rows, output_grad, grads, at),
-                        _ => correlate_tile_of::<$c, 1>(images, rows, output_grad, grads, at),
-                    }
-                }
-            };
-        }
-        match width {
-            6 => by_vectors!(6),
-            5 => by_vectors!(5),
-            4 => by_vectors!(4),
-            3 => by_vectors!(3),
-            2 => by_vectors!(2),
-            _ => by_vectors!(1),
+        // SAFETY: as for this function.
+        unsafe {
+            by_tile_size!(correlate_tile_of(width, vectors)(
+                images,
+                rows,
+                output_grad,
+                grads,
+                at
+            ))
         }
     }
 

@@ -400,9 +400,10 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
             .map(|(x, y)| x + y)
             .collect::<Vec<f32>>()
     };
-    // The direct sums give `[kh · kw, c, m]`, the GEMMs `[kh · kw, m, c]`.
-    let direct = form != Sums::Gemm && direct::pixels_available();
-    let by_tap = if direct {
+    // The direct sums (over a channels-last dY) give `[kh · kw, c, m]`, the GEMMs `[kh · kw,
+    // m, c]`.
+    let channels_last = form != Sums::Gemm && direct::pixels_available();
+    let by_tap = if channels_last {
         let plane = oh * ow;
         with_scratch([c * grid.row_stride()], |[padded]| {
             pad(g, &grid, images, padded);
@@ -487,7 +488,7 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
     for (row, values) in grad.chunks_exact_mut(taps).enumerate() {
         let (o, ci) = (row / c, row % c);
         for (tap, value) in values.iter_mut().enumerate() {
-            *value = if direct {
+            *value = if channels_last {
                 by_tap[(tap * c + ci) * m + o]
             } else {
                 by_tap[tap * m * c + row]
