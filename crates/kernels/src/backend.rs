@@ -134,6 +134,16 @@ pub trait KernelBackend: Backend {
         fallback::conv_backward::<Self>(conv, output_grad, wrt)
     }
 
+    /// The gradient of the bias of [`kernel_conv`](Self::kernel_conv), `Σ dY` over every axis
+    /// of the output gradient but the channels, shaped as `bias`.
+    fn kernel_conv_bias_backward(
+        #[extension_type] conv: Convolution<Self>,
+        bias: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        fallback::conv_bias_backward::<Self>(conv, bias, output_grad)
+    }
+
     /// The normalisation and its activation: the output and the statistics.
     fn kernel_norm(
         #[extension_type] norm: Normalization<Self>,
@@ -188,11 +198,7 @@ impl<B: KernelBackend> Backward<B, 3> for ConvBackward {
         let grad = grads.consume::<B>(&ops.node);
         let (conv, bias) = ops.state;
         if let Some(node) = node_bias {
-            let x = conv.x.clone();
-            let db = match conv.kind {
-                ConvKind::Plain(_) => B::conv2d_bias_backward(x, bias, grad.clone()),
-                ConvKind::Transposed(_) => B::conv_transpose2d_bias_backward(x, bias, grad.clone()),
-            };
+            let db = B::kernel_conv_bias_backward(conv.clone(), bias, grad.clone());
             grads.register::<B>(node.id, db);
         }
         for (node, wrt) in [

@@ -76,6 +76,18 @@ pub fn conv_backward<B: Backend>(
     }
 }
 
+/// The bias gradient of a convolution, as burn's own backward pass takes it.
+pub fn conv_bias_backward<B: Backend>(
+    conv: Convolution<B>,
+    bias: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    match conv.kind {
+        ConvKind::Plain(_) => B::conv2d_bias_backward(conv.x, bias, output_grad),
+        ConvKind::Transposed(_) => B::conv_transpose2d_bias_backward(conv.x, bias, output_grad),
+    }
+}
+
 /// `op(lhs) · op(rhs)` through `float_matmul`, the transposes as views.
 pub fn matmul<B: Backend>(product: MatrixProduct<B>) -> FloatTensor<B> {
     let MatrixProduct {

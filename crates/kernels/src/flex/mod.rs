@@ -30,10 +30,37 @@ use rayon::prelude::*;
 /// scheduling, small enough that both cores get work from a 7x7 feature map's batch.
 const ELEMENTWISE_CHUNK: usize = 1 << 15;
 
+/// Shortest contiguous run for which [`f32_data`] copies a strided tensor run by run, in
+/// parallel: below it, burn's own copy.
+const MIN_RUN: usize = 256;
+
 /// A contiguous f32 copy of `tensor` (the tensor itself when it already is one), or `None` for
 /// another dtype.
+///
+/// The gradients of a concatenation (the U-Net's skip connections) arrive as slices along the
+/// channels, `[n, c', h, w]` of `[n, c, h, w]`: runs of `c' · h · w` contiguous floats. burn
+/// copies such a layout as a 2-D transpose, one float at a time; here each run is one
+/// `memcpy`, the runs spread over the cores.
 fn f32_data(tensor: &FlexTensor) -> Option<FlexTensor> {
-    (tensor.dtype() == DType::F32).then(|| tensor.to_contiguous())
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    let layout = tensor.layout();
+    let blocks = layout.strided_blocks();
+    if layout.is_contiguous()
+        || !layout.has_positive_strides()
+        || blocks.block_len() < MIN_RUN
+    {
+        return Some(tensor.to_contiguous());
+    }
+    let run = blocks.block_len();
+    let starts: Vec<usize> = blocks.block_starts().collect();
+    let source = tensor.storage::<f32>();
+    let mut data = vec![0.0f32; layout.num_elements()];
+    data.par_chunks_mut(run)
+        .zip(&starts)
+        .for_each(|(dst, &start)| dst.copy_from_slice(&source[start..start + run]));
+    Some(from_vec(data, layout.shape()))
 }
 
 fn dims<const N: usize>(tensor: &FlexTensor) -> [usize; N] {
@@ -236,6 +263,21 @@ impl KernelBackend for Flex {
         }
     }
 
+    fn kernel_conv_bias_backward(
+        op: Convolution<Self>,
+        bias: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        // burn's own pass swaps the batch and channel axes of `dY` and copies it whole before
+        // summing; the sums read it where it lies.
+        let Some(dy) = f32_data(&output_grad).filter(|dy| dy.layout().num_dims() >= 2) else {
+            return fallback::conv_bias_backward::<Flex>(op, bias, output_grad);
+        };
+        let (_, shape) = norm_shape(&dy);
+        let bias_dims = bias.layout().shape().to_vec();
+        from_vec(norm::channel_totals(shape, dy.storage()), &bias_dims)
+    }
+
     fn kernel_norm(op: Normalization<Self>) -> (FloatTensor<Self>, NormStats<Self>) {
         let [Some(x), Some(gamma), Some(beta)] = [&op.x, &op.gamma, &op.beta].map(f32_data) else {
             return fallback::norm::<Flex>(op);
@@ -358,4 +400,38 @@ fn norm_shape(x: &FlexTensor) -> (Vec<usize>, NormShape) {
         spatial: dims[2..].iter().product(),
     };
     (dims, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counting(shape: &[usize]) -> FlexTensor {
+        let data = (0..shape.iter().product::<usize>())
+            .map(|i| i as f32)
+            .collect();
+        from_vec(data, shape)
+    }
+
+    #[test]
+    fn strided_copies_hold_the_elements_they_view() {
+        // Channels 1..4 of [2, 5, 16, 16]: runs of 3 · 256 floats, copied run by run.
+        let slice = counting(&[2, 5, 16, 16]).narrow(1, 1, 3);
+        assert!(!slice.is_contiguous());
+        let copy = f32_data(&slice).expect("f32");
+        assert!(copy.is_contiguous());
+        assert_eq!(dims::<4>(&copy), [2, 3, 16, 16]);
+        let expected: Vec<f32> = (0..2)
+            .flat_map(|n| (0..3 * 256).map(move |i| (n * 5 * 256 + 256 + i) as f32))
+            .collect();
+        assert_eq!(copy.storage::<f32>(), &expected[..]);
+
+        // A transpose has runs of one float: burn's own copy, the same elements.
+        let transposed = counting(&[3, 300]).transpose(0, 1);
+        let copy = f32_data(&transposed).expect("f32");
+        let expected: Vec<f32> = (0..300)
+            .flat_map(|col| (0..3).map(move |row| (row * 300 + col) as f32))
+            .collect();
+        assert_eq!(copy.storage::<f32>(), &expected[..]);
+    }
 }

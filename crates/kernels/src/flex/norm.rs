@@ -130,6 +130,12 @@ fn channel_sums(shape: NormShape, a: &[f32], b: &[f32]) -> [Vec<f64>; 2] {
     sums
 }
 
+/// Per-channel `Σ a` over the batch and spatial axes of a `[batch, channels, spatial]` array.
+pub fn channel_totals(shape: NormShape, a: &[f32]) -> Vec<f32> {
+    assert_eq!(a.len(), shape.len(), "array size");
+    to_f32(&channel_sums(shape, a, a)[0])
+}
+
 fn to_f32(values: &[f64]) -> Vec<f32> {
     values.iter().map(|&v| v as f32).collect()
 }
