@@ -47,10 +47,7 @@ fn f32_data(tensor: &FlexTensor) -> Option<FlexTensor> {
     }
     let layout = tensor.layout();
     let blocks = layout.strided_blocks();
-    if layout.is_contiguous()
-        || !layout.has_positive_strides()
-        || blocks.block_len() < MIN_RUN
-    {
+    if layout.is_contiguous() || !layout.has_positive_strides() || blocks.block_len() < MIN_RUN {
         return Some(tensor.to_contiguous());
     }
     let run = blocks.block_len();

@@ -24,9 +24,10 @@
 //!
 //! On a CPU with AVX-512 the same sums run as the direct loops of `super::direct` instead, every
 //! offset and input channel added in registers and the result written straight into `[n, m, OH,
-//! OW]`: over the output rows (not the padded grid's dropped rows and columns) where the rows
-//! fill their vectors and the output channels come in fours, else over channels-last pixels;
-//! the weight gradient over a channels-last `dY`.
+//! OW]`: over runs of 16 outputs that read the unpadded images in place (no padded copy, and not
+//! the padded grid's dropped rows and columns) where the output channels come in fours and the
+//! runs fill their vectors, else over channels-last pixels; the weight gradient over a
+//! channels-last `dY`, also reading the images in place.
 
 use rayon::prelude::*;
 
@@ -42,18 +43,20 @@ const MIN_CHANNELS: usize = 16;
 /// written once per kernel offset, so it should stay in the core's cache.
 const BLOCK_FLOATS: usize = 1 << 18;
 
-/// Most outputs computed per output pixel for which the direct sums over output rows and the
+/// Most outputs computed per output pixel for which the direct sums over runs of outputs and the
 /// GEMMs over the padded grid are used. The GEMMs compute the output on the whole padded grid,
 /// `(OH + kh − 1)(OW + kw − 1)` columns per image: 15 % more work than the output needs at 28x28
-/// with a 3x3 kernel, 31 % at 14x14, 65 % at 7x7. The direct sums over output rows compute each
-/// row in whole 16-float vectors, `OH · ⌈OW / 16⌉ · 16` outputs: 14 % more at 28x28 and at 14x14,
-/// 129 % at 7x7. (A 1x1 convolution wastes nothing on the grid: at 7x7 it takes the GEMMs.)
+/// with a 3x3 kernel, 31 % at 14x14, 65 % at 7x7. The direct sums compute whole 16-float
+/// vectors; the choice counts them as where the runs follow each row, `OH · ⌈OW / 16⌉ · 16`
+/// outputs: 14 % more at 28x28 and at 14x14, 129 % at 7x7. (Where the output is as wide as the
+/// image the runs follow the whole plane and waste less: nothing at 28x28, 6 % at 14x14, 31 % at
+/// 7x7. A 1x1 convolution wastes nothing on the grid: at 7x7 it takes the GEMMs.)
 const MAX_GRID_OVERHEAD: f64 = 1.2;
 
 /// How the sums of a stride-1 convolution are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sums {
-    /// The direct loops over output rows, 16 pixels of a row to a vector.
+    /// The direct loops over runs of 16 outputs of a row or of the whole plane.
     Direct,
     /// The direct loops over channels-last pixels, 16 output channels to a vector: no lane is
     /// wasted at any width, for the cost of laying the images out channels-last and scattering
@@ -162,27 +165,6 @@ impl Grid {
             .collect()
     }
 
-    /// The output rows of the first `count` images of a group, for the direct sums.
-    fn segments(&self, g: &ConvGeometry, count: usize) -> Vec<direct::Segment> {
-        direct::segments(count, g.out_channels, g.output, self.per_image, self.width)
-    }
-
-    /// The padded images of group `index`, for the direct sums.
-    fn direct_view<'a>(
-        &self,
-        g: &ConvGeometry,
-        padded: &'a [f32],
-        index: usize,
-        shifts: &'a [usize],
-    ) -> direct::Shifted<'a> {
-        direct::Shifted {
-            data: &padded[index * self.group_columns()..],
-            channels: g.channels,
-            row_stride: self.row_stride(),
-            shifts,
-        }
-    }
-
     /// The padded images at kernel offset `tap`, for the group whose columns start at `start`:
     /// `[channels, columns]` with the channel stride of the padded layout.
     fn shifted<'a>(
@@ -283,26 +265,25 @@ fn forward_in(
     let grid = Grid::new(g);
     let mut out = vec![0.0f32; batch * m * oh * ow];
     if form == Sums::Direct && direct::available(m) {
+        // The images are read where they lie: no padded copy.
         let by_tap = weights_by_tap(weight, taps);
-        with_scratch([c * grid.row_stride()], |[padded]| {
-            pad(g, &grid, images, padded);
-            let shifts = grid.shifts(g);
-            // One task per group of images: their outputs are one contiguous block.
-            out.par_chunks_mut(m * oh * ow * grid.images_per_group)
-                .enumerate()
-                .for_each(|(index, out)| {
-                    let count = out.len() / (m * oh * ow);
-                    let segments = grid.segments(g, count);
-                    let outputs = direct::Outputs {
-                        m,
-                        plane: oh * ow,
-                        segments: &segments,
-                    };
-                    let images = grid.direct_view(g, padded, index, &shifts);
-                    let done = direct::convolve(out, &by_tap, bias, &images, &outputs);
-                    debug_assert!(done, "the direct sums are available");
-                });
-        });
+        let segments = direct::Segments::new(g, grid.images_per_group);
+        let image_len = g.image_len();
+        // One task per group of images: their outputs are one contiguous block.
+        out.par_chunks_mut(m * oh * ow * grid.images_per_group)
+            .enumerate()
+            .for_each(|(index, out)| {
+                let count = out.len() / (m * oh * ow);
+                let first = index * grid.images_per_group;
+                let images = direct::Images {
+                    data: &images[first * image_len..][..count * image_len],
+                    channels: c,
+                    plane: g.image[0] * g.image[1],
+                };
+                let outputs = segments.outputs(count);
+                let done = direct::convolve(out, &by_tap, bias, &images, &outputs);
+                debug_assert!(done, "the direct sums are available");
+            });
         return out;
     }
     if form == Sums::Pixels && direct::pixels_available() {
@@ -404,34 +385,30 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
     // m, c]`.
     let channels_last = form != Sums::Gemm && direct::pixels_available();
     let by_tap = if channels_last {
+        // The images are read where they lie: no padded copy.
         let plane = oh * ow;
-        with_scratch([c * grid.row_stride()], |[padded]| {
-            pad(g, &grid, images, padded);
-            let shifts = grid.shifts(g);
-            let rows = direct::rows(1, g.output, grid.per_image, grid.width);
-            let padded = &*padded;
-            output_grad
-                .par_chunks(m * plane)
-                .enumerate()
-                .fold(
-                    || (vec![0.0f32; taps * c * m], vec![0.0f32; plane * m]),
-                    |(mut sum, mut channels_last), (n, dy)| {
-                        transpose(dy, [m, plane], plane, &mut channels_last, m);
-                        let images = direct::Shifted {
-                            data: &padded[n * grid.per_image..],
-                            channels: c,
-                            row_stride: grid.row_stride(),
-                            shifts: &shifts,
-                        };
-                        let done = direct::correlate(&mut sum, &channels_last, m, &images, &rows);
-                        debug_assert!(done, "the direct sums are available");
-                        (sum, channels_last)
-                    },
-                )
-                .map(|(sum, _)| sum)
-                .reduce_with(sum_by_tap)
-                .unwrap_or_else(|| vec![0.0f32; taps * c * m])
-        })
+        let rows = direct::Rows::new(g);
+        let image_len = g.image_len();
+        output_grad
+            .par_chunks(m * plane)
+            .enumerate()
+            .fold(
+                || (vec![0.0f32; taps * c * m], vec![0.0f32; plane * m]),
+                |(mut sum, mut channels_last), (n, dy)| {
+                    transpose(dy, [m, plane], plane, &mut channels_last, m);
+                    let images = direct::Images {
+                        data: &images[n * image_len..][..image_len],
+                        channels: c,
+                        plane: g.image[0] * g.image[1],
+                    };
+                    let done = direct::correlate(&mut sum, &channels_last, m, &images, &rows);
+                    debug_assert!(done, "the direct sums are available");
+                    (sum, channels_last)
+                },
+            )
+            .map(|(sum, _)| sum)
+            .reduce_with(sum_by_tap)
+            .unwrap_or_else(|| vec![0.0f32; taps * c * m])
     } else {
         let group = grid.group_columns();
         with_scratch(
