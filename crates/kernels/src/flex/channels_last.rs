@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, View, gather, matmul, scatter, with_scratch};
+use super::transpose::transpose;
 
 /// Fewest image channels for which the channels-last form is used: below that the runs it copies
 /// are too short to pay for the layout changes.
@@ -33,17 +34,11 @@ pub fn applies(g: &ConvGeometry) -> bool {
     g.channels >= MIN_CHANNELS
 }
 
-/// `[count, c, plane]` to `[count, plane, c]`.
+/// `[count, c, plane]` to `[count, plane, c]`, an image per task, in 16x16 blocks.
 fn to_channels_last(images: &[f32], c: usize, plane: usize, out: &mut [f32]) {
     out.par_chunks_mut(plane * c)
         .zip(images.par_chunks(plane * c))
-        .for_each(|(dst, src)| {
-            for (channel, values) in src.chunks_exact(plane).enumerate() {
-                for (q, v) in values.iter().enumerate() {
-                    dst[q * c + channel] = *v;
-                }
-            }
-        });
+        .for_each(|(dst, src)| transpose(src, [c, plane], plane, dst, c));
 }
 
 /// `[count, plane, c]` to `[count, c, plane]`, each channel plus `fill[c]` (a bias) when given.
@@ -55,14 +50,14 @@ fn from_channels_last(
     images: &mut [f32],
 ) {
     images
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(index, dst)| {
-            let (n, channel) = (index / c, index % c);
-            let shift = fill.map_or(0.0, |values| values[channel]);
-            let src = &nhwc[n * plane * c..][..plane * c];
-            for (q, d) in dst.iter_mut().enumerate() {
-                *d = src[q * c + channel] + shift;
+        .par_chunks_mut(plane * c)
+        .zip(nhwc.par_chunks(plane * c))
+        .for_each(|(dst, src)| {
+            transpose(src, [plane, c], c, dst, plane);
+            if let Some(fill) = fill {
+                for (channel, &shift) in dst.chunks_exact_mut(plane).zip(fill) {
+                    channel.iter_mut().for_each(|value| *value += shift);
+                }
             }
         });
 }
