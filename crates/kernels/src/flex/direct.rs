@@ -972,7 +972,7 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// An f32 sum against its f64 value: within 1e-6 of the sum of the terms' magnitudes (f32's
@@ -1040,7 +1040,7 @@ mod tests {
     }
 
     /// A stride-1 convolution of `count` images with the padding `before` and `after` each axis.
-    fn geometry(
+    pub(in crate::flex) fn geometry(
         [m, c, count]: [usize; 3],
         image: [usize; 2],
         kernel: [usize; 2],

@@ -521,6 +521,7 @@ fn image_grad_in(
 mod tests {
     use super::*;
     use crate::flex::conv::tests::{direct, dot, operands, values};
+    use crate::flex::direct::tests::geometry;
 
     /// A stride-1 convolution of 3 images to 16 channels, with the padding `padding` before and
     /// `after` after each axis.
@@ -531,17 +532,7 @@ mod tests {
         padding: [usize; 2],
         after: [usize; 2],
     ) -> ConvGeometry {
-        let out = |axis: usize| image[axis] + padding[axis] + after[axis] + 1 - kernel[axis];
-        ConvGeometry {
-            batch: 3,
-            channels,
-            out_channels: 16,
-            image,
-            kernel,
-            stride: [1, 1],
-            padding,
-            output: [out(0), out(1)],
-        }
+        geometry([16, channels, 3], image, kernel, padding, after)
     }
 
     /// Stride-1 geometries with enough channels for the shifted form, including odd sides,
