@@ -231,6 +231,17 @@ fn conv_cases() -> Vec<ConvCase> {
             [(2, 0), (1, 3)],
             true,
         ),
+        // The strided sums over channels-last pixels: odd sides, 4x4 at stride 2.
+        case(
+            "strided-odd",
+            3,
+            [16, 24],
+            [9, 7],
+            [4, 4],
+            [2, 2],
+            [(1, 1), (2, 0)],
+            true,
+        ),
         // Odd sizes: uneven kernel, stride 3, asymmetric padding, one sample.
         case(
             "odd",
@@ -278,6 +289,8 @@ fn conv_transpose2d_and_its_gradients_match_burn() {
         ("odd", 2, [3, 5], [5, 6], 3, 3, 1, 2, true),
         ("stride1", 2, [4, 2], [6, 5], 3, 1, 0, 0, true),
         ("stride1-wide", 2, [18, 20], [6, 5], 3, 1, 1, 0, true),
+        // The strided sums by phases: odd sides and an output padding no input reaches.
+        ("strided-wide", 3, [16, 20], [5, 6], 4, 2, 1, 1, true),
     ];
     for (device_name, device) in devices() {
         for (name, batch, [c_in, c_out], [h, w_side], k, s, p, op, bias) in cases {

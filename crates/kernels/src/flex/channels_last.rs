@@ -41,6 +41,36 @@ fn to_channels_last(images: &[f32], c: usize, plane: usize, out: &mut [f32]) {
         .for_each(|(dst, src)| transpose(src, [c, plane], plane, dst, c));
 }
 
+/// Writes `images [batch, c, h, w]` zero-padded and channels-last into `padded [batch, height,
+/// width, c]`: image pixel `(y, x)` at `(y + top, x + left)`, what falls past `height` or `width`
+/// dropped. One task per image.
+pub(super) fn pad_channels_last(
+    images: &[f32],
+    c: usize,
+    [h, w]: [usize; 2],
+    [top, left]: [usize; 2],
+    [height, width]: [usize; 2],
+    padded: &mut [f32],
+) {
+    let copied = w.min(width.saturating_sub(left));
+    padded
+        .par_chunks_mut(height * width * c)
+        .zip(images.par_chunks(c * h * w))
+        .for_each(|(image, planes)| {
+            for (y, line) in image.chunks_exact_mut(width * c).enumerate() {
+                match y.checked_sub(top).filter(|&row| row < h) {
+                    Some(row) if copied > 0 => {
+                        line[..left * c].fill(0.0);
+                        let body = &mut line[left * c..];
+                        transpose(&planes[row * w..], [c, copied], h * w, body, c);
+                        line[(left + copied) * c..].fill(0.0);
+                    }
+                    _ => line.fill(0.0),
+                }
+            }
+        });
+}
+
 /// `[count, plane, c]` to `[count, c, plane]`, each channel plus `fill[c]` (a bias) when given.
 fn from_channels_last(
     nhwc: &[f32],

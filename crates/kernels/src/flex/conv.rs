@@ -25,7 +25,7 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::{channels_last, shifted};
+use super::{channels_last, shifted, strided};
 
 /// Floats of patch matrix per chunk (16 MiB): large enough for a wide GEMM, small enough to stay
 /// out of the way of the activations.
@@ -338,6 +338,9 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
     if shifted::applies(g) {
         return shifted::forward(g, images, weight, bias);
     }
+    if strided::applies(g) {
+        return strided::forward(g, images, weight, bias);
+    }
     if channels_last::applies(g) {
         return channels_last::forward(g, images, weight, bias);
     }
@@ -427,6 +430,9 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
     assert_eq!(dy.len(), batch * m * p, "gradient size");
     if shifted::applies_to_image_grad(g) {
         return shifted::image_grad(g, weight, dy, bias);
+    }
+    if strided::applies_to_image_grad(g) {
+        return strided::image_grad(g, weight, dy, bias);
     }
     if channels_last::applies(g) {
         return channels_last::image_grad(g, weight, dy, bias);

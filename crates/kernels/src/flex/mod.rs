@@ -8,6 +8,7 @@ mod direct;
 pub mod norm;
 pub mod shifted;
 mod simd;
+pub mod strided;
 mod transpose;
 
 use burn::backend::Flex;

@@ -31,6 +31,7 @@
 
 use rayon::prelude::*;
 
+use super::channels_last::pad_channels_last;
 use super::conv::{ConvGeometry, View, add_bias, matmul_on, with_scratch};
 use super::direct;
 use super::transpose::transpose;
@@ -219,32 +220,6 @@ fn weights_by_tap(weight: &[f32], taps: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Writes the batch `images [batch, c, h, w]` zero-padded and channels-last into `padded
-/// [batch · Hp · Wp, c]`.
-fn pad_channels_last(g: &ConvGeometry, grid: &Grid, images: &[f32], padded: &mut [f32]) {
-    let (c, [h, w]) = (g.channels, g.image);
-    let [top, left] = g.padding;
-    let width = grid.width;
-    let copied = w.min(width.saturating_sub(left));
-    padded[..grid.columns * c]
-        .par_chunks_mut(grid.per_image * c)
-        .enumerate()
-        .for_each(|(n, image)| {
-            let planes = &images[n * c * h * w..][..c * h * w];
-            for (y, line) in image.chunks_exact_mut(width * c).enumerate() {
-                match y.checked_sub(top).filter(|&row| row < h) {
-                    Some(row) => {
-                        line[..left.min(width) * c].fill(0.0);
-                        let body = &mut line[left * c..];
-                        transpose(&planes[row * w..], [c, copied], h * w, body, c);
-                        line[(left + copied) * c..].fill(0.0);
-                    }
-                    None => line.fill(0.0),
-                }
-            }
-        });
-}
-
 /// `y [batch, m, OH, OW] = conv(x, W) (+ bias [m])` for a geometry [`applies`] accepts.
 pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let form = preferred(g.output, g.kernel, g.out_channels);
@@ -290,13 +265,24 @@ fn forward_in(
         let plane = oh * ow;
         // [m, c, taps] -> [taps, c, m]
         let mut by_tap = vec![0.0f32; weight.len()];
-        for (index, value) in by_tap.iter_mut().enumerate() {
-            let (tap, ci, o) = (index / (c * m), (index / m) % c, index % m);
-            *value = weight[(o * c + ci) * taps + tap];
+        for (row, kernel) in weight.chunks_exact(taps).enumerate() {
+            let (o, ci) = (row / c, row % c);
+            for (tap, &value) in kernel.iter().enumerate() {
+                by_tap[(tap * c + ci) * m + o] = value;
+            }
         }
         let packed = direct::Packed::new(&by_tap, taps, c, m);
         with_scratch([grid.columns * c], |[padded]| {
-            pad_channels_last(g, &grid, images, padded);
+            let height = grid.per_image / grid.width;
+            let padded_images = &mut padded[..grid.columns * c];
+            pad_channels_last(
+                images,
+                c,
+                g.image,
+                g.padding,
+                [height, grid.width],
+                padded_images,
+            );
             let shifts = grid.shifts(g);
             let padded = &*padded;
             // One task per group of images: their outputs are one contiguous block.
@@ -504,15 +490,14 @@ fn image_grad_in(
         output: g.image,
     };
     // W' [c, m, i, j] = W [m, c, kh − 1 − i, kw − 1 − j]
+    // (one pass over W in order: a division per element costs more than the move)
     let mut swapped = vec![0.0f32; c * m * kh * kw];
-    for (index, value) in swapped.iter_mut().enumerate() {
-        let (ci, o, i, j) = (
-            index / (m * kh * kw),
-            (index / (kh * kw)) % m,
-            (index / kw) % kh,
-            index % kw,
-        );
-        *value = weight[((o * c + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
+    for (row, kernel) in weight.chunks_exact(kh * kw).enumerate() {
+        let (o, ci) = (row / c, row % c);
+        let flipped = &mut swapped[(ci * m + o) * kh * kw..][..kh * kw];
+        for (dst, &value) in flipped.iter_mut().rev().zip(kernel) {
+            *dst = value;
+        }
     }
     forward_in(form, &flipped, dy, &swapped, bias)
 }

@@ -33,70 +33,74 @@ pub(super) fn transpose(
         (cols - 1) * dst_stride + rows <= dst.len(),
         "a column writes past the destination"
     );
-    let whole = [rows - rows % BLOCK, cols - cols % BLOCK];
-    let mut blocked = false;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        for r0 in (0..whole[0]).step_by(BLOCK) {
-            for c0 in (0..whole[1]).step_by(BLOCK) {
-                // SAFETY: the CPU has just reported AVX-512F; the block's 16 rows of 16 floats
-                // lie inside `src` and its 16 columns inside `dst` (the asserts above).
+        for r0 in (0..rows).step_by(BLOCK) {
+            for c0 in (0..cols).step_by(BLOCK) {
+                let size = [(rows - r0).min(BLOCK), (cols - c0).min(BLOCK)];
+                // SAFETY: the CPU has just reported AVX-512F; the block's `size[0]` rows of
+                // `size[1]` floats lie inside `src` and its `size[1]` columns of `size[0]` floats
+                // inside `dst` (the asserts above).
                 unsafe {
                     avx512::block(
                         src.as_ptr().add(r0 * src_stride + c0),
                         src_stride,
                         dst.as_mut_ptr().add(c0 * dst_stride + r0),
                         dst_stride,
+                        size,
                     );
                 }
             }
         }
-        blocked = true;
+        return;
     }
-    let scalar = |dst: &mut [f32], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
-        for r0 in rows.clone().step_by(BLOCK) {
-            for c0 in cols.clone().step_by(BLOCK) {
-                for r in r0..(r0 + BLOCK).min(rows.end) {
-                    let line = &src[r * src_stride..];
-                    for col in c0..(c0 + BLOCK).min(cols.end) {
-                        dst[col * dst_stride + r] = line[col];
-                    }
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                let line = &src[r * src_stride..];
+                for col in c0..(c0 + BLOCK).min(cols) {
+                    dst[col * dst_stride + r] = line[col];
                 }
             }
         }
-    };
-    if blocked {
-        scalar(dst, 0..whole[0], whole[1]..cols);
-        scalar(dst, whole[0]..rows, 0..cols);
-    } else {
-        scalar(dst, 0..rows, 0..cols);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_loadu_ps, _mm512_shuffle_f32x4,
-        _mm512_storeu_ps, _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd,
-        _mm512_unpacklo_ps,
+        __m512, __mmask16, _mm512_castpd_ps, _mm512_castps_pd, _mm512_mask_storeu_ps,
+        _mm512_maskz_loadu_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_unpackhi_pd,
+        _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
     };
 
-    /// The 16x16 block at `src` (rows `src_stride` apart) written transposed at `dst` (rows
-    /// `dst_stride` apart).
+    /// The first `count` of 16 lanes.
+    fn lanes(count: usize) -> __mmask16 {
+        if count >= 16 { !0 } else { (1 << count) - 1 }
+    }
+
+    /// The block of `rows` rows by `cols` columns (at most 16 each) at `src` (rows `src_stride`
+    /// apart) written transposed at `dst` (rows `dst_stride` apart). A partial block is loaded
+    /// and stored through masks, so that the edges of a layout change are vector code too.
     ///
     /// # Safety
     ///
-    /// AVX-512F; 16 rows of 16 floats at `src` readable and at `dst` writable.
+    /// AVX-512F; `rows` rows of `cols` floats at `src` readable and `cols` rows of `rows` floats
+    /// at `dst` writable.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block(
         src: *const f32,
         src_stride: usize,
         dst: *mut f32,
         dst_stride: usize,
+        [rows, cols]: [usize; 2],
     ) {
-        // SAFETY: the rows are inside the caller's bounds.
-        let r: [__m512; 16] =
-            std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+        let (across, down) = (lanes(cols), lanes(rows));
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, row) in r.iter_mut().enumerate().take(rows) {
+            // SAFETY: row `i < rows`, its first `cols` floats, inside the caller's bounds.
+            *row = unsafe { _mm512_maskz_loadu_ps(across, src.add(i * src_stride)) };
+        }
         // Within each 128-bit lane: pairs of rows interleaved, then pairs of pairs, so that
         // lane k of vector 4i + j holds column 4k + j of rows 4i .. 4i + 4.
         let pairs: [__m512; 16] = std::array::from_fn(|i| {
@@ -130,7 +134,7 @@ mod avx512 {
                 _mm512_shuffle_f32x4::<0xdd>(a, b)
             }
         });
-        for column in 0..16 {
+        for column in 0..cols {
             let (j, high) = (column % 8, column / 8);
             let (a, b) = (halves[j], halves[8 + j]);
             let out = if high == 0 {
@@ -138,8 +142,9 @@ mod avx512 {
             } else {
                 _mm512_shuffle_f32x4::<0xdd>(a, b)
             };
-            // SAFETY: column `column` of the block, inside the caller's bounds.
-            unsafe { _mm512_storeu_ps(dst.add(column * dst_stride), out) };
+            // SAFETY: the first `rows` floats of column `column < cols`, inside the caller's
+            // bounds.
+            unsafe { _mm512_mask_storeu_ps(dst.add(column * dst_stride), down, out) };
         }
     }
 }
@@ -158,6 +163,8 @@ mod tests {
             (7, 33, 33, 9),
             (48, 32, 40, 50),
             (1, 1, 1, 1),
+            (64, 14, 196, 64), // a 14-pixel image row to channels-last
+            (7, 128, 7, 128),
         ] {
             let src: Vec<f32> = (0..(rows - 1) * src_stride + cols)
                 .map(|i| i as f32)
