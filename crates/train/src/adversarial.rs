@@ -46,6 +46,14 @@ impl<G: Module, D: Module, R> Adversarial<G, D, R> {
         &self.opponent.network
     }
 
+    /// The opponent with its weights held fixed, for the generator's step: the gradient reaches
+    /// the generator through it, and none is computed for its own weights, which that step does
+    /// not move (their weight-gradient passes are a third of the opponent's backward pass). Its
+    /// batch-norm running statistics are shared with [`Self::opponent`], as for any clone.
+    pub fn fixed_opponent(&self) -> D {
+        self.opponent.network.clone().no_grad()
+    }
+
     /// One optimizer step of the opponent down the gradient of `loss`.
     pub fn step_opponent(&mut self, lr: f64, loss: Tensor<1>) {
         self.opponent.step(loss, lr);
@@ -69,5 +77,52 @@ impl<G: Module + PytorchNames, D: Module + PytorchNames, R> Checkpointed for Adv
             (GENERATOR, &mut self.generator),
             (self.opponent_name, &mut self.opponent),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use genmodels::dcgan::{DiscriminatorConfig, GeneratorConfig};
+
+    use super::*;
+
+    /// Through the fixed opponent the images get the same gradient as through the opponent
+    /// itself (to 1e-6 relative), and the opponent's weights get none.
+    #[test]
+    fn the_fixed_opponent_passes_the_gradient_on_and_computes_none_for_itself() {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let generator = GeneratorConfig::new().with_base_channels(16).init(&device);
+        let opponent = DiscriminatorConfig::new()
+            .with_base_channels(8)
+            .init(&device);
+        let game = Adversarial::with_players(
+            (generator, opponent),
+            "discriminator",
+            || burn::optim::AdamConfig::new().init(),
+            (),
+        );
+        let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Uniform(-1.0, 1.0), &device);
+        let through = |opponent: &genmodels::dcgan::Discriminator| {
+            let images = images.clone().detach().require_grad();
+            let grads = opponent.forward(images.clone()).sum().backward();
+            let image_grad = images.grad(&grads).expect("the images' gradient");
+            let own = GradientsParams::from_grads(grads, opponent).len();
+            (
+                image_grad.into_data().try_to_vec::<f32>().expect("f32"),
+                own,
+            )
+        };
+        let (expected, own) = through(game.opponent());
+        assert!(own > 0, "the opponent's own weights get gradients");
+        let (got, own) = through(&game.fixed_opponent());
+        assert_eq!(own, 0, "the fixed opponent's weights get none");
+        let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0);
+        for (i, (a, e)) in got.iter().zip(&expected).enumerate() {
+            assert!((a - e).abs() <= 1e-6 * scale, "pixel {i}: {a} vs {e}");
+        }
     }
 }

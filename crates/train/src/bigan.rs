@@ -125,8 +125,9 @@ impl Bigan {
         let loss_d = joint_discriminator_loss(encoder_logits.clone(), generator_logits.clone());
         self.discriminator.step(loss_d.clone(), lr);
 
-        // G and E: make D take each pair for the other kind.
-        let discriminator = &self.discriminator.network;
+        // G and E: make D take each pair for the other kind, D's weights held fixed (no gradient
+        // is computed for them).
+        let discriminator = self.discriminator.network.clone().no_grad();
         let loss_ge = encoder_generator_loss(
             discriminator.forward(real, code),
             discriminator.forward(fake, z),

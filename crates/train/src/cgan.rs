@@ -122,7 +122,7 @@ impl Cgan {
         self.step_opponent(lr, loss_d.clone());
 
         let loss_g = generator_loss(
-            self.opponent().forward(fake.clone(), fake_labels),
+            self.fixed_opponent().forward(fake.clone(), fake_labels),
             GeneratorLoss::NonSaturating,
         );
         let mode_seeking = if seek_modes {

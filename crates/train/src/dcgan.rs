@@ -115,7 +115,7 @@ impl Dcgan {
         self.step_opponent(lr, loss_d.clone());
 
         // Generator: against the updated discriminator, as in Goodfellow et al.'s Algorithm 1.
-        let loss_g = generator_loss(self.opponent().forward(fake), self.rule.g_loss);
+        let loss_g = generator_loss(self.fixed_opponent().forward(fake), self.rule.g_loss);
         self.step_generator(lr, loss_g.clone());
 
         StepMetrics::new()

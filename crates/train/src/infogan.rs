@@ -174,7 +174,7 @@ impl InfoGan {
         self.step_opponent(lr_d, loss_d.clone() + info_d);
 
         // G: fool D and keep the codes recoverable by Q.
-        let out = self.opponent().forward(fake);
+        let out = self.fixed_opponent().forward(fake);
         let (info_g, categorical, continuous) = information_loss(&settings, &out, &codes);
         let loss_g = generator_loss(out.logits, GeneratorLoss::NonSaturating);
         self.step_generator(lr, loss_g.clone() + info_g);

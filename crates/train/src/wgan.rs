@@ -286,7 +286,7 @@ impl Wgan {
         let z = self.generator().sample_latent(batch, &device);
         let masks = self.masks(batch, &device);
         let fake_scores = self
-            .opponent()
+            .fixed_opponent()
             .pass(self.generator().forward(z), masks.as_ref())
             .scores;
         let loss_g = wasserstein_generator_loss(fake_scores);
