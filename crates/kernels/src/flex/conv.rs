@@ -400,6 +400,9 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
     if shifted::applies(g) {
         return shifted::weight_grad(g, images, output_grad);
     }
+    if strided::applies(g) {
+        return strided::weight_grad(g, images, output_grad);
+    }
     if channels_last::applies(g) {
         return channels_last::weight_grad(g, images, output_grad);
     }

@@ -27,13 +27,16 @@
 //! phase's pixels in place, and no product computed on the dilated zeros of the transposed
 //! convolution.
 //!
-//! The weight gradient stays with the patch matrix of [`super::channels_last`].
+//! **Weight gradient.** With the padded image's columns dealt into `t` phases, the pixels of an
+//! output row read consecutive columns of one phase at each kernel offset: the sums of the
+//! stride-1 weight gradient, over output rows that read image rows `s` apart.
 
 use rayon::prelude::*;
 
 use super::channels_last::{self, pad_channels_last};
 use super::conv::{ConvGeometry, with_scratch};
-use super::direct::{self, ChannelsLast, Packed, Pixel};
+use super::direct::{self, ChannelsLast, Images, Packed, Pixel, Row, RowRead, Rows};
+use super::transpose::transpose;
 
 /// Fewest channels on either side for which these sums are used: a handful summed per tap
 /// leaves the sums mostly loop overhead, and a handful computed leaves most of the 16 lanes of
@@ -129,6 +132,116 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
             });
     });
     out
+}
+
+/// The image `[c, h, w]` zero-padded to `[height, t · width]` and its columns dealt into `t`
+/// phases: `out [c · t, height, width]`, channel `(ci, b)` at `ci · t + b` holding the padded
+/// columns `b, b + t, ..`.
+fn deal_columns(g: &ConvGeometry, image: &[f32], [height, width]: [usize; 2], out: &mut [f32]) {
+    let ([h, w], [top, left], t) = (g.image, g.padding, g.stride[1]);
+    for (index, phase) in out.chunks_exact_mut(height * width).enumerate() {
+        let (ci, b) = (index / t, index % t);
+        let plane = &image[ci * h * w..][..h * w];
+        // The columns v whose padded column t·v + b lies inside the image.
+        let first = left.saturating_sub(b).div_ceil(t).min(width);
+        let end = (left + w).saturating_sub(b).div_ceil(t).clamp(first, width);
+        for (r, line) in phase.chunks_exact_mut(width).enumerate() {
+            match r.checked_sub(top).filter(|&row| row < h) {
+                Some(row) => {
+                    let source = &plane[row * w..][..w];
+                    line[..first].fill(0.0);
+                    for (v, value) in line[first..end].iter_mut().enumerate() {
+                        *value = source[t * (first + v) + b - left];
+                    }
+                    line[end..].fill(0.0);
+                }
+                None => line.fill(0.0),
+            }
+        }
+    }
+}
+
+/// `dW [m, c, kh, kw] = Σ_n Σ_(oh,ow) dY[o, oh, ow] · xp[ci, s·oh + i, t·ow + j]`, on the patch
+/// matrix where the sums do not run.
+///
+/// With the padded image's columns dealt into `t` phases (`xp[ci, r, t·v + b]` at channel
+/// `(ci, b)`, column `v`), output pixels `ow, ow + 1, ..` of a row read consecutive columns
+/// `ow + q` of phase `b` at kernel column `j = t·q + b`: the sums of the stride-1 weight
+/// gradient ([`direct::correlate`], along the pixels of `dY` channels-last), over rows `s` image
+/// rows apart.
+pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec<f32> {
+    if !applies(g) {
+        return channels_last::weight_grad(g, images, output_grad);
+    }
+    let (c, m, [kh, kw], [s, t]) = (g.channels, g.out_channels, g.kernel, g.stride);
+    let [oh, ow] = g.output;
+    let height = s * (oh - 1) + kh;
+    let width = (t * (ow - 1) + kw) / t;
+    let (runs, channels) = (kw / t, t * c);
+    let taps = kh * runs;
+    let rows = Rows {
+        rows: (0..oh)
+            .map(|y| Row {
+                pixel: y * ow,
+                len: ow,
+            })
+            .collect(),
+        reads: (0..oh)
+            .flat_map(|y| {
+                (0..taps).map(move |tap| RowRead {
+                    at: ((s * y + tap / runs) * width + tap % runs) as isize,
+                    from: 0,
+                    to: ow,
+                })
+            })
+            .collect(),
+    };
+    let (plane, image_len) = (oh * ow, g.image_len());
+    let sum = |a: Vec<f32>, b: Vec<f32>| a.into_iter().zip(b).map(|(x, y)| x + y).collect();
+    let by_tap: Vec<f32> = output_grad
+        .par_chunks(m * plane)
+        .enumerate()
+        .fold(
+            || {
+                let sums = vec![0.0f32; taps * channels * m];
+                (
+                    sums,
+                    vec![0.0f32; plane * m],
+                    vec![0.0f32; channels * height * width],
+                )
+            },
+            |(mut sums, mut dy, mut dealt), (n, output_grad)| {
+                transpose(output_grad, [m, plane], plane, &mut dy, m);
+                deal_columns(
+                    g,
+                    &images[n * image_len..][..image_len],
+                    [height, width],
+                    &mut dealt,
+                );
+                let image = Images {
+                    data: &dealt,
+                    channels,
+                    plane: height * width,
+                };
+                let done = direct::correlate(&mut sums, &dy, m, &image, &rows);
+                debug_assert!(done, "the sums run on this CPU");
+                (sums, dy, dealt)
+            },
+        )
+        .map(|(sums, _, _)| sums)
+        .reduce_with(sum)
+        .unwrap_or_else(|| vec![0.0f32; taps * channels * m]);
+    // [(i, q), (ci, b), m] -> [m, c, kh, kw]
+    let mut grad = vec![0.0f32; m * c * kh * kw];
+    for (row, kernel) in grad.chunks_exact_mut(kh * kw).enumerate() {
+        let (o, ci) = (row / c, row % c);
+        for (index, value) in kernel.iter_mut().enumerate() {
+            let (i, j) = (index / kw, index % kw);
+            let tap = i * runs + j / t;
+            *value = by_tap[(tap * channels + ci * t + j % t) * m + o];
+        }
+    }
+    grad
 }
 
 /// One phase `(a, b)` of the input gradient: its packed part of the kernel, where its taps read
@@ -265,7 +378,6 @@ mod tests {
         for g in geometries() {
             assert_eq!(applies(&g), direct::pixels_available(), "{g:?}");
             assert_matches_direct(&g, forward, [41, 42, 43]);
-            let weight_grad = channels_last::weight_grad;
             assert_adjoint(&g, (forward, image_grad, weight_grad), [44, 45, 46]);
         }
     }
@@ -292,6 +404,23 @@ mod tests {
                 (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
                 "at {i}: {a} vs {e}"
             );
+        }
+    }
+
+    /// The weight gradient over dealt columns equals the patch matrix's, entry by entry.
+    #[test]
+    fn the_weight_gradient_over_dealt_columns_matches_the_patch_matrix() {
+        for g in geometries() {
+            let [x, _, dy] = operands(&g, [61, 62, 63]);
+            let expected = channels_last::weight_grad(&g, &x, &dy);
+            let got = weight_grad(&g, &x, &dy);
+            assert_eq!(got.len(), expected.len());
+            for (i, (a, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{g:?} at {i}: {a} vs {e}"
+                );
+            }
         }
     }
 
