@@ -353,7 +353,7 @@ fn score_reconstructions(
 mod tests {
     use super::*;
     use crate::cli::parse_flags;
-    use crate::optim::parameter_magnitude;
+    use crate::optim::parameter_values;
 
     #[test]
     fn a_step_moves_all_three_networks_and_reports_its_values() {
@@ -380,23 +380,24 @@ mod tests {
             metrics.names(),
             ["loss_d", "loss_ge", "d_encoder", "d_generator"]
         );
-        // Untrained, D cannot tell the pairs apart: its loss is near 2 ln 2. G and E are scored
-        // after D's step, which has learned to tell them apart: theirs is higher.
+        // Untrained, D cannot tell the pairs apart: its loss is near 2 ln 2 = 1.386, off by its
+        // random initial logits (1.18 to 1.83 over seeds 0-199). G and E are scored after D's
+        // step, which has learned to tell them apart: theirs is higher (by 1.66 or more there).
         let value = |name| metrics.value(name).unwrap().clone().into_scalar::<f32>();
         let (loss_d, loss_ge) = (value("loss_d"), value("loss_ge"));
-        assert!((loss_d - 2.0 * 2f32.ln()).abs() < 0.3, "loss_d {loss_d}");
+        assert!((loss_d - 2.0 * 2f32.ln()).abs() < 0.6, "loss_d {loss_d}");
         assert!(
             loss_ge > loss_d,
             "loss_ge {loss_ge} after D's step, loss_d {loss_d}"
         );
     }
 
-    /// The sum of the magnitudes of each network's parameters: generator, encoder, discriminator.
-    fn parameters(model: &Bigan) -> [f32; 3] {
+    /// Each network's parameters: generator, encoder, discriminator.
+    fn parameters(model: &Bigan) -> [Vec<f32>; 3] {
         [
-            parameter_magnitude(&model.generator.network),
-            parameter_magnitude(&model.encoder.network),
-            parameter_magnitude(&model.discriminator.network),
+            parameter_values(&model.generator.network),
+            parameter_values(&model.encoder.network),
+            parameter_values(&model.discriminator.network),
         ]
     }
 }

@@ -584,7 +584,7 @@ fn analyze_translator(
 mod tests {
     use super::*;
     use crate::cli::parse_flags;
-    use crate::optim::parameter_magnitude;
+    use crate::optim::parameter_values;
 
     #[test]
     fn classes_are_read_by_index_or_by_name() {
@@ -647,15 +647,15 @@ mod tests {
             labels: vec![9; 3],
         };
         let mut model = CycleGan::new(&settings, train_b, &device);
-        let sums = |model: &CycleGan| {
+        let parameters = |model: &CycleGan| {
             [
-                parameter_magnitude(&model.generator_ab.network),
-                parameter_magnitude(&model.generator_ba.network),
-                parameter_magnitude(&model.discriminator_a.network),
-                parameter_magnitude(&model.discriminator_b.network),
+                parameter_values(&model.generator_ab.network),
+                parameter_values(&model.generator_ba.network),
+                parameter_values(&model.discriminator_a.network),
+                parameter_values(&model.discriminator_b.network),
             ]
         };
-        let before = sums(&model);
+        let before = parameters(&model);
         let real_a = Tensor::<4>::random(
             [3, 1, 28, 28],
             burn::tensor::Distribution::Uniform(-1.0, 1.0),
@@ -664,7 +664,7 @@ mod tests {
         let real_b = model.batch_b(3, 1, &device);
         assert_eq!(real_b.dims(), [3, 1, 28, 28]);
         let metrics = model.step(real_a, real_b);
-        let after = sums(&model);
+        let after = parameters(&model);
         for (i, (x, y)) in before.iter().zip(&after).enumerate() {
             assert!(x != y, "network {i} did not move");
         }

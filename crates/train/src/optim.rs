@@ -192,18 +192,17 @@ impl<M: Module + PytorchNames> CheckpointPart for AveragedNetwork<M> {
     }
 }
 
-/// The sum of the magnitudes of every float parameter of `module`: whether a step moved it.
+/// Every float parameter of `module`, flattened in visiting order: whether a step moved it. (A
+/// sum over them would not do: a step of 2e-4 per weight can cancel out or round away in it.)
 #[cfg(test)]
-pub(crate) fn parameter_magnitude<M: Module>(module: &M) -> f32 {
-    struct Sum(f32);
-    impl ModuleVisitor for Sum {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0 += param.val().abs().sum().into_scalar::<f32>();
-        }
-    }
-    let mut sum = Sum(0.0);
-    module.visit(&mut sum);
-    sum.0
+pub(crate) fn parameter_values<M: Module>(module: &M) -> Vec<f32> {
+    let mut collect = CollectWeights::default();
+    module.visit(&mut collect);
+    collect
+        .weights
+        .into_iter()
+        .flat_map(|weight| weight.into_data().to_vec::<f32>().unwrap())
+        .collect()
 }
 
 /// Every float parameter, flattened, in visiting order and detached from the graph.
