@@ -281,27 +281,14 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex::conv::tests::{assert_adjoint, assert_matches_direct, operands};
+    use crate::flex::conv::tests::{
+        assert_adjoint, assert_matches_direct, operands, padded_geometry,
+    };
 
     /// The strided and padded geometries of the project's networks (small batches), and odd ones.
     fn geometries() -> Vec<ConvGeometry> {
-        let g = |channels,
-                 image: [usize; 2],
-                 kernel: [usize; 2],
-                 stride: [usize; 2],
-                 padding: [usize; 2]| {
-            let out =
-                |axis: usize| (image[axis] + 2 * padding[axis] - kernel[axis]) / stride[axis] + 1;
-            ConvGeometry {
-                batch: 3,
-                channels,
-                out_channels: 5,
-                image,
-                kernel,
-                stride,
-                padding,
-                output: [out(0), out(1)],
-            }
+        let g = |c, image, kernel, stride, padding| {
+            padded_geometry([5, c, 3], image, kernel, stride, padding)
         };
         vec![
             g(16, [14, 14], [4, 4], [2, 2], [1, 1]), // the DCGAN discriminator's second layer

@@ -528,19 +528,30 @@ pub(super) mod tests {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
 
+    /// A convolution of `batch` images padded by `padding` on both sides of each axis.
+    pub(in crate::flex) fn padded_geometry(
+        [m, c, batch]: [usize; 3],
+        image: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> ConvGeometry {
+        let out = |axis: usize| (image[axis] + 2 * padding[axis] - kernel[axis]) / stride[axis] + 1;
+        ConvGeometry {
+            batch,
+            channels: c,
+            out_channels: m,
+            image,
+            kernel,
+            stride,
+            padding,
+            output: [out(0), out(1)],
+        }
+    }
+
     fn geometries() -> Vec<ConvGeometry> {
-        let g = |channels, image: [usize; 2], kernel: [usize; 2], stride, padding: [usize; 2]| {
-            let out = |axis: usize| (image[axis] + 2 * padding[axis] - kernel[axis]) / stride + 1;
-            ConvGeometry {
-                batch: 3,
-                channels,
-                out_channels: 5,
-                image,
-                kernel,
-                stride: [stride; 2],
-                padding,
-                output: [out(0), out(1)],
-            }
+        let g = |c, image, kernel, stride, padding| {
+            padded_geometry([5, c, 3], image, kernel, [stride; 2], padding)
         };
         vec![
             g(3, [28, 28], [4, 4], 2, [1, 1]), // the DCGAN discriminator's first layer

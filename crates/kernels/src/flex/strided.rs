@@ -340,28 +340,15 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex::conv::tests::{assert_adjoint, assert_matches_direct, operands};
+    use crate::flex::conv::tests::{
+        assert_adjoint, assert_matches_direct, operands, padded_geometry,
+    };
 
     /// Strided geometries: the DCGAN's, odd sides, image rows no output reads, uneven strides,
     /// kernels that are not whole strides along the height, padding wider than the stride.
     fn geometries() -> Vec<ConvGeometry> {
-        let g = |channels,
-                 image: [usize; 2],
-                 kernel: [usize; 2],
-                 stride: [usize; 2],
-                 padding: [usize; 2]| {
-            let out =
-                |axis: usize| (image[axis] + 2 * padding[axis] - kernel[axis]) / stride[axis] + 1;
-            ConvGeometry {
-                batch: 3,
-                channels,
-                out_channels: 17,
-                image,
-                kernel,
-                stride,
-                padding,
-                output: [out(0), out(1)],
-            }
+        let g = |c, image, kernel, stride, padding| {
+            padded_geometry([17, c, 3], image, kernel, stride, padding)
         };
         vec![
             g(16, [14, 14], [4, 4], [2, 2], [1, 1]), // the DCGAN discriminator's second layer
