@@ -201,7 +201,7 @@ pub(crate) fn parameter_values<M: Module>(module: &M) -> Vec<f32> {
     collect
         .weights
         .into_iter()
-        .flat_map(|weight| weight.into_data().to_vec::<f32>().unwrap())
+        .flat_map(|weight| weight.into_data().try_to_vec::<f32>().unwrap())
         .collect()
 }
 
