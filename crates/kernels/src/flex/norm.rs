@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use super::activation as act;
+use super::filled_in_parallel;
 use super::simd::widest;
 use crate::Activation;
 
@@ -156,16 +157,14 @@ pub fn batch_norm_forward(
         .map(|(s, m)| (s / count - m * m).max(0.0))
         .collect();
     let affine = per_channel_affine(params, &mean, &variance);
-    let mut y = vec![0.0f32; x.len()];
     let spatial = shape.spatial;
-    y.par_chunks_mut(shape.sample_len())
-        .zip(x.par_chunks(shape.sample_len()))
-        .for_each(|(out, sample)| {
-            widest! {
-                pre_activation(out, sample, &affine, spatial);
-                act::apply(params.activation, out);
-            }
-        });
+    let (y, _) = filled_in_parallel(x.len(), shape.sample_len(), |index, out| {
+        let sample = &x[index * shape.sample_len()..][..shape.sample_len()];
+        widest! {
+            pre_activation(out, sample, &affine, spatial);
+            act::apply(params.activation, out);
+        }
+    });
     (y, to_f32(&mean), to_f32(&variance))
 }
 
@@ -213,16 +212,14 @@ pub fn batch_norm_backward(
     let affine = per_channel_affine(params, &mean64, &var64);
     let spatial = shape.spatial;
     // g = dy · act'(z), written where dx will go.
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(shape.sample_len())
-        .zip(x.par_chunks(shape.sample_len()))
-        .zip(output_grad.par_chunks(shape.sample_len()))
-        .for_each(|((g, sample), dy)| {
-            widest! {
-                pre_activation(g, sample, &affine, spatial);
-                act::backward(params.activation, g, dy);
-            }
-        });
+    let (mut dx, _) = filled_in_parallel(x.len(), shape.sample_len(), |index, g| {
+        let sample = &x[index * shape.sample_len()..][..shape.sample_len()];
+        let dy = &output_grad[index * shape.sample_len()..][..shape.sample_len()];
+        widest! {
+            pre_activation(g, sample, &affine, spatial);
+            act::backward(params.activation, g, dy);
+        }
+    });
     // Σg and Σg·x per channel; then Σg·x̂ = (Σg·x − μ Σg) / σ.
     let [sum_g, sum_gx] = channel_sums(shape, &dx, x);
     let inv_std: Vec<f64> = var64
@@ -268,25 +265,20 @@ pub fn group_norm_forward(
     assert_eq!(shape.channels % groups, 0, "channels split into groups");
     let per_group = shape.channels / groups;
     let group_len = per_group * shape.spatial;
-    let mut y = vec![0.0f32; x.len()];
-    let stats: Vec<(f32, f32)> = y
-        .par_chunks_mut(group_len)
-        .zip(x.par_chunks(group_len))
-        .enumerate()
-        .map(|(index, (out, values))| {
-            widest! {
-                // Σx and Σx², then the variance with the mean removed in f64.
-                let (sum, sum_sq) = sum_and_dot(values, values);
-                let mean = sum / group_len as f64;
-                let variance = (sum_sq / group_len as f64 - mean * mean).max(0.0);
-                let inv_std = 1.0 / (variance + params.epsilon).sqrt();
-                let first_channel = (index % groups) * per_group;
-                group_pre_activation(out, values, params, first_channel, (mean, inv_std), shape.spatial);
-                act::apply(params.activation, out);
-                (mean as f32, inv_std as f32)
-            }
-        })
-        .collect();
+    let (y, stats) = filled_in_parallel(x.len(), group_len, |index, out| {
+        let values = &x[index * group_len..][..group_len];
+        widest! {
+            // Σx and Σx², then the variance with the mean removed in f64.
+            let (sum, sum_sq) = sum_and_dot(values, values);
+            let mean = sum / group_len as f64;
+            let variance = (sum_sq / group_len as f64 - mean * mean).max(0.0);
+            let inv_std = 1.0 / (variance + params.epsilon).sqrt();
+            let first_channel = (index % groups) * per_group;
+            group_pre_activation(out, values, params, first_channel, (mean, inv_std), shape.spatial);
+            act::apply(params.activation, out);
+            (mean as f32, inv_std as f32)
+        }
+    });
     let (mean, inv_std) = stats.into_iter().unzip();
     (y, mean, inv_std)
 }
@@ -336,47 +328,42 @@ pub fn group_norm_backward(
     let per_group = channels / groups;
     let spatial = shape.spatial;
     let group_len = per_group * spatial;
-    let mut dx = vec![0.0f32; x.len()];
     // Each [sample, group] task also returns its channels' Σg and Σg·x̂, reduced in order below.
-    let partials: Vec<Vec<(f64, f64)>> = dx
-        .par_chunks_mut(group_len)
-        .enumerate()
-        .map(|(index, out)| {
-            widest! {
-                let (mu, rstd) = (mean[index] as f64, inv_std[index] as f64);
-                let values = &x[index * group_len..][..group_len];
-                let dy = &output_grad[index * group_len..][..group_len];
-                let first_channel = (index % groups) * per_group;
-                // g = dy · act'(z) into `out`.
-                group_pre_activation(out, values, params, first_channel, (mu, rstd), spatial);
-                act::backward(params.activation, out, dy);
-                // Per channel Σg and Σg·x̂ = (Σg·x − μ Σg)·rstd; over the group Σh and Σh·x̂, h = γ g.
-                let mut channel_sums = Vec::with_capacity(per_group);
-                let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
-                for k in 0..per_group {
-                    let gc = params.gamma[first_channel + k] as f64;
-                    let range = k * spatial..(k + 1) * spatial;
-                    let (sum_g, sum_gx) = sum_and_dot(&out[range.clone()], &values[range]);
-                    let sum_g_xhat = (sum_gx - mu * sum_g) * rstd;
-                    channel_sums.push((sum_g, sum_g_xhat));
-                    sum_h += gc * sum_g;
-                    sum_hx += gc * sum_g_xhat;
-                }
-                // dx = (h − mean(h) − x̂ mean(h x̂))·rstd = A g + B x + C per channel.
-                let (mean_h, mean_hx) = (sum_h / group_len as f64, sum_hx / group_len as f64);
-                let b = (-mean_hx * rstd * rstd) as f32;
-                let c0 = (-rstd * mean_h + mean_hx * rstd * rstd * mu) as f32;
-                for k in 0..per_group {
-                    let a = (params.gamma[first_channel + k] as f64 * rstd) as f32;
-                    let range = k * spatial..(k + 1) * spatial;
-                    for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
-                        *o = a * *o + b * v + c0;
-                    }
-                }
-                channel_sums
+    let (dx, partials) = filled_in_parallel(x.len(), group_len, |index, out| {
+        widest! {
+            let (mu, rstd) = (mean[index] as f64, inv_std[index] as f64);
+            let values = &x[index * group_len..][..group_len];
+            let dy = &output_grad[index * group_len..][..group_len];
+            let first_channel = (index % groups) * per_group;
+            // g = dy · act'(z) into `out`.
+            group_pre_activation(out, values, params, first_channel, (mu, rstd), spatial);
+            act::backward(params.activation, out, dy);
+            // Per channel Σg and Σg·x̂ = (Σg·x − μ Σg)·rstd; over the group Σh and Σh·x̂, h = γ g.
+            let mut channel_sums = Vec::with_capacity(per_group);
+            let (mut sum_h, mut sum_hx) = (0.0f64, 0.0f64);
+            for k in 0..per_group {
+                let gc = params.gamma[first_channel + k] as f64;
+                let range = k * spatial..(k + 1) * spatial;
+                let (sum_g, sum_gx) = sum_and_dot(&out[range.clone()], &values[range]);
+                let sum_g_xhat = (sum_gx - mu * sum_g) * rstd;
+                channel_sums.push((sum_g, sum_g_xhat));
+                sum_h += gc * sum_g;
+                sum_hx += gc * sum_g_xhat;
             }
-        })
-        .collect();
+            // dx = (h − mean(h) − x̂ mean(h x̂))·rstd = A g + B x + C per channel.
+            let (mean_h, mean_hx) = (sum_h / group_len as f64, sum_hx / group_len as f64);
+            let b = (-mean_hx * rstd * rstd) as f32;
+            let c0 = (-rstd * mean_h + mean_hx * rstd * rstd * mu) as f32;
+            for k in 0..per_group {
+                let a = (params.gamma[first_channel + k] as f64 * rstd) as f32;
+                let range = k * spatial..(k + 1) * spatial;
+                for (o, v) in out[range.clone()].iter_mut().zip(&values[range]) {
+                    *o = a * *o + b * v + c0;
+                }
+            }
+            channel_sums
+        }
+    });
     let mut gamma_grad = vec![0.0f64; channels];
     let mut beta_grad = vec![0.0f64; channels];
     for (index, sums) in partials.iter().enumerate() {

@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use super::channels_last::pad_channels_last;
 use super::conv::{ConvGeometry, View, add_bias, matmul_on, with_scratch};
 use super::direct;
+use super::filled_in_parallel;
 use super::transpose::transpose;
 
 /// Fewest image channels for which the shifted form is used: they are the inner dimension of its
@@ -238,27 +239,26 @@ fn forward_in(
     let taps = g.kernel[0] * g.kernel[1];
     let [oh, ow] = g.output;
     let grid = Grid::new(g);
-    let mut out = vec![0.0f32; batch * m * oh * ow];
+    let len = batch * m * oh * ow;
+    // One task per group of images: their outputs are one contiguous block.
+    let block = m * oh * ow * grid.images_per_group;
     if form == Sums::Direct && direct::available(m) {
         // The images are read where they lie: no padded copy.
         let by_tap = weights_by_tap(weight, taps);
         let segments = direct::Segments::new(g, grid.images_per_group);
         let image_len = g.image_len();
-        // One task per group of images: their outputs are one contiguous block.
-        out.par_chunks_mut(m * oh * ow * grid.images_per_group)
-            .enumerate()
-            .for_each(|(index, out)| {
-                let count = out.len() / (m * oh * ow);
-                let first = index * grid.images_per_group;
-                let images = direct::Images {
-                    data: &images[first * image_len..][..count * image_len],
-                    channels: c,
-                    plane: g.image[0] * g.image[1],
-                };
-                let outputs = segments.outputs(count);
-                let done = direct::convolve(out, &by_tap, bias, &images, &outputs);
-                debug_assert!(done, "the direct sums are available");
-            });
+        let (out, _) = filled_in_parallel(len, block, |index, out| {
+            let count = out.len() / (m * oh * ow);
+            let first = index * grid.images_per_group;
+            let images = direct::Images {
+                data: &images[first * image_len..][..count * image_len],
+                channels: c,
+                plane: g.image[0] * g.image[1],
+            };
+            let outputs = segments.outputs(count);
+            let done = direct::convolve(out, &by_tap, bias, &images, &outputs);
+            debug_assert!(done, "the direct sums are available");
+        });
         return out;
     }
     if form == Sums::Pixels && direct::pixels_available() {
@@ -272,7 +272,7 @@ fn forward_in(
             }
         }
         let packed = direct::Packed::new(&by_tap, taps, c, m);
-        with_scratch([grid.columns * c], |[padded]| {
+        return with_scratch([grid.columns * c], |[padded]| {
             let height = grid.per_image / grid.width;
             let padded_images = &mut padded[..grid.columns * c];
             pad_channels_last(
@@ -285,23 +285,20 @@ fn forward_in(
             );
             let shifts = grid.shifts(g);
             let padded = &*padded;
-            // One task per group of images: their outputs are one contiguous block.
-            out.par_chunks_mut(m * plane * grid.images_per_group)
-                .enumerate()
-                .for_each(|(index, out)| {
-                    let count = out.len() / (m * plane);
-                    let pixels = direct::pixels(count, m, g.output, grid.per_image, grid.width);
-                    let first = index * grid.images_per_group;
-                    let images = direct::ChannelsLast {
-                        data: &padded[first * grid.per_image * c..],
-                        channels: c,
-                        shifts: &shifts,
-                    };
-                    let done = direct::convolve_pixels(out, plane, &packed, bias, &images, &pixels);
-                    debug_assert!(done, "the direct sums are available");
-                });
+            filled_in_parallel(len, block, |index, out| {
+                let count = out.len() / (m * plane);
+                let pixels = direct::pixels(count, m, g.output, grid.per_image, grid.width);
+                let first = index * grid.images_per_group;
+                let images = direct::ChannelsLast {
+                    data: &padded[first * grid.per_image * c..],
+                    channels: c,
+                    shifts: &shifts,
+                };
+                let done = direct::convolve_pixels(out, plane, &packed, bias, &images, &pixels);
+                debug_assert!(done, "the direct sums are available");
+            })
+            .0
         });
-        return out;
     }
     let by_tap = weights_by_tap(weight, taps);
     let group = grid.group_columns();
@@ -326,26 +323,23 @@ fn forward_in(
                     }
                 });
             let wide = &*wide;
-            out.par_chunks_mut(oh * ow)
-                .enumerate()
-                .for_each(|(index, plane)| {
-                    let (n, o) = (index / m, index % m);
-                    let (group_index, within) =
-                        (n / grid.images_per_group, n % grid.images_per_group);
-                    let block = &wide[group_index * m * group..];
-                    let columns = (grid.columns - group_index * group).min(group);
-                    let image = &block[o * columns + within * grid.per_image..][..grid.per_image];
-                    let shift = bias.map_or(0.0, |b| b[o]);
-                    for (dst, src) in plane
-                        .chunks_exact_mut(ow)
-                        .zip(image.chunks_exact(grid.width))
-                    {
-                        add_bias(dst, src, shift);
-                    }
-                });
+            filled_in_parallel(len, oh * ow, |index, plane| {
+                let (n, o) = (index / m, index % m);
+                let (group_index, within) = (n / grid.images_per_group, n % grid.images_per_group);
+                let block = &wide[group_index * m * group..];
+                let columns = (grid.columns - group_index * group).min(group);
+                let image = &block[o * columns + within * grid.per_image..][..grid.per_image];
+                let shift = bias.map_or(0.0, |b| b[o]);
+                for (dst, src) in plane
+                    .chunks_exact_mut(ow)
+                    .zip(image.chunks_exact(grid.width))
+                {
+                    add_bias(dst, src, shift);
+                }
+            })
+            .0
         },
-    );
-    out
+    )
 }
 
 /// `dW [m, c, kh, kw] = Σ_n dY_n · U(x_n)ᵀ`, the weight gradient of a convolution whose geometry

@@ -36,6 +36,7 @@ use rayon::prelude::*;
 use super::channels_last::{self, pad_channels_last};
 use super::conv::{ConvGeometry, with_scratch};
 use super::direct::{self, ChannelsLast, Images, Packed, Pixel, Row, RowRead, Rows};
+use super::filled_in_parallel;
 use super::transpose::transpose;
 
 /// Fewest channels on either side for which these sums are used: a handful summed per tap
@@ -113,25 +114,23 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
             output: (n * m * oh + y) * ow + x,
         })
         .collect();
-    let mut out = vec![0.0f32; g.batch * m * oh * ow];
     with_scratch([g.batch * per_image * channels], |[padded]| {
         pad_channels_last(images, c, g.image, g.padding, [height, width * t], padded);
         let padded = &*padded;
-        out.par_chunks_mut(m * oh * ow * group)
-            .enumerate()
-            .for_each(|(index, out)| {
-                let count = out.len() / (m * oh * ow);
-                let images = ChannelsLast {
-                    data: &padded[index * group * per_image * channels..],
-                    channels,
-                    shifts: &shifts,
-                };
-                let pixels = &pixels[..count * oh * ow];
-                let done = direct::convolve_pixels(out, oh * ow, &packed, bias, &images, pixels);
-                debug_assert!(done, "the sums run on this CPU");
-            });
-    });
-    out
+        let len = g.batch * m * oh * ow;
+        let (out, _) = filled_in_parallel(len, m * oh * ow * group, |index, out| {
+            let count = out.len() / (m * oh * ow);
+            let images = ChannelsLast {
+                data: &padded[index * group * per_image * channels..],
+                channels,
+                shifts: &shifts,
+            };
+            let pixels = &pixels[..count * oh * ow];
+            let done = direct::convolve_pixels(out, oh * ow, &packed, bias, &images, pixels);
+            debug_assert!(done, "the sums run on this CPU");
+        });
+        out
+    })
 }
 
 /// The image `[c, h, w]` zero-padded to `[height, t · width]` and its columns dealt into `t`
@@ -305,7 +304,6 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
             }
         })
         .collect();
-    let mut images = vec![0.0f32; g.batch * g.image_len()];
     with_scratch([g.batch * per_image * m], |[padded]| {
         pad_channels_last(
             dy,
@@ -316,25 +314,24 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
             padded,
         );
         let padded = &*padded;
+        let len = g.batch * g.image_len();
+        // The pixels no phase lists (read by no output) keep their zeros.
+        let (images, _) = filled_in_parallel(len, g.image_len() * group, |index, out| {
+            let count = out.len() / g.image_len();
+            for phase in &phases {
+                let reads = ChannelsLast {
+                    data: &padded[index * group * per_image * m..],
+                    channels: m,
+                    shifts: &phase.shifts,
+                };
+                let pixels = &phase.pixels[..count * phase.pixels.len() / group];
+                let done =
+                    direct::convolve_pixels(out, h * w, &phase.weights, bias, &reads, pixels);
+                debug_assert!(done, "the sums run on this CPU");
+            }
+        });
         images
-            .par_chunks_mut(g.image_len() * group)
-            .enumerate()
-            .for_each(|(index, out)| {
-                let count = out.len() / g.image_len();
-                for phase in &phases {
-                    let reads = ChannelsLast {
-                        data: &padded[index * group * per_image * m..],
-                        channels: m,
-                        shifts: &phase.shifts,
-                    };
-                    let pixels = &phase.pixels[..count * phase.pixels.len() / group];
-                    let done =
-                        direct::convolve_pixels(out, h * w, &phase.weights, bias, &reads, pixels);
-                    debug_assert!(done, "the sums run on this CPU");
-                }
-            });
-    });
-    images
+    })
 }
 
 #[cfg(test)]
