@@ -79,6 +79,7 @@ impl Case {
             Activation::Relu => "relu",
             Activation::LeakyRelu(_) => "leaky_relu",
             Activation::Silu => "silu",
+            Activation::Tanh => "tanh",
         };
         match self.op {
             Op::Conv(d, o, k, s, p) => format!("conv2d:{}:{o}:{k}:{s}:{p}", dims(&d)),
@@ -222,6 +223,7 @@ fn batch_norm(x: Tensor<4>, activation: Activation, ours: bool) -> Tensor<4> {
         Activation::Relu => burn::tensor::activation::relu(y),
         Activation::LeakyRelu(s) => burn::tensor::activation::leaky_relu(y, s),
         Activation::Silu => burn::tensor::activation::silu(y),
+        Activation::Tanh => burn::tensor::activation::tanh(y),
     }
 }
 

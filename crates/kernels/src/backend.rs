@@ -112,6 +112,29 @@ pub struct NormStats<B: Backend> {
     pub spread: FloatTensor<B>,
 }
 
+/// The settings of one step of [`crate::adam_step`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    pub learning_rate: f64,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    /// The L2 penalty λ added to the gradient as `λ · param` (0 for none).
+    pub weight_decay: f32,
+    /// The number of this step, from 1.
+    pub time: usize,
+}
+
+impl AdamStep {
+    /// `(√(1 − β₂ᵗ), √(1 − β₂ᵗ) / (1 − β₁ᵗ))`: the square root of the second moment's bias
+    /// correction, and the factor of the first moment that carries both corrections.
+    pub fn corrections(&self) -> (f32, f32) {
+        let time = self.time as i32;
+        let second = (1.0 - self.beta_2.powi(time)).sqrt();
+        (second, second / (1.0 - self.beta_1.powi(time)))
+    }
+}
+
 /// The operations of this crate. The default bodies are burn's own ops, so that every backend
 /// computes the same numbers; flex overrides them with the kernels of [`crate::flex`].
 #[backend_extension(Flex, NdArray, Cube, Autodiff)]
@@ -179,6 +202,17 @@ pub trait KernelBackend: Backend {
     /// The matrix product, as `float_matmul` of the operands (transposed where asked).
     fn kernel_matmul(#[extension_type] product: MatrixProduct<Self>) -> FloatTensor<Self> {
         fallback::matmul::<Self>(product)
+    }
+
+    /// One Adam step: the parameter and its two moments after it ([`crate::adam_step`]).
+    fn kernel_adam_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::adam_step::<Self>(param, grad, moment_1, moment_2, step)
     }
 }
 
@@ -353,6 +387,25 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(B::kernel_activation(x, activation)),
         }
+    }
+
+    /// An optimizer's step, outside the graph: the results are constants.
+    fn kernel_adam_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (param, moment_1, moment_2) = B::kernel_adam_step(
+            param.into_primitive(),
+            grad.into_primitive(),
+            moment_1.into_primitive(),
+            moment_2.into_primitive(),
+            step,
+        );
+        let constant = <FloatTensor<Self>>::new;
+        (constant(param), constant(moment_1), constant(moment_2))
     }
 
     fn kernel_matmul(product: MatrixProduct<Self>) -> FloatTensor<Self> {

@@ -8,7 +8,7 @@ use burn::tensor::Shape;
 
 use crate::Activation;
 use crate::backend::{
-    ConvKind, ConvOperand, Convolution, MatrixProduct, NormKind, NormStats, Normalization,
+    AdamStep, ConvKind, ConvOperand, Convolution, MatrixProduct, NormKind, NormStats, Normalization,
 };
 
 /// `act(z)`.
@@ -18,6 +18,7 @@ pub fn activation<B: Backend>(z: FloatTensor<B>, activation: Activation) -> Floa
         Activation::Relu => B::relu(z),
         Activation::LeakyRelu(slope) => B::leaky_relu(z, slope.into()),
         Activation::Silu => B::float_mul(z.clone(), B::sigmoid(z)),
+        Activation::Tanh => B::float_tanh(z),
     }
 }
 
@@ -43,7 +44,60 @@ pub fn activation_backward<B: Backend>(
             let inner = B::float_add_scalar(B::float_mul(z, one_minus), 1f32.into());
             B::float_mul(grad, B::float_mul(s, inner))
         }
+        Activation::Tanh => {
+            // 1 − tanh²(z)
+            let t = B::float_tanh(z);
+            let one_minus =
+                B::float_add_scalar(B::float_neg(B::float_mul(t.clone(), t)), 1f32.into());
+            B::float_mul(grad, one_minus)
+        }
     }
+}
+
+/// One Adam step in burn's ops, in the order of burn's own Adam.
+pub fn adam_step<B: Backend>(
+    param: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    moment_1: FloatTensor<B>,
+    moment_2: FloatTensor<B>,
+    step: AdamStep,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let AdamStep {
+        learning_rate,
+        beta_1,
+        beta_2,
+        epsilon,
+        weight_decay,
+        ..
+    } = step;
+    let grad = if weight_decay == 0.0 {
+        grad
+    } else {
+        B::float_add(
+            grad,
+            B::float_mul_scalar(param.clone(), weight_decay.into()),
+        )
+    };
+    let moment_1 = B::float_add(
+        B::float_mul_scalar(moment_1, beta_1.into()),
+        B::float_mul_scalar(grad.clone(), (1.0 - beta_1).into()),
+    );
+    let moment_2 = B::float_add(
+        B::float_mul_scalar(moment_2, beta_2.into()),
+        B::float_mul_scalar(B::float_mul(grad.clone(), grad), (1.0 - beta_2).into()),
+    );
+    let (second, factor) = step.corrections();
+    let denominator =
+        B::float_add_scalar(B::float_sqrt(moment_2.clone()), (epsilon * second).into());
+    let update = B::float_div(
+        B::float_mul_scalar(moment_1.clone(), factor.into()),
+        denominator,
+    );
+    let param = B::float_sub(
+        param,
+        B::float_mul_scalar(update, (learning_rate as f32).into()),
+    );
+    (param, moment_1, moment_2)
 }
 
 /// A convolution through `ModuleOps`.

@@ -13,10 +13,12 @@
 //!   algebra and picks the form);
 //! - [`matmul`] and [`linear`]: the matrix product and its two gradients as one GEMM each, on
 //!   the GEMM the convolutions use;
-//! - [`activate`]: ReLU, LeakyReLU and SiLU in one pass each way;
+//! - [`activate`]: ReLU, LeakyReLU, SiLU and tanh in one pass each way;
 //! - [`batch_norm_train`] and [`group_norm`]: the normalisation fused with the activation after
 //!   it (ReLU, LeakyReLU, SiLU), one pass for the statistics and one for the output, the same
-//!   backward ([`flex::norm`]).
+//!   backward ([`flex::norm`]);
+//! - [`adam_step`]: Adam's update of a parameter and its two moments in one pass (burn's Adam
+//!   takes a dozen, each allocating).
 //!
 //! On every other backend (ndarray, wgpu, cuda) the same functions run burn's own ops, so a
 //! network computes the same numbers everywhere. On an autodiff device each function is one node
@@ -35,8 +37,8 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 pub use backend::{
-    ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind, NormStats,
-    Normalization,
+    AdamStep, ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind,
+    NormStats, Normalization,
 };
 
 /// The activation fused into [`batch_norm_train`] and [`group_norm`].
@@ -50,6 +52,8 @@ pub enum Activation {
     LeakyRelu(f64),
     /// `z · σ(z)` (SiLU, or swish).
     Silu,
+    /// `tanh(z)`, the DCGAN generators' last activation.
+    Tanh,
 }
 
 impl Activation {
@@ -66,6 +70,7 @@ impl Activation {
                 }
             }
             Self::Silu => z / (1.0 + (-z).exp()),
+            Self::Tanh => z.tanh(),
         }
     }
 
@@ -91,6 +96,7 @@ impl Activation {
                 let s = 1.0 / (1.0 + (-z).exp());
                 s * (1.0 + z * (1.0 - s))
             }
+            Self::Tanh => 1.0 - z.tanh().powi(2),
         }
     }
 }
@@ -151,6 +157,39 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
 pub fn matmul(lhs: Tensor<2>, rhs: Tensor<2>) -> Tensor<2> {
     let product = MatrixProduct::new(lhs.into_dispatch(), rhs.into_dispatch());
     Tensor::from_dispatch(Dispatch::kernel_matmul(product))
+}
+
+/// One Adam step (Kingma & Ba, 2015, Algorithm 1) of `param` with its gradient `grad` and its
+/// moments `moment_1`, `moment_2` after `step.time − 1` steps (zeros before the first), with
+/// the bias corrections folded into the step size and ε as burn's Adam does:
+///
+/// ```text
+/// g  = grad + λ·param                      (λ: step.weight_decay, the L2 penalty)
+/// m  = β₁·m + (1 − β₁)·g
+/// v  = β₂·v + (1 − β₂)·g²
+/// param − lr · m · c / (√v + ε·√(1 − β₂ᵗ)),   c = √(1 − β₂ᵗ) / (1 − β₁ᵗ)
+/// ```
+///
+/// Returns the parameter and the two moments. Not differentiable: an optimizer's step.
+pub fn adam_step<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: AdamStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let (param, moment_1, moment_2) = Dispatch::kernel_adam_step(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(param),
+        Tensor::from_dispatch(moment_1),
+        Tensor::from_dispatch(moment_2),
+    )
 }
 
 /// `x [..., d_in] · weight [d_in, d_out] + bias [d_out]`: the same function as

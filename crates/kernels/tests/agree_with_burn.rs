@@ -324,6 +324,7 @@ fn reference_batch_norm<const D: usize>(
         Activation::Relu => burn::tensor::activation::relu(result.output),
         Activation::LeakyRelu(slope) => burn::tensor::activation::leaky_relu(result.output, slope),
         Activation::Silu => burn::tensor::activation::silu(result.output),
+        Activation::Tanh => burn::tensor::activation::tanh(result.output),
     };
     (output, result.mean, result.variance)
 }
@@ -592,6 +593,7 @@ fn activations_and_their_gradients_match_burn() {
                 Activation::Relu,
                 Activation::LeakyRelu(0.2),
                 Activation::Silu,
+                Activation::Tanh,
             ] {
                 let run = |ours: bool| {
                     let x = x.clone().autodiff().require_grad();
@@ -601,6 +603,7 @@ fn activations_and_their_gradients_match_burn() {
                         (false, Activation::LeakyRelu(slope)) => {
                             burn::tensor::activation::leaky_relu(x.clone(), slope)
                         }
+                        (false, Activation::Tanh) => burn::tensor::activation::tanh(x.clone()),
                         (false, _) => burn::tensor::activation::silu(x.clone()),
                     };
                     let grads = (y.clone() * r.clone().autodiff()).sum().backward();

@@ -18,7 +18,6 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::tanh;
 use burn::tensor::ops::PadMode;
 use genmodels_kernels::nn::{conv_transpose2d, conv2d, group_norm};
 use genmodels_kernels::{Activation, activate};
@@ -182,7 +181,7 @@ impl ResnetGenerator {
         }
         let x = group_norm(&self.up1_norm, conv_transpose2d(&self.up1, x), relu); // [B, 64, 14, 14]
         let x = group_norm(&self.up2_norm, conv_transpose2d(&self.up2, x), relu); // [B, 32, 28, 28]
-        tanh(reflect_conv(&self.to_image, x)) // [B, 1, 28, 28]
+        activate(reflect_conv(&self.to_image, x), Activation::Tanh) // [B, 1, 28, 28]
     }
 }
 
@@ -323,7 +322,8 @@ mod tests {
     }
 
     fn images(seed: u64, device: &Device) -> Tensor<4> {
-        tanh(seeded_normal([2, 28 * 28], seed, device)).reshape([2, 1, 28, 28])
+        activate(seeded_normal([2, 28 * 28], seed, device), Activation::Tanh)
+            .reshape([2, 1, 28, 28])
     }
 
     #[test]

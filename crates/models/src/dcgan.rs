@@ -10,7 +10,6 @@
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::tanh;
 use genmodels_kernels::nn::{batch_norm, conv_transpose2d, conv2d, linear};
 use genmodels_kernels::{Activation, activate};
 
@@ -105,7 +104,7 @@ pub(crate) fn upsample_to_image(
 ) -> Tensor<4> {
     let x = conv_transpose2d(upsample, x); // [B, C/2, 14, 14]
     let x = batch_norm(upsample_norm, x, Activation::Relu); // [B, C/2, 14, 14]
-    tanh(conv_transpose2d(to_image, x)) // [B, C_image, 28, 28]
+    activate(conv_transpose2d(to_image, x), Activation::Tanh) // [B, C_image, 28, 28]
 }
 
 /// The names of `Generator` in `benches/pytorch_reference.py`.

@@ -101,7 +101,7 @@ mod tests {
         let game = Adversarial::with_players(
             (generator, opponent),
             "discriminator",
-            || burn::optim::AdamConfig::new().init(),
+            || crate::adam::AdamConfig::new().init(),
             (),
         );
         let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Uniform(-1.0, 1.0), &device);

@@ -4,9 +4,9 @@
 //! real images carry their labels, and the generated batch uses the same labels, so fakes and
 //! reals have the same class mix.
 
+use crate::adam::AdamConfig;
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor};
 use genmodels::ImageSource;

@@ -221,9 +221,9 @@ impl CheckpointWriter {
 
 #[cfg(test)]
 mod tests {
+    use crate::adam::AdamConfig;
     use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};
-    use burn::optim::AdamConfig;
     use burn::tensor::Device;
     use genmodels::checkpoint::CheckpointError;
 

@@ -6,10 +6,10 @@
 //! the test split. When training ends the weights are written to `<run>/fashion_classifier.bpk`;
 //! the repository's copy is [`WEIGHTS`] (`crates/train/weights/fashion_classifier.bpk`).
 
+use crate::adam::AdamConfig;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::AdamConfig;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use genmodels::{Classifier, ClassifierConfig, ImageSource};

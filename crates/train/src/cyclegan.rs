@@ -15,9 +15,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::adam::AdamConfig;
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use genmodels::checkpoint::RunFolder;
 use genmodels::cyclegan::{

@@ -1,8 +1,8 @@
 //! Training a DCGAN on Fashion-MNIST: one discriminator step, then one generator step, per batch.
 
+use crate::adam::AdamConfig;
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;

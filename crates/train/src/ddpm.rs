@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::adam::AdamConfig;
 use anyhow::{Context, Result};
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;

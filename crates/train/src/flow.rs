@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::adam::AdamConfig;
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;

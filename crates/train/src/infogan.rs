@@ -12,9 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::adam::AdamConfig;
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;

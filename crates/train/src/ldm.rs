@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::adam::AdamConfig;
 use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;

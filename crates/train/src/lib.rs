@@ -2,6 +2,7 @@
 //! checkpoints, image grids, progress bars and metric logs, the one training loop ([`fit`]),
 //! each model's optimisation step, evaluation, and the registry of generators.
 
+pub mod adam;
 pub mod adversarial;
 pub mod backend;
 pub mod bigan;

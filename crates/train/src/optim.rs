@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+
+use crate::adam::AdamConfig;
 use burn::tensor::{Gradients, Tensor};
 use genmodels::pytorch::{PytorchNames, load_pytorch};
 

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+
+use crate::adam::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use genmodels::gan_loss::{GeneratorLoss, discriminator_loss, generator_loss};

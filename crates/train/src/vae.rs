@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
+use crate::adam::AdamConfig;
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use genmodels::ImageSource;
 use genmodels::checkpoint::RunFolder;

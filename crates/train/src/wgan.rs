@@ -5,7 +5,9 @@
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{AdamConfig, ModuleOptimizer, RmsPropConfig};
+use burn::optim::{ModuleOptimizer, RmsPropConfig};
+
+use crate::adam::AdamConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 use genmodels::ImageSource;
 use genmodels::dcgan::{Generator, GeneratorConfig};

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, View, gather, matmul, scatter, with_scratch};
 use super::transpose::transpose;
+use super::zeros;
 
 /// Fewest image channels for which the channels-last form is used: below that the runs it copies
 /// are too short to pay for the layout changes.
@@ -192,7 +193,7 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
     let plane = g.image[0] * g.image[1];
     let weight = transpose_blocks(weight, c, g.kernel[0] * g.kernel[1]);
     let chunk = g.chunk();
-    let mut out = vec![0.0f32; batch * m * p];
+    let mut out = zeros(batch * m * p);
     let sizes = [chunk * g.image_len(), r * chunk * p, m * chunk * p];
     with_scratch(sizes, |[nhwc, patches, product]| {
         for first in (0..batch).step_by(chunk) {
@@ -257,7 +258,7 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
     let plane = g.image[0] * g.image[1];
     let weight = transpose_blocks(weight, c, g.kernel[0] * g.kernel[1]);
     let chunk = g.chunk();
-    let mut images = vec![0.0f32; batch * g.image_len()];
+    let mut images = zeros(batch * g.image_len());
     let sizes = [chunk * g.image_len(), r * chunk * p, m * chunk * p];
     with_scratch(sizes, |[nhwc, patches, rows]| {
         for first in (0..batch).step_by(chunk) {

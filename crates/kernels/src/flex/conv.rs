@@ -25,7 +25,7 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::{channels_last, shifted, strided};
+use super::{channels_last, shifted, strided, zeros};
 
 /// Floats of patch matrix per chunk (16 MiB): large enough for a wide GEMM, small enough to stay
 /// out of the way of the activations.
@@ -345,7 +345,7 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
         return channels_last::forward(g, images, weight, bias);
     }
     let chunk = g.chunk();
-    let mut out = vec![0.0f32; batch * m * p];
+    let mut out = zeros(batch * m * p);
     with_scratch([r * chunk * p, m * chunk * p], |[patches, product]| {
         for first in (0..batch).step_by(chunk) {
             let count = chunk.min(batch - first);
@@ -441,7 +441,7 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
         return channels_last::image_grad(g, weight, dy, bias);
     }
     let chunk = g.chunk();
-    let mut images = vec![0.0f32; batch * g.image_len()];
+    let mut images = zeros(batch * g.image_len());
     with_scratch([r * chunk * p, m * chunk * p], |[patches, rows]| {
         for first in (0..batch).step_by(chunk) {
             let count = chunk.min(batch - first);

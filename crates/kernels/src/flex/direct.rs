@@ -30,6 +30,7 @@
 //! of shifted products, hence it is written here.
 
 use super::conv::ConvGeometry;
+use super::filled_in_parallel;
 
 /// Output channels per register tile.
 const ROWS: usize = 4;
@@ -290,16 +291,36 @@ impl Packed {
     /// # Panics
     ///
     /// When `weights` is not `[taps, c, m]`.
+    #[cfg(test)]
     pub fn new(weights: &[f32], taps: usize, c: usize, m: usize) -> Self {
         assert_eq!(weights.len(), taps * c * m, "weights size");
-        let blocks = m.div_ceil(OUTPUT_LANES);
-        let mut data = vec![0.0f32; blocks * taps * c * OUTPUT_LANES];
-        for (index, chunk) in data.chunks_exact_mut(OUTPUT_LANES).enumerate() {
-            let (block, row) = (index / (taps * c), index % (taps * c));
-            let o = block * OUTPUT_LANES;
-            let len = (m - o).min(OUTPUT_LANES);
-            chunk[..len].copy_from_slice(&weights[row * m + o..][..len]);
-        }
+        Self::gathered(taps, c, m, |tap, ci, o| weights[(tap * c + ci) * m + o])
+    }
+
+    /// The weights packed from `weight(tap, ci, o)`, read wherever the layer stores them, on the
+    /// rayon threads: a convolution's weights reordered into `[taps, c, m]` and then packed
+    /// took two serial passes on the calling thread while the others waited.
+    pub fn gathered(
+        taps: usize,
+        c: usize,
+        m: usize,
+        weight: impl Fn(usize, usize, usize) -> f32 + Sync,
+    ) -> Self {
+        /// Rows of `OUTPUT_LANES` floats per task.
+        const ROWS_PER_TASK: usize = 256;
+        let (blocks, rows) = (m.div_ceil(OUTPUT_LANES), taps * c);
+        let piece = ROWS_PER_TASK * OUTPUT_LANES;
+        let (data, _) = filled_in_parallel(blocks * rows * OUTPUT_LANES, piece, |task, data| {
+            for (k, chunk) in data.chunks_exact_mut(OUTPUT_LANES).enumerate() {
+                let index = task * ROWS_PER_TASK + k;
+                let (block, row) = (index / rows, index % rows);
+                let (tap, ci, o) = (row / c, row % c, block * OUTPUT_LANES);
+                let len = (m - o).min(OUTPUT_LANES);
+                for (lane, value) in chunk[..len].iter_mut().enumerate() {
+                    *value = weight(tap, ci, o + lane);
+                }
+            }
+        });
         Self { data, taps, c, m }
     }
 }

@@ -2,6 +2,7 @@
 //! dtypes, grouped or dilated convolutions) goes to burn's own ops, like every other backend.
 
 pub mod activation;
+pub mod adam;
 pub mod channels_last;
 pub mod conv;
 mod direct;
@@ -19,8 +20,8 @@ use burn_flex::{FlexTensor, Layout};
 
 use crate::Activation;
 use crate::backend::{
-    ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind, NormStats,
-    Normalization,
+    AdamStep, ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind,
+    NormStats, Normalization,
 };
 use crate::fallback;
 use conv::{ConvGeometry, View};
@@ -61,6 +62,12 @@ fn filled_in_parallel<T: Send>(
     // SAFETY: the pieces cover `..len`, and each was zeroed before `collect` returned.
     unsafe { data.set_len(len) };
     (data, returned)
+}
+
+/// `len` zeros, written piece by piece on the rayon threads (see [`filled_in_parallel`]): for
+/// outputs that are accumulated into, or written in an order of their own.
+fn zeros(len: usize) -> Vec<f32> {
+    filled_in_parallel(len, ELEMENTWISE_CHUNK, |_, _| ()).0
 }
 
 /// A contiguous f32 copy of `tensor` (the tensor itself when it already is one), or `None` for
@@ -375,9 +382,11 @@ impl KernelBackend for Flex {
         let Some(data) = f32_data(&x) else {
             return fallback::activation::<Flex>(x, act);
         };
-        let mut y = data.storage::<f32>().to_vec();
-        y.par_chunks_mut(ELEMENTWISE_CHUNK)
-            .for_each(|chunk| activation::apply(act, chunk));
+        let z = data.storage::<f32>();
+        let (y, _) = filled_in_parallel(z.len(), ELEMENTWISE_CHUNK, |index, y| {
+            y.copy_from_slice(&z[index * ELEMENTWISE_CHUNK..][..y.len()]);
+            activation::apply(act, y);
+        });
         from_vec(y, &data.layout().shape().to_vec())
     }
 
@@ -389,11 +398,36 @@ impl KernelBackend for Flex {
         let (Some(z), Some(grad)) = (f32_data(&x), f32_data(&output_grad)) else {
             return fallback::activation_backward::<Flex>(x, output_grad, act);
         };
-        let mut dz = z.storage::<f32>().to_vec();
-        dz.par_chunks_mut(ELEMENTWISE_CHUNK)
-            .zip(grad.storage::<f32>().par_chunks(ELEMENTWISE_CHUNK))
-            .for_each(|(chunk, grad)| activation::backward(act, chunk, grad));
+        let (values, grad) = (z.storage::<f32>(), grad.storage::<f32>());
+        let (dz, _) = filled_in_parallel(values.len(), ELEMENTWISE_CHUNK, |index, dz| {
+            let start = index * ELEMENTWISE_CHUNK;
+            dz.copy_from_slice(&values[start..][..dz.len()]);
+            activation::backward(act, dz, &grad[start..][..dz.len()]);
+        });
         from_vec(dz, &z.layout().shape().to_vec())
+    }
+
+    fn kernel_adam_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let operands = [&param, &grad, &moment_1, &moment_2];
+        let shape = param.layout().shape();
+        let same_shape = operands.iter().all(|t| t.layout().shape() == shape);
+        let Some([Some(p), Some(g), Some(m), Some(v)]) = same_shape.then(|| operands.map(f32_data))
+        else {
+            return fallback::adam_step::<Flex>(param, grad, moment_1, moment_2, step);
+        };
+        let shape = p.layout().shape().to_vec();
+        let [p, m, v] = adam::step(p.storage(), g.storage(), m.storage(), v.storage(), &step);
+        (
+            from_vec(p, &shape),
+            from_vec(m, &shape),
+            from_vec(v, &shape),
+        )
     }
 
     fn kernel_matmul(op: MatrixProduct<Self>) -> FloatTensor<Self> {
@@ -409,7 +443,7 @@ impl KernelBackend for Flex {
         if lhs.cols != rhs.rows {
             return fallback::matmul::<Flex>(op);
         }
-        let mut product = vec![0.0f32; lhs.rows * rhs.cols];
+        let mut product = zeros(lhs.rows * rhs.cols);
         conv::matmul(&mut product, false, lhs, rhs);
         from_vec(product, &[lhs.rows, rhs.cols])
     }

@@ -380,11 +380,12 @@ pub fn group_norm_backward(
 mod tests {
     use super::*;
 
-    const ACTIVATIONS: [Activation; 4] = [
+    const ACTIVATIONS: [Activation; 5] = [
         Activation::Identity,
         Activation::Relu,
         Activation::LeakyRelu(0.2),
         Activation::Silu,
+        Activation::Tanh,
     ];
 
     fn norm_params<'a>(

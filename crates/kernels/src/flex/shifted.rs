@@ -263,15 +263,9 @@ fn forward_in(
     }
     if form == Sums::Pixels && direct::pixels_available() {
         let plane = oh * ow;
-        // [m, c, taps] -> [taps, c, m]
-        let mut by_tap = vec![0.0f32; weight.len()];
-        for (row, kernel) in weight.chunks_exact(taps).enumerate() {
-            let (o, ci) = (row / c, row % c);
-            for (tap, &value) in kernel.iter().enumerate() {
-                by_tap[(tap * c + ci) * m + o] = value;
-            }
-        }
-        let packed = direct::Packed::new(&by_tap, taps, c, m);
+        // W [m, c, taps] packed as [taps, c, m]
+        let packed =
+            direct::Packed::gathered(taps, c, m, |tap, ci, o| weight[(o * c + ci) * taps + tap]);
         return with_scratch([grid.columns * c], |[padded]| {
             let height = grid.per_image / grid.width;
             let padded_images = &mut padded[..grid.columns * c];
@@ -440,18 +434,18 @@ fn weight_grad_in(form: Sums, g: &ConvGeometry, images: &[f32], output_grad: &[f
             },
         )
     };
-    // -> [m, c, kh · kw]
-    let mut grad = vec![0.0f32; m * c * taps];
-    for (row, values) in grad.chunks_exact_mut(taps).enumerate() {
-        let (o, ci) = (row / c, row % c);
-        for (tap, value) in values.iter_mut().enumerate() {
-            *value = if channels_last {
-                by_tap[(tap * c + ci) * m + o]
-            } else {
-                by_tap[tap * m * c + row]
-            };
+    // -> [m, c, kh · kw], one filter per task
+    let (grad, _) = filled_in_parallel(m * c * taps, c * taps, |o, filter| {
+        for (ci, values) in filter.chunks_exact_mut(taps).enumerate() {
+            for (tap, value) in values.iter_mut().enumerate() {
+                *value = if channels_last {
+                    by_tap[(tap * c + ci) * m + o]
+                } else {
+                    by_tap[tap * m * c + o * c + ci]
+                };
+            }
         }
-    }
+    });
     grad
 }
 

@@ -89,19 +89,11 @@ pub fn forward(g: &ConvGeometry, images: &[f32], weight: &[f32], bias: Option<&[
     let height = s * (oh - 1) + kh;
     let width = (t * (ow - 1) + kw) / t;
     let (runs, channels) = (kw / t, t * c);
-    // W [m, c, kh, kw] -> [(i, q), (b, ci), m]
-    let mut by_tap = vec![0.0f32; weight.len()];
-    for (o, filter) in weight.chunks_exact(c * kh * kw).enumerate() {
-        for (ci, kernel) in filter.chunks_exact(kh * kw).enumerate() {
-            for (i, row) in kernel.chunks_exact(kw).enumerate() {
-                for (j, &value) in row.iter().enumerate() {
-                    let (tap, channel) = (i * runs + j / t, (j % t) * c + ci);
-                    by_tap[(tap * channels + channel) * m + o] = value;
-                }
-            }
-        }
-    }
-    let packed = Packed::new(&by_tap, kh * runs, channels, m);
+    // W [m, c, kh, kw] packed as [(i, q), (b, ci), m]: kernel column j = t·q + b.
+    let packed = Packed::gathered(kh * runs, channels, m, |tap, channel, o| {
+        let (i, j) = (tap / runs, t * (tap % runs) + channel / c);
+        weight[((o * c + channel % c) * kh + i) * kw + j]
+    });
     let shifts: Vec<usize> = (0..kh * runs)
         .map(|tap| (tap / runs) * width + tap % runs)
         .collect();
@@ -230,16 +222,16 @@ pub fn weight_grad(g: &ConvGeometry, images: &[f32], output_grad: &[f32]) -> Vec
         .map(|(sums, _, _)| sums)
         .reduce_with(sum)
         .unwrap_or_else(|| vec![0.0f32; taps * channels * m]);
-    // [(i, q), (ci, b), m] -> [m, c, kh, kw]
-    let mut grad = vec![0.0f32; m * c * kh * kw];
-    for (row, kernel) in grad.chunks_exact_mut(kh * kw).enumerate() {
-        let (o, ci) = (row / c, row % c);
-        for (index, value) in kernel.iter_mut().enumerate() {
-            let (i, j) = (index / kw, index % kw);
-            let tap = i * runs + j / t;
-            *value = by_tap[(tap * channels + ci * t + j % t) * m + o];
+    // [(i, q), (ci, b), m] -> [m, c, kh, kw], one filter per task
+    let (grad, _) = filled_in_parallel(m * c * kh * kw, c * kh * kw, |o, filter| {
+        for (row, kernel) in filter.chunks_exact_mut(kh * kw).enumerate() {
+            for (index, value) in kernel.iter_mut().enumerate() {
+                let (i, j) = (index / kw, index % kw);
+                let tap = i * runs + j / t;
+                *value = by_tap[(tap * channels + row * t + j % t) * m + o];
+            }
         }
-    }
+    });
     grad
 }
 
@@ -273,18 +265,14 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
         first..end.max(first)
     };
     let phases: Vec<Phase> = (0..s * t)
+        .into_par_iter()
         .map(|phase| {
             let (a, b) = (phase / t, phase % t);
-            // W [m, c, kh, kw] -> [(p, q), m, c] at kernel rows s·p + a, columns t·q + b
-            let mut by_tap = vec![0.0f32; rows * runs * m * c];
-            for (o, filter) in weight.chunks_exact(c * kh * kw).enumerate() {
-                for (ci, kernel) in filter.chunks_exact(kh * kw).enumerate() {
-                    for tap in 0..rows * runs {
-                        let (i, j) = (s * (tap / runs) + a, t * (tap % runs) + b);
-                        by_tap[(tap * m + o) * c + ci] = kernel[i * kw + j];
-                    }
-                }
-            }
+            // W [m, c, kh, kw] packed as [(p, q), m, c] at kernel rows s·p + a, columns t·q + b
+            let weights = Packed::gathered(rows * runs, m, c, |tap, o, ci| {
+                let (i, j) = (s * (tap / runs) + a, t * (tap % runs) + b);
+                weight[((o * c + ci) * kh + i) * kw + j]
+            });
             let shifts = (0..rows * runs)
                 .map(|tap| (rows - 1 - tap / runs) * width + runs - 1 - tap % runs)
                 .collect();
@@ -298,7 +286,7 @@ pub fn image_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f
                 })
                 .collect();
             Phase {
-                weights: Packed::new(&by_tap, rows * runs, m, c),
+                weights,
                 shifts,
                 pixels,
             }
