@@ -125,6 +125,17 @@ pub struct AdamStep {
     pub time: usize,
 }
 
+/// One Adam step of `param`: its gradient and its two moments before the step, all of `param`'s
+/// shape, with the step's settings.
+#[derive(ExtensionType, Debug, Clone)]
+pub struct AdamUpdate<B: Backend> {
+    pub param: FloatTensor<B>,
+    pub grad: FloatTensor<B>,
+    pub moment_1: FloatTensor<B>,
+    pub moment_2: FloatTensor<B>,
+    pub step: AdamStep,
+}
+
 impl AdamStep {
     /// `(√(1 − β₂ᵗ), √(1 − β₂ᵗ) / (1 − β₁ᵗ))`: the square root of the second moment's bias
     /// correction, and the factor of the first moment that carries both corrections.
@@ -206,13 +217,9 @@ pub trait KernelBackend: Backend {
 
     /// One Adam step: the parameter and its two moments after it ([`crate::adam_step`]).
     fn kernel_adam_step(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        moment_1: FloatTensor<Self>,
-        moment_2: FloatTensor<Self>,
-        step: AdamStep,
+        #[extension_type] update: AdamUpdate<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        fallback::adam_step::<Self>(param, grad, moment_1, moment_2, step)
+        fallback::adam_step::<Self>(update)
     }
 }
 
@@ -391,19 +398,15 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
 
     /// An optimizer's step, outside the graph: the results are constants.
     fn kernel_adam_step(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        moment_1: FloatTensor<Self>,
-        moment_2: FloatTensor<Self>,
-        step: AdamStep,
+        update: AdamUpdate<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (param, moment_1, moment_2) = B::kernel_adam_step(
-            param.into_primitive(),
-            grad.into_primitive(),
-            moment_1.into_primitive(),
-            moment_2.into_primitive(),
-            step,
-        );
+        let (param, moment_1, moment_2) = B::kernel_adam_step(AdamUpdate {
+            param: update.param.into_primitive(),
+            grad: update.grad.into_primitive(),
+            moment_1: update.moment_1.into_primitive(),
+            moment_2: update.moment_2.into_primitive(),
+            step: update.step,
+        });
         let constant = <FloatTensor<Self>>::new;
         (constant(param), constant(moment_1), constant(moment_2))
     }

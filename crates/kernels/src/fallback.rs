@@ -8,7 +8,8 @@ use burn::tensor::Shape;
 
 use crate::Activation;
 use crate::backend::{
-    AdamStep, ConvKind, ConvOperand, Convolution, MatrixProduct, NormKind, NormStats, Normalization,
+    AdamStep, AdamUpdate, ConvKind, ConvOperand, Convolution, MatrixProduct, NormKind, NormStats,
+    Normalization,
 };
 
 /// `act(z)`.
@@ -56,12 +57,15 @@ pub fn activation_backward<B: Backend>(
 
 /// One Adam step in burn's ops, in the order of burn's own Adam.
 pub fn adam_step<B: Backend>(
-    param: FloatTensor<B>,
-    grad: FloatTensor<B>,
-    moment_1: FloatTensor<B>,
-    moment_2: FloatTensor<B>,
-    step: AdamStep,
+    update: AdamUpdate<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let AdamUpdate {
+        param,
+        grad,
+        moment_1,
+        moment_2,
+        step,
+    } = update;
     let AdamStep {
         learning_rate,
         beta_1,

@@ -37,8 +37,8 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 pub use backend::{
-    AdamStep, ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind,
-    NormStats, Normalization,
+    AdamStep, AdamUpdate, ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct,
+    NormKind, NormStats, Normalization,
 };
 
 /// The activation fused into [`batch_norm_train`] and [`group_norm`].
@@ -178,13 +178,13 @@ pub fn adam_step<const D: usize>(
     moment_2: Tensor<D>,
     step: AdamStep,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    let (param, moment_1, moment_2) = Dispatch::kernel_adam_step(
-        param.into_dispatch(),
-        grad.into_dispatch(),
-        moment_1.into_dispatch(),
-        moment_2.into_dispatch(),
+    let (param, moment_1, moment_2) = Dispatch::kernel_adam_step(AdamUpdate {
+        param: param.into_dispatch(),
+        grad: grad.into_dispatch(),
+        moment_1: moment_1.into_dispatch(),
+        moment_2: moment_2.into_dispatch(),
         step,
-    );
+    });
     (
         Tensor::from_dispatch(param),
         Tensor::from_dispatch(moment_1),

@@ -20,7 +20,7 @@ use burn_flex::{FlexTensor, Layout};
 
 use crate::Activation;
 use crate::backend::{
-    AdamStep, ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind,
+    AdamUpdate, ConvKind, ConvOperand, Convolution, KernelBackend, MatrixProduct, NormKind,
     NormStats, Normalization,
 };
 use crate::fallback;
@@ -64,6 +64,34 @@ fn filled_in_parallel<T: Send>(
     (data, returned)
 }
 
+/// `len` floats, piece `index` of them (`piece` floats, the last one shorter) copied from
+/// `source(index, piece_len)` and then passed to `update(index, piece)`, on the rayon threads:
+/// for passes that start from a copy, which [`filled_in_parallel`] would zero first.
+fn copied_in_parallel<'s>(
+    len: usize,
+    piece: usize,
+    source: impl Fn(usize, usize) -> &'s [f32] + Sync,
+    update: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut data = Vec::with_capacity(len);
+    data.spare_capacity_mut()[..len]
+        .par_chunks_mut(piece.max(1))
+        .enumerate()
+        .for_each(|(index, piece)| {
+            let source = source(index, piece.len());
+            assert_eq!(source.len(), piece.len(), "piece {index} of the source");
+            for (float, value) in piece.iter_mut().zip(source) {
+                float.write(*value);
+            }
+            // SAFETY: every float of the piece has just been written.
+            let piece = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            update(index, piece);
+        });
+    // SAFETY: the pieces cover `..len`, and each was written before `for_each` returned.
+    unsafe { data.set_len(len) };
+    data
+}
+
 /// `len` zeros, written piece by piece on the rayon threads (see [`filled_in_parallel`]): for
 /// outputs that are accumulated into, or written in an order of their own.
 fn zeros(len: usize) -> Vec<f32> {
@@ -89,9 +117,12 @@ fn f32_data(tensor: &FlexTensor) -> Option<FlexTensor> {
     let run = blocks.block_len();
     let starts: Vec<usize> = blocks.block_starts().collect();
     let source = tensor.storage::<f32>();
-    let (data, _) = filled_in_parallel(layout.num_elements(), run, |index, dst| {
-        dst.copy_from_slice(&source[starts[index]..][..run]);
-    });
+    let data = copied_in_parallel(
+        layout.num_elements(),
+        run,
+        |index, len| &source[starts[index]..][..len],
+        |_, _| (),
+    );
     Some(from_vec(data, layout.shape()))
 }
 
@@ -383,10 +414,12 @@ impl KernelBackend for Flex {
             return fallback::activation::<Flex>(x, act);
         };
         let z = data.storage::<f32>();
-        let (y, _) = filled_in_parallel(z.len(), ELEMENTWISE_CHUNK, |index, y| {
-            y.copy_from_slice(&z[index * ELEMENTWISE_CHUNK..][..y.len()]);
-            activation::apply(act, y);
-        });
+        let y = copied_in_parallel(
+            z.len(),
+            ELEMENTWISE_CHUNK,
+            |index, len| &z[index * ELEMENTWISE_CHUNK..][..len],
+            |_, y| activation::apply(act, y),
+        );
         from_vec(y, &data.layout().shape().to_vec())
     }
 
@@ -399,30 +432,35 @@ impl KernelBackend for Flex {
             return fallback::activation_backward::<Flex>(x, output_grad, act);
         };
         let (values, grad) = (z.storage::<f32>(), grad.storage::<f32>());
-        let (dz, _) = filled_in_parallel(values.len(), ELEMENTWISE_CHUNK, |index, dz| {
-            let start = index * ELEMENTWISE_CHUNK;
-            dz.copy_from_slice(&values[start..][..dz.len()]);
-            activation::backward(act, dz, &grad[start..][..dz.len()]);
-        });
+        let at =
+            |index: usize, len: usize| index * ELEMENTWISE_CHUNK..index * ELEMENTWISE_CHUNK + len;
+        let dz = copied_in_parallel(
+            values.len(),
+            ELEMENTWISE_CHUNK,
+            |index, len| &values[at(index, len)],
+            |index, dz| activation::backward(act, dz, &grad[at(index, dz.len())]),
+        );
         from_vec(dz, &z.layout().shape().to_vec())
     }
 
     fn kernel_adam_step(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        moment_1: FloatTensor<Self>,
-        moment_2: FloatTensor<Self>,
-        step: AdamStep,
+        update: AdamUpdate<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let operands = [&param, &grad, &moment_1, &moment_2];
-        let shape = param.layout().shape();
+        let operands = [
+            &update.param,
+            &update.grad,
+            &update.moment_1,
+            &update.moment_2,
+        ];
+        let shape = update.param.layout().shape();
         let same_shape = operands.iter().all(|t| t.layout().shape() == shape);
         let Some([Some(p), Some(g), Some(m), Some(v)]) = same_shape.then(|| operands.map(f32_data))
         else {
-            return fallback::adam_step::<Flex>(param, grad, moment_1, moment_2, step);
+            return fallback::adam_step::<Flex>(update);
         };
         let shape = p.layout().shape().to_vec();
-        let [p, m, v] = adam::step(p.storage(), g.storage(), m.storage(), v.storage(), &step);
+        let step = &update.step;
+        let [p, m, v] = adam::step(p.storage(), g.storage(), m.storage(), v.storage(), step);
         (
             from_vec(p, &shape),
             from_vec(m, &shape),
@@ -476,6 +514,20 @@ mod tests {
         assert_eq!(returned, [(0, 3), (1, 3), (2, 3), (3, 1)]);
         let (empty, none) = filled_in_parallel(0, 0, |_, _| ());
         assert!(empty.is_empty() && none.is_empty());
+    }
+
+    #[test]
+    fn each_piece_is_copied_from_its_source_before_it_is_updated() {
+        let source: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let data = copied_in_parallel(
+            10,
+            4,
+            |index, len| &source[index * 4..][..len],
+            |index, piece| piece[0] += 100.0 * (index + 1) as f32,
+        );
+        let expected = [100.0, 1.0, 2.0, 3.0, 204.0, 5.0, 6.0, 7.0, 308.0, 9.0];
+        assert_eq!(data, expected);
+        assert!(copied_in_parallel(0, 0, |_, _| &source[..0], |_, _| ()).is_empty());
     }
 
     fn counting(shape: &[usize]) -> FlexTensor {
