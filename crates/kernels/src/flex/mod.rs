@@ -48,48 +48,55 @@ fn filled_in_parallel<T: Send>(
     piece: usize,
     fill: impl Fn(usize, &mut [f32]) -> T + Sync,
 ) -> (Vec<f32>, Vec<T>) {
-    let mut data = Vec::with_capacity(len);
-    let returned = data.spare_capacity_mut()[..len]
-        .par_chunks_mut(piece.max(1))
-        .enumerate()
-        .map(|(index, piece)| {
-            piece.fill(MaybeUninit::new(0.0));
-            // SAFETY: every float of the piece has just been written.
-            let piece = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(index, piece)
-        })
-        .collect();
-    // SAFETY: the pieces cover `..len`, and each was zeroed before `collect` returned.
-    unsafe { data.set_len(len) };
-    (data, returned)
+    written_in_parallel(
+        len,
+        piece,
+        |_, piece| piece.fill(MaybeUninit::new(0.0)),
+        fill,
+    )
 }
 
-/// `len` floats, piece `index` of them (`piece` floats, the last one shorter) copied from
-/// `source(index, piece_len)` and then passed to `update(index, piece)`, on the rayon threads:
-/// for passes that start from a copy, which [`filled_in_parallel`] would zero first.
+/// `len` floats, piece `index` of them copied from `source(index, piece_len)` and then passed to
+/// `update(index, piece)`, on the rayon threads: for passes that start from a copy, which
+/// [`filled_in_parallel`] would zero first.
 fn copied_in_parallel<'s>(
     len: usize,
     piece: usize,
     source: impl Fn(usize, usize) -> &'s [f32] + Sync,
     update: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
+    let copy = |index: usize, piece: &mut [MaybeUninit<f32>]| {
+        let source = source(index, piece.len());
+        assert_eq!(source.len(), piece.len(), "piece {index} of the source");
+        for (float, value) in piece.iter_mut().zip(source) {
+            float.write(*value);
+        }
+    };
+    written_in_parallel(len, piece, copy, update).0
+}
+
+/// The pieces of [`filled_in_parallel`] and [`copied_in_parallel`]: each written in full by
+/// `init` (which must write every float of it), then passed to `fill`.
+fn written_in_parallel<T: Send>(
+    len: usize,
+    piece: usize,
+    init: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+    fill: impl Fn(usize, &mut [f32]) -> T + Sync,
+) -> (Vec<f32>, Vec<T>) {
     let mut data = Vec::with_capacity(len);
-    data.spare_capacity_mut()[..len]
+    let returned = data.spare_capacity_mut()[..len]
         .par_chunks_mut(piece.max(1))
         .enumerate()
-        .for_each(|(index, piece)| {
-            let source = source(index, piece.len());
-            assert_eq!(source.len(), piece.len(), "piece {index} of the source");
-            for (float, value) in piece.iter_mut().zip(source) {
-                float.write(*value);
-            }
-            // SAFETY: every float of the piece has just been written.
+        .map(|(index, piece)| {
+            init(index, piece);
+            // SAFETY: `init` has written every float of the piece.
             let piece = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            update(index, piece);
-        });
-    // SAFETY: the pieces cover `..len`, and each was written before `for_each` returned.
+            fill(index, piece)
+        })
+        .collect();
+    // SAFETY: the pieces cover `..len`, and each was written before `collect` returned.
     unsafe { data.set_len(len) };
-    data
+    (data, returned)
 }
 
 /// `len` zeros, written piece by piece on the rayon threads (see [`filled_in_parallel`]): for
