@@ -1,13 +1,15 @@
-//! Each kernel of `genmodels-kernels` against burn's own op and PyTorch's, on the CPU, at the
-//! shapes of the project's networks (batch 128).
+//! Each kernel of `genmodels-kernels` against burn's own op and PyTorch's, at the shapes of the
+//! project's networks (batch 128), on the CPU (flex against PyTorch CPU) or on a GPU (wgpu
+//! against PyTorch CUDA).
 //!
 //! ```text
-//! cargo bench --profile dev --bench kernels -- [--runs 5] [--warmup 2] [--python PATH] [--filter conv]
+//! cargo bench --profile dev --bench kernels -- [--backend flex|wgpu] [--runs 5] [--warmup 2]
+//!                                              [--python PATH] [--filter conv]
 //! ```
 //!
 //! A measurement is the forward pass and the backward pass of `L = Σ y · r` (every input
-//! requiring a gradient) on flex with autodiff, the median of `--runs` runs after `--warmup`,
-//! the device synchronised before the clock stops. `benches/pytorch_ops.py` times the same
+//! requiring a gradient) with autodiff, the median of `--runs` runs after `--warmup`, the
+//! device synchronised before the clock stops. `benches/pytorch_ops.py` times the same
 //! functions in PyTorch. GFLOP/s counts the three GEMM-shaped passes of a convolution (forward,
 //! input gradient, weight gradient: 2 · batch · out_channels · patch · pixels flops each).
 
@@ -39,9 +41,19 @@ struct Cli {
     /// Only the cases whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
+    /// Where to run: flex (beside PyTorch on the CPU) or wgpu's default adapter (beside
+    /// PyTorch CUDA).
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Flex,
+    Wgpu,
 }
 
 #[derive(Clone, Copy)]
@@ -279,6 +291,11 @@ fn pytorch(cli: &Cli, cases: &[Case]) -> Result<Option<Vec<f64>>> {
             &cli.runs.to_string(),
             "--warmup",
             &cli.warmup.to_string(),
+            "--device",
+            match cli.backend {
+                Backend::Flex => "cpu",
+                Backend::Wgpu => "cuda",
+            },
         ])
         .arg("--cases")
         .args(cases.iter().map(Case::pytorch_spec))
@@ -315,7 +332,11 @@ fn main() -> Result<()> {
                 .is_none_or(|f| c.name.contains(f.as_str()))
         })
         .collect();
-    let device = Device::flex().autodiff();
+    let (device, name) = match cli.backend {
+        Backend::Flex => (Device::flex(), "flex"),
+        Backend::Wgpu => (Device::wgpu(DeviceKind::DefaultDevice), "wgpu"),
+    };
+    let device = device.autodiff();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -338,7 +359,7 @@ fn main() -> Result<()> {
     }
     let torch = pytorch(&cli, &cases)?;
     println!(
-        "| op | burn flex ms | genmodels-kernels ms | PyTorch ms | kernels / burn speed | kernels / PyTorch speed | kernels GFLOP/s |"
+        "| op | burn {name} ms | genmodels-kernels ms | PyTorch ms | kernels / burn speed | kernels / PyTorch speed | kernels GFLOP/s |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (i, (case, (burn_s, ours_s))) in cases.iter().zip(&rows).enumerate() {

@@ -1,4 +1,5 @@
-"""The single operations of `benches/kernels.rs`, timed in PyTorch on the CPU the same way.
+"""The single operations of `benches/kernels.rs`, timed in PyTorch the same way, on the CPU or
+on a CUDA GPU (`--device cuda`, synchronised before the clock stops).
 
 Each case is `op:shape...` as the Rust bench prints it (see `--cases`); each measurement is the
 forward pass and the backward pass of `L = sum(y * r)` with every input requiring a gradient,
@@ -7,6 +8,7 @@ the median of `--runs` runs after `--warmup`. Prints one JSON object per line:
     {"case": "...", "median_s": ..., "min_s": ..., "max_s": ..., "runs": 5}
 
 Usage: python3 benches/pytorch_ops.py --cases CASE [CASE ...] [--runs 5] [--warmup 2] [--threads N]
+                                      [--device cpu|cuda]
 """
 
 import argparse
@@ -19,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 
-def build(case):
-    """Inputs and the function of one case, e.g. `conv2d:128x64x14x14:128:4:2:1`."""
+def build(case, device):
+    """Inputs and the function of one case, e.g. `conv2d:128x64x14x14:128:4:2:1`, on `device`."""
+    torch.set_default_device(device)
     op, *fields = case.split(":")
     dims = [int(v) for v in fields[0].split("x")]
     if op in ("conv2d", "conv_transpose2d"):
@@ -62,15 +65,18 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     for case in args.cases:
-        f = build(case)
+        f = build(case, args.device)
         r = torch.randn_like(f())
         times = []
         for run in range(args.warmup + args.runs):
             start = time.perf_counter()
             (f() * r).sum().backward()
+            sync()
             if run >= args.warmup:
                 times.append(time.perf_counter() - start)
         print(json.dumps({"case": case, "median_s": statistics.median(times), "min_s": min(times),

@@ -15,9 +15,11 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
+use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::{ConvOptions, ConvTransposeOptions};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Cube, ExtensionType, NdArray, backend_extension};
+use burn::backend::{Backend, ExtensionType, NdArray, backend_extension};
+use burn::tensor::Shape;
 
 use crate::Activation;
 use crate::fallback;
@@ -65,6 +67,7 @@ impl NormKind {
 /// A normalisation of `x [batch, channels, ...]` with the per-channel scale γ (`gamma`) and
 /// shift β (`beta`), followed by `activation`: what its forward and backward passes take.
 #[derive(ExtensionType, Debug, Clone)]
+#[extension_type(fusion)]
 pub struct Normalization<B: Backend> {
     pub x: FloatTensor<B>,
     pub gamma: FloatTensor<B>,
@@ -107,6 +110,7 @@ impl<B: Backend> MatrixProduct<B> {
 /// the mean, and the spread as its kernels store it (BatchNorm: the biased variance per channel;
 /// GroupNorm: `1 / √(σ² + ε)` per `[batch, group]`).
 #[derive(ExtensionType, Debug, Clone)]
+#[extension_type(fusion)]
 pub struct NormStats<B: Backend> {
     pub mean: FloatTensor<B>,
     pub spread: FloatTensor<B>,
@@ -128,6 +132,7 @@ pub struct AdamStep {
 /// One Adam step of `param`: its gradient and its two moments before the step, all of `param`'s
 /// shape, with the step's settings.
 #[derive(ExtensionType, Debug, Clone)]
+#[extension_type(fusion)]
 pub struct AdamUpdate<B: Backend> {
     pub param: FloatTensor<B>,
     pub grad: FloatTensor<B>,
@@ -146,11 +151,46 @@ impl AdamStep {
     }
 }
 
+/// The shapes of a normalisation's output and statistics, for burn's fusion, which records the
+/// operation now and runs it later.
+fn norm_shapes(norm: &NormalizationMetadata) -> (TensorSpec, NormStatsMetadata) {
+    let shape = &norm.x.shape;
+    let stats = match norm.kind {
+        NormKind::Batch { .. } => Shape::new([shape[1]]),
+        NormKind::Group { groups, .. } => Shape::new([shape[0], groups]),
+    };
+    let stats = TensorSpec::new(stats, norm.x.dtype);
+    let stats = NormStatsMetadata {
+        mean: stats.clone(),
+        spread: stats,
+    };
+    (norm.x.clone(), stats)
+}
+
+/// The shapes of a normalisation's three gradients: those of `x`, `gamma` and `beta`.
+fn norm_backward_shapes(
+    norm: &NormalizationMetadata,
+    _: &NormStatsMetadata,
+    _: &TensorSpec,
+) -> (TensorSpec, TensorSpec, TensorSpec) {
+    (norm.x.clone(), norm.gamma.clone(), norm.beta.clone())
+}
+
+/// The shapes of an Adam step's three results: the parameter's.
+fn adam_shapes(update: &AdamUpdateMetadata) -> (TensorSpec, TensorSpec, TensorSpec) {
+    let param = update.param.clone();
+    (param.clone(), param.clone(), param)
+}
+
 /// The operations of this crate. The default bodies are burn's own ops, so that every backend
-/// computes the same numbers; flex overrides them with the kernels of [`crate::flex`].
-#[backend_extension(Flex, NdArray, Cube, Autodiff)]
+/// computes the same numbers; flex overrides them with the kernels of [`crate::flex`], CubeCL's
+/// runtimes (wgpu, cuda) the normalisations and Adam's step with those of [`crate::cube`]. Under
+/// burn's fusion, the composed operations stay composed (`#[fusion(default)]`: fusion sees burn's
+/// ops) and the kernels run as one recorded operation each.
+#[backend_extension(Flex, NdArray, Cube, Autodiff, Fusion)]
 pub trait KernelBackend: Backend {
     /// A 2-D convolution plus `bias`, as `burn::tensor::module::conv2d` (or `conv_transpose2d`).
+    #[fusion(default)]
     fn kernel_conv(
         #[extension_type] conv: Convolution<Self>,
         bias: FloatTensor<Self>,
@@ -160,6 +200,7 @@ pub trait KernelBackend: Backend {
 
     /// The gradient of [`kernel_conv`](Self::kernel_conv) with respect to `wrt`, from the
     /// gradient of its output.
+    #[fusion(default)]
     fn kernel_conv_backward(
         #[extension_type] conv: Convolution<Self>,
         output_grad: FloatTensor<Self>,
@@ -170,6 +211,7 @@ pub trait KernelBackend: Backend {
 
     /// The gradient of the bias of [`kernel_conv`](Self::kernel_conv), `Σ dY` over every axis
     /// of the output gradient but the channels, shaped as `bias`.
+    #[fusion(default)]
     fn kernel_conv_bias_backward(
         #[extension_type] conv: Convolution<Self>,
         bias: FloatTensor<Self>,
@@ -179,6 +221,7 @@ pub trait KernelBackend: Backend {
     }
 
     /// The normalisation and its activation: the output and the statistics.
+    #[fusion(meta = norm_shapes)]
     fn kernel_norm(
         #[extension_type] norm: Normalization<Self>,
     ) -> (FloatTensor<Self>, NormStats<Self>) {
@@ -187,6 +230,7 @@ pub trait KernelBackend: Backend {
 
     /// The gradients of [`kernel_norm`](Self::kernel_norm) with respect to `x`, `gamma` and
     /// `beta`, from the statistics it returned and the gradient of its output.
+    #[fusion(meta = norm_backward_shapes)]
     fn kernel_norm_backward(
         #[extension_type] norm: Normalization<Self>,
         #[extension_type] stats: NormStats<Self>,
@@ -196,12 +240,14 @@ pub trait KernelBackend: Backend {
     }
 
     /// `activation(x)`, element by element.
+    #[fusion(default)]
     fn kernel_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
         fallback::activation::<Self>(x, activation)
     }
 
     /// `output_grad · activation'(x)`: the gradient of [`kernel_activation`](Self::kernel_activation)
     /// at `x`.
+    #[fusion(default)]
     fn kernel_activation_backward(
         x: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
@@ -211,11 +257,13 @@ pub trait KernelBackend: Backend {
     }
 
     /// The matrix product, as `float_matmul` of the operands (transposed where asked).
+    #[fusion(default)]
     fn kernel_matmul(#[extension_type] product: MatrixProduct<Self>) -> FloatTensor<Self> {
         fallback::matmul::<Self>(product)
     }
 
     /// One Adam step: the parameter and its two moments after it ([`crate::adam_step`]).
+    #[fusion(meta = adam_shapes)]
     fn kernel_adam_step(
         #[extension_type] update: AdamUpdate<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
@@ -223,9 +271,9 @@ pub trait KernelBackend: Backend {
     }
 }
 
-// Backends without kernels of their own: burn's ops, through the default bodies.
+// ndarray has no kernels of its own: burn's ops, through the default bodies. (`Cube`, fused,
+// gets the implementation `#[backend_extension]` writes for `Fusion`, over [`crate::cube`]'s.)
 impl KernelBackend for NdArray {}
-impl KernelBackend for Cube {}
 
 #[derive(Debug)]
 struct ConvBackward;

@@ -20,14 +20,17 @@
 //! - [`adam_step`]: Adam's update of a parameter and its two moments in one pass (burn's Adam
 //!   takes a dozen, each allocating).
 //!
-//! On every other backend (ndarray, wgpu, cuda) the same functions run burn's own ops, so a
-//! network computes the same numbers everywhere. On an autodiff device each function is one node
+//! On CubeCL's runtimes (wgpu; cuda and rocm where they build) the normalisations and Adam's step
+//! are CubeCL kernels of their own ([`cube`]: a cube per row of statistics), and everything else
+//! is burn's autotuned, fused kernels. On every other backend (ndarray) the same functions run
+//! burn's own ops, so a network computes the same numbers everywhere. On an autodiff device each function is one node
 //! of the graph with a hand-written backward pass that calls the inner backend's gradient
 //! kernels. [`nn`] applies them to burn's `Linear`, `Conv2d`, `ConvTranspose2d`, `BatchNorm` and
 //! `GroupNorm` modules, so that networks keep their modules (and their records) and only change
 //! the call.
 
 mod backend;
+pub mod cube;
 mod fallback;
 pub mod flex;
 pub mod nn;

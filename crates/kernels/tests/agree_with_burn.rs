@@ -1,7 +1,9 @@
 //! Every kernel against burn's own composition of the same function: forward pass and the
 //! gradient of every input, on random inputs (drawn from a fixed seed), for the exact layers of
 //! the project's networks and for odd sizes, on flex (the kernels) and ndarray (burn's ops
-//! through the extension's routing).
+//! through the extension's routing); the normalisations and Adam's step also on wgpu (CubeCL
+//! kernels), where an adapter exists (lavapipe counts; `GENMODELS_REQUIRE_WGPU=1`, set in CI,
+//! makes a missing one a failure).
 //!
 //! Tolerance: the norm-wise relative error ‖ours − burn‖₂ / ‖burn‖₂ must stay below 1e-5 for
 //! every output and gradient. Both sides are f32 sums of up to a few thousand products taken in
@@ -21,6 +23,30 @@ fn devices() -> Vec<(&'static str, Device)> {
     #[allow(deprecated)] // ndarray stays for comparisons
     let ndarray = Device::ndarray();
     vec![("flex", Device::flex()), ("ndarray", ndarray)]
+}
+
+/// [`devices`] and, where a wgpu adapter exists, wgpu: the backends with kernels of their own
+/// for the normalisations and Adam's step.
+fn kernel_devices() -> Vec<(&'static str, Device)> {
+    use burn::tensor::wgpu::wgpu;
+    let mut devices = devices();
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(descriptor);
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+    if adapters.is_empty() {
+        assert!(
+            std::env::var("GENMODELS_REQUIRE_WGPU").is_err(),
+            "GENMODELS_REQUIRE_WGPU is set but no wgpu adapter exists"
+        );
+        eprintln!("skipping wgpu: no adapter on this machine");
+    } else {
+        devices.push((
+            "wgpu",
+            Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        ));
+    }
+    devices
 }
 
 fn values(data: TensorData) -> Vec<f64> {
@@ -378,7 +404,7 @@ fn check_batch_norm<const D: usize>(device_name: &str, device: &Device, shape: [
 
 #[test]
 fn batch_norm_and_its_gradients_match_burn() {
-    for (device_name, device) in devices() {
+    for (device_name, device) in kernel_devices() {
         // After the DCGAN generator's projection (2-D, many features) and after convolutions.
         check_batch_norm(device_name, &device, [16, 784]);
         check_batch_norm(device_name, &device, [8, 128, 7, 7]);
@@ -485,7 +511,7 @@ fn check_group_norm(device_name: &str, device: &Device, shape: [usize; 4], group
 
 #[test]
 fn group_norm_and_its_gradients_match_burn() {
-    for (device_name, device) in devices() {
+    for (device_name, device) in kernel_devices() {
         // The U-Net's residual blocks and attention (8 groups), and odd sizes.
         check_group_norm(device_name, &device, [4, 64, 14, 14], 8);
         check_group_norm(device_name, &device, [3, 128, 7, 7], 8);
@@ -615,6 +641,69 @@ fn activations_and_their_gradients_match_burn() {
                 let what = |t: &str| format!("{activation:?} on {shape:?} on {device_name}: {t}");
                 compare_runs(what, run);
             }
+        }
+    }
+}
+
+/// Three Adam steps with weight decay, against the update written out in burn's tensor ops
+/// (Kingma & Ba's Algorithm 1 with the bias corrections folded into the step size, as burn's Adam
+/// folds them).
+#[test]
+fn adam_steps_match_the_update_written_out() {
+    use genmodels_kernels::{AdamStep, adam_step};
+    for (device_name, device) in kernel_devices() {
+        reseed();
+        let shape = [37, 29];
+        let (mut param, mut m, mut v) = (random(shape, &device), None, None);
+        let mut expected = param.clone();
+        let (mut expected_m, mut expected_v) = (
+            Tensor::<2>::zeros(shape, &device),
+            Tensor::<2>::zeros(shape, &device),
+        );
+        for time in 1..=3 {
+            let grad = random(shape, &device);
+            let step = AdamStep {
+                learning_rate: 0.01,
+                beta_1: 0.5,
+                beta_2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.1,
+                time,
+            };
+            let zeros = || Tensor::<2>::zeros(shape, &device);
+            let (p, m1, m2) = adam_step(
+                param,
+                grad.clone(),
+                m.unwrap_or_else(zeros),
+                v.unwrap_or_else(zeros),
+                step,
+            );
+            (param, m, v) = (p, Some(m1), Some(m2));
+
+            let g = grad + expected.clone().mul_scalar(0.1);
+            expected_m = expected_m.mul_scalar(0.5) + g.clone().mul_scalar(0.5);
+            // 1 − β₂ of the f32 β₂ the step takes (0.999 is not one).
+            let one_minus_beta_2 = 1.0 - 0.999f32;
+            expected_v =
+                expected_v.mul_scalar(0.999) + (g.clone() * g).mul_scalar(one_minus_beta_2);
+            let bias_1 = 1.0 - 0.5f64.powi(time as i32);
+            let bias_2 = 1.0 - 0.999f64.powi(time as i32);
+            let m_hat = expected_m.clone().div_scalar(bias_1);
+            let v_hat = expected_v.clone().div_scalar(bias_2);
+            // ε·√(1 − β₂ᵗ) on √v is ε on √v̂: the same step.
+            expected = expected - (m_hat / (v_hat.sqrt().add_scalar(1e-8))).mul_scalar(0.01);
+            let what = |t: &str| format!("Adam step {time} on {device_name}: {t}");
+            assert_close(&what("parameter"), param.clone(), expected.clone());
+            assert_close(
+                &what("first moment"),
+                m.clone().unwrap(),
+                expected_m.clone(),
+            );
+            assert_close(
+                &what("second moment"),
+                v.clone().unwrap(),
+                expected_v.clone(),
+            );
         }
     }
 }
