@@ -5,13 +5,15 @@
 //! cargo bench --bench training                                   # flex (+ a hardware GPU)
 //! cargo bench --bench training -- --backends flex,ndarray,wgpu --models dcgan,vae
 //! cargo bench --bench training -- --python /path/to/venv/bin/python3
+//! cargo bench --bench training --features vulkan -- --backends wgpu   # SPIR-V kernels on Vulkan
 //! ```
 //!
 //! Every measurement runs in a fresh child process (this binary with `--case`), so the peak
 //! resident set it reports belongs to that measurement alone and one backend's pools cannot slow
 //! the next. Each figure is the median of `--runs` timed repetitions after `--warmup` untimed
 //! ones, the device synchronised before the clock stops. Writes `results.json` (raw figures and
-//! the machine), `results.md` (the table) and `images_per_s.png` into `--out`.
+//! the machine), `results.md` (the table) and `images_per_s.png` into `--out`, again after every
+//! row, so that a run stopped by a time limit keeps what it measured.
 
 /// The examples' global allocator, so that the timings are those of the examples.
 #[path = "../examples/common/mod.rs"]
@@ -211,6 +213,7 @@ fn run_all(cli: &Cli) -> Result<()> {
         );
     }
 
+    let machine = machine();
     let mut rows = Vec::new();
     for case in cases {
         print!(
@@ -240,6 +243,7 @@ fn run_all(cli: &Cli) -> Result<()> {
             error,
             pytorch: None,
         });
+        save(cli, &machine, &rows)?;
     }
     if torch {
         // PyTorch runs on the kind of device the row's backend runs on: its CPU build beside
@@ -251,18 +255,19 @@ fn run_all(cli: &Cli) -> Result<()> {
             TorchDevice,
             Option<PytorchMeasurement>,
         )> = Vec::new();
-        for row in &mut rows {
+        for index in 0..rows.len() {
+            let case = rows[index].case;
             let key = (
-                row.case.model,
-                row.case.workload,
-                row.case.batch,
-                TorchDevice::for_backend(row.case.backend),
+                case.model,
+                case.workload,
+                case.batch,
+                TorchDevice::for_backend(case.backend),
             );
             let found = done
                 .iter()
                 .find(|d| (d.0, d.1, d.2, d.3) == key)
                 .map(|d| d.4.clone());
-            row.pytorch = match found {
+            rows[index].pytorch = match found {
                 Some(measurement) => measurement,
                 None => {
                     let label = format!("torch-{}", key.3.name());
@@ -272,7 +277,7 @@ fn run_all(cli: &Cli) -> Result<()> {
                         workload_name(key.1),
                         key.2
                     );
-                    let measurement = measure_pytorch(&python, row.case, key.3, cli);
+                    let measurement = measure_pytorch(&python, case, key.3, cli);
                     match &measurement {
                         Ok(m) => println!(
                             "{:>10.1} ms  {:>8.1} img/s",
@@ -286,10 +291,22 @@ fn run_all(cli: &Cli) -> Result<()> {
                     measurement
                 }
             };
+            save(cli, &machine, &rows)?;
         }
     }
 
-    let machine = machine();
+    let table = save(cli, &machine, &rows)?;
+    println!("\n{table}");
+    println!(
+        "written: {0}/results.json, {0}/results.md, {0}/images_per_s.png",
+        cli.out.display()
+    );
+    Ok(())
+}
+
+/// Writes `results.json`, `results.md` and the plot for the rows measured so far, so that a run
+/// cut short by a time limit keeps them; returns the table.
+fn save(cli: &Cli, machine: &Machine, rows: &[Row]) -> Result<String> {
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
     let command: Vec<String> = std::env::args().collect();
     let json =
@@ -298,15 +315,10 @@ fn run_all(cli: &Cli) -> Result<()> {
         &cli.out.join("results.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
-    let table = markdown_table(&rows, &machine);
+    let table = markdown_table(rows, machine);
     write_atomic(&cli.out.join("results.md"), table.as_bytes())?;
-    plot(&rows, &cli.out.join("images_per_s.png"))?;
-    println!("\n{table}");
-    println!(
-        "written: {0}/results.json, {0}/results.md, {0}/images_per_s.png",
-        cli.out.display()
-    );
-    Ok(())
+    plot(rows, &cli.out.join("images_per_s.png"))?;
+    Ok(table)
 }
 
 fn cases(
@@ -356,10 +368,16 @@ fn measure_in_child(case: Case, cli: &Cli) -> Result<Measurement> {
         .output()?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!(
-            "{}",
-            stderr.lines().last().unwrap_or("the measurement failed")
-        );
+        let last_line = stderr.lines().last().unwrap_or("the measurement failed");
+        #[cfg(unix)]
+        let signal = std::os::unix::process::ExitStatusExt::signal(&output.status);
+        #[cfg(not(unix))]
+        let signal: Option<i32> = None;
+        match signal {
+            // A crash (in a GPU driver, say) leaves no message of its own on stderr.
+            Some(signal) => bail!("killed by signal {signal}; last line on stderr: {last_line}"),
+            None => bail!("{last_line}"),
+        }
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
@@ -680,7 +698,10 @@ fn machine() -> Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         gpu_adapters: wgpu_adapters()
             .iter()
-            .map(|a| format!("{} ({}, {:?})", a.name, a.backend, a.device_type))
+            .map(|a| {
+                let shaders = a.shader_language();
+                format!("{} ({}, {:?}, {shaders})", a.name, a.backend, a.device_type)
+            })
             .collect(),
         os: std::env::consts::OS.to_string(),
     }

@@ -67,6 +67,18 @@ impl AdapterSummary {
                 | wgpu::DeviceType::VirtualGpu
         )
     }
+
+    /// The language burn's kernels reach this adapter in: SPIR-V on a Vulkan adapter when the
+    /// build has the `vulkan` feature (cubecl then takes SPIR-V for every Vulkan device with
+    /// the Vulkan memory model and buffer device addresses, which every current driver has),
+    /// WGSL otherwise.
+    pub fn shader_language(&self) -> &'static str {
+        if cfg!(feature = "vulkan") && self.backend == "Vulkan" {
+            "SPIR-V"
+        } else {
+            "WGSL"
+        }
+    }
 }
 
 /// Lists the wgpu adapters of this machine without creating a device.
@@ -166,7 +178,12 @@ fn wgpu_device(adapter: &AdapterSummary) -> SelectedDevice {
     };
     SelectedDevice {
         device: Device::wgpu(kind),
-        description: format!("wgpu ({} via {}{software})", adapter.name, adapter.backend),
+        description: format!(
+            "wgpu ({} via {}, {} kernels{software})",
+            adapter.name,
+            adapter.backend,
+            adapter.shader_language()
+        ),
         backend: BackendChoice::Wgpu,
     }
 }
@@ -212,6 +229,23 @@ mod tests {
         let selected = select_device(BackendChoice::Auto).unwrap();
         let has_hardware = wgpu_adapters().iter().any(AdapterSummary::is_hardware);
         assert_eq!(selected.backend == BackendChoice::Wgpu, has_hardware);
+    }
+
+    #[test]
+    fn only_vulkan_adapters_of_a_vulkan_build_take_spirv() {
+        let adapter = |backend: &str| AdapterSummary {
+            name: "test".into(),
+            backend: backend.into(),
+            device_type: wgpu::DeviceType::DiscreteGpu,
+        };
+        assert_eq!(adapter("Metal").shader_language(), "WGSL");
+        assert_eq!(adapter("Dx12").shader_language(), "WGSL");
+        let vulkan = if cfg!(feature = "vulkan") {
+            "SPIR-V"
+        } else {
+            "WGSL"
+        };
+        assert_eq!(adapter("Vulkan").shader_language(), vulkan);
     }
 
     #[cfg(not(feature = "cuda"))]
